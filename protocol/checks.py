@@ -1,0 +1,112 @@
+"""Content checks for decoded messages, against the run's settings.
+
+The codec guarantees structure (types, fields, dtypes from the whitelist, sizes that
+match shapes). These functions check meaning: shapes that match the environment and
+the rollout length, actions inside the action space, finite and bounded numbers,
+gradients and weights that match the network. Each failure raises ``InvalidMessage``
+with a short ``reason`` that the learner logs and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from protocol.messages import Experience, Gradient, Weights
+from protocol.spec import RunSpec
+
+# Rewards beyond this magnitude are treated as corrupt input, not as a signal.
+MAX_ABS_REWARD = 1e6
+MAX_EPISODES_PER_BATCH = 1 << 20
+
+
+class InvalidMessage(ValueError):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _expect(arr: np.ndarray, name: str, dtype: str, shape: tuple[int, ...]) -> None:
+    if arr.dtype.str != dtype:
+        raise InvalidMessage("bad_dtype", f"{name} must be {dtype}, got {arr.dtype.str}")
+    if arr.shape != shape:
+        raise InvalidMessage("bad_shape", f"{name} must be {list(shape)}, got {list(arr.shape)}")
+
+
+def _finite(arr: np.ndarray, name: str) -> None:
+    if not np.isfinite(arr).all():
+        raise InvalidMessage("not_finite", name)
+
+
+def check_episodes(arrays: Mapping[str, np.ndarray]) -> None:
+    rets, lens = arrays.get("ep_returns"), arrays.get("ep_lengths")
+    if rets is None or lens is None:
+        raise InvalidMessage("missing_array", "ep_returns and ep_lengths are required")
+    k = rets.shape[0] if rets.ndim == 1 else -1
+    if k > MAX_EPISODES_PER_BATCH:
+        raise InvalidMessage("bad_shape", "too many episodes")
+    _expect(rets, "ep_returns", "<f8", (k,))
+    _expect(lens, "ep_lengths", "<i8", (k,))
+    _finite(rets, "ep_returns")
+    if (lens < 1).any():
+        raise InvalidMessage("out_of_range", "ep_lengths must be >= 1")
+
+
+def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
+    """Raise ``InvalidMessage`` unless ``msg`` is a rollout of this run; return the
+    number of valid transitions in it."""
+    a = msg.arrays
+    missing = Experience.ARRAYS - a.keys()
+    if missing:
+        raise InvalidMessage("missing_array", ",".join(sorted(missing)))
+    t, n = spec.rollout_len, num_envs
+    _expect(a["obs"], "obs", "<f4", (t + 1, n, *spec.obs_shape))
+    if spec.action_kind == "discrete":
+        _expect(a["actions"], "actions", "<i8", (t, n))
+        acts = a["actions"]
+        if acts.size and (acts.min() < 0 or acts.max() >= spec.action_n):
+            raise InvalidMessage("out_of_range", f"actions must be in [0, {spec.action_n})")
+    else:
+        _expect(a["actions"], "actions", "<f4", (t, n, *spec.action_shape))
+        _finite(a["actions"], "actions")
+    for name in ("logp", "rewards"):
+        _expect(a[name], name, "<f4", (t, n))
+    for name in ("terminated", "truncated", "valid"):
+        _expect(a[name], name, "|b1", (t, n))
+    _finite(a["obs"], "obs")
+    _finite(a["logp"], "logp")
+    _finite(a["rewards"], "rewards")
+    if np.abs(a["rewards"]).max(initial=0.0) > MAX_ABS_REWARD:
+        raise InvalidMessage("out_of_range", f"|reward| > {MAX_ABS_REWARD:g}")
+    check_episodes(a)
+    return int(a["valid"].sum())
+
+
+def check_params(
+    arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]], prefix: str = ""
+) -> None:
+    """Exactly the named parameters, float32, the right shapes, finite."""
+    names = {k for k in arrays if k.startswith(prefix) and k not in ("ep_returns", "ep_lengths")}
+    want = {prefix + k for k in shapes}
+    if names != want:
+        raise InvalidMessage(
+            "bad_params",
+            f"missing {sorted(want - names)[:4]} unexpected {sorted(names - want)[:4]}",
+        )
+    for name, shape in shapes.items():
+        arr = arrays[prefix + name]
+        _expect(arr, prefix + name, "<f4", tuple(shape))
+        _finite(arr, prefix + name)
+
+
+def check_gradient(msg: Gradient, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    check_params(msg.arrays, shapes, prefix="grad/")
+    check_episodes(msg.arrays)
+    if msg.env_steps < 0:
+        raise InvalidMessage("out_of_range", "env_steps must be >= 0")
+
+
+def check_weights(msg: Weights, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    check_params(msg.arrays, shapes)
