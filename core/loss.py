@@ -83,6 +83,8 @@ def a2c_loss(
     truncated: torch.Tensor,  # [T, N] bool
     valid: torch.Tensor,  # [T, N] bool
     cfg: LossConfig,
+    *,
+    normalize_advantages: bool = False,
 ) -> LossTerms:
     out, values = model(obs)  # [T+1, N, out], [T+1, N]
     adv, returns = advantages_and_returns(
@@ -94,6 +96,10 @@ def a2c_loss(
     logp = dist.log_prob(actions)  # [T, N]
     mask = valid.to(values.dtype)
     count = mask.sum().clamp(min=1.0)
+    if normalize_advantages:
+        mean = (adv * mask).sum() / count
+        std = (((adv - mean) * mask).pow(2).sum() / count).sqrt()
+        adv = (adv - mean) / (std + 1e-8) * mask
     # The advantage is a constant in the policy gradient (already detached above).
     policy_loss = -(logp * adv * mask).sum() / count
     value_loss = 0.5 * ((returns - values[:-1]).pow(2) * mask).sum() / count

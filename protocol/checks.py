@@ -88,7 +88,10 @@ def check_params(
     arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]], prefix: str = ""
 ) -> None:
     """Exactly the named parameters, float32, the right shapes, finite."""
-    names = {k for k in arrays if k.startswith(prefix) and k not in ("ep_returns", "ep_lengths")}
+    # A Gradient carries episode arrays beside its "grad/" family; a Weights message
+    # (no prefix) does not, so there a stray "ep_returns" is an unexpected parameter.
+    skip = ("ep_returns", "ep_lengths") if prefix else ()
+    names = {k for k in arrays if k.startswith(prefix) and k not in skip}
     want = {prefix + k for k in shapes}
     if names != want:
         raise InvalidMessage(

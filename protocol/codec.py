@@ -67,7 +67,9 @@ def encode(msg: Message) -> list:
     layout: list[list] = []
     if isinstance(msg, ArrayMessage):
         for name, arr in msg.arrays.items():
-            a = np.ascontiguousarray(arr)
+            # Not np.ascontiguousarray: it promotes a 0-d array to shape (1,), so a scalar
+            # array would come back with the wrong shape.
+            a = np.asarray(arr, order="C")
             if a.dtype.str not in DTYPES:
                 raise ValueError(f"array {name!r}: dtype {a.dtype.str} is not allowed on the wire")
             layout.append([name, a.dtype.str, list(a.shape)])
@@ -89,8 +91,13 @@ def _buffer(frame: Any) -> memoryview:
     # zmq.Frame (copy=False receive) exposes .buffer; bytes/memoryview come as they are.
     buf = getattr(frame, "buffer", frame)
     try:
-        return memoryview(buf).cast("B")
-    except TypeError as exc:  # not a buffer, or a multi-dimensional one
+        view = memoryview(buf)
+        # memoryview.cast refuses any view with a 0 in its shape, so an empty array
+        # passed in-process (decode(encode(msg)) with K = 0 episodes) needs its own case.
+        if view.nbytes == 0 and view.c_contiguous:
+            return memoryview(b"")
+        return view.cast("B")
+    except TypeError as exc:  # not a buffer, or a non-contiguous one
         raise DecodeError("bad_frame", "frame is not a byte buffer") from exc
 
 
@@ -125,8 +132,11 @@ def _check_fields(cls: type[Message], fields: Any, limits: Limits) -> dict:
     missing = expected.keys() - fields.keys()
     extra = fields.keys() - expected.keys()
     if missing or extra:
+        # Keys may be str or bytes (msgpack bin): sorting a mix raises TypeError, so
+        # sort their str() forms.
         raise DecodeError(
-            "bad_fields", f"missing {sorted(missing)[:8]} unexpected {sorted(extra)[:8]}"
+            "bad_fields",
+            f"missing {sorted(missing)[:8]} unexpected {sorted(map(str, extra))[:8]}",
         )
     out = {}
     for name, typ in expected.items():
@@ -193,7 +203,8 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     if header.keys() != {"v", "type", "fields", "arrays"}:
         raise DecodeError("bad_header", "header keys must be v, type, fields, arrays")
     version = header["v"]
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    # Exactly an int: True and 1.0 both compare equal to 1 but are not a schema version.
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise DecodeError(
             "schema_version",
             f"got {version if isinstance(version, int) else '?'}, expected {SCHEMA_VERSION}",

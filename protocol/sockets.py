@@ -222,3 +222,17 @@ def read_keypair(path: Path) -> tuple[bytes, bytes]:
     if secret is None:
         raise ValueError(f"{path} holds no secret key")
     return public, secret
+
+
+def load_actor_keys(directory: Path) -> tuple[str, CurveKeys]:
+    """An actor's key directory (made by ``make keys``): ``learner.key`` (the learner's
+    public key) and exactly one ``NAME.key_secret`` (this actor's pair). Returns
+    (NAME, keys); NAME is the identity the learner knows this key by."""
+    secrets = sorted(p for p in directory.glob("*.key_secret") if p.name != "learner.key_secret")
+    if len(secrets) != 1:
+        raise ValueError(f"{directory} must hold exactly one actor *.key_secret, found {len(secrets)}")
+    server = directory / "learner.key"
+    if not server.is_file():
+        raise ValueError(f"{directory} lacks learner.key (the learner's public key)")
+    public, secret = read_keypair(secrets[0])
+    return secrets[0].name[: -len(".key_secret")], CurveKeys(public, secret, read_public(server))

@@ -1,0 +1,157 @@
+"""Rollout collection from a gymnasium vector env: no sockets, no torch.
+
+``RolloutCollector.collect(act)`` steps the envs T times with actions from ``act`` and
+returns the arrays of one Experience message (layout in core/loss.py and
+protocol/messages.py). It keeps the state that spans rollouts: the current
+observation, which envs autoreset on their next step, and the running return and
+length of each episode.
+
+Under gymnasium's next-step autoreset the step after ``terminated``/``truncated``
+ignores its action and returns the reset observation with reward 0: that step is
+marked ``valid = False`` and counts toward no episode.
+
+An env that raises in ``step`` (or in the reset inside it) costs the episodes in
+progress, not the actor: the vector env is reset, the failed step is marked invalid,
+the step before it is marked truncated (so its value is bootstrapped, not carried
+through the reset), and ``EnvFailure`` is raised only after ``max_failures`` failing
+rollouts in a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+# act(obs [N, *obs_shape]) -> (actions [N] or [N, *act_shape], logp [N])
+ActFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class EnvFailure(RuntimeError):
+    """The environment kept raising; the actor cannot make progress."""
+
+
+@dataclass
+class CollectorStats:
+    env_steps: int = 0  # valid transitions
+    episodes: int = 0
+    env_errors: int = 0
+    episodes_lost: int = 0  # in-progress episodes discarded by an env error
+
+
+class RolloutCollector:
+    def __init__(
+        self,
+        envs,
+        rollout_len: int,
+        *,
+        action_dtype: np.dtype,
+        action_shape: tuple[int, ...] = (),
+        seed: int | None = None,
+        max_failures: int = 5,
+        on_env_error: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        self.envs = envs
+        self.t_len = rollout_len
+        self.n = envs.num_envs
+        self.obs_shape = tuple(envs.single_observation_space.shape)
+        self.action_dtype = np.dtype(action_dtype)
+        self.action_shape = tuple(action_shape)
+        self.max_failures = max_failures
+        self.on_env_error = on_env_error
+        self.stats = CollectorStats()
+        self._failures_in_a_row = 0
+        self._seed = seed
+        self._reset(seed)
+
+    def _reset(self, seed: int | None) -> None:
+        obs, _ = self.envs.reset(seed=seed)
+        self.obs = np.asarray(obs, dtype=np.float32)  # [N, *obs]
+        self.autoreset = np.zeros(self.n, dtype=bool)  # next step is an autoreset step
+        self.ep_return = np.zeros(self.n, dtype=np.float64)
+        self.ep_len = np.zeros(self.n, dtype=np.int64)
+
+    def _recover(self, where: str, exc: BaseException) -> None:
+        self.stats.env_errors += 1
+        self.stats.episodes_lost += int((self.ep_len > 0).sum())
+        if self.on_env_error is not None:
+            self.on_env_error(where, exc)
+        for attempt in range(self.max_failures):
+            try:
+                # A fresh seed: replaying the seed that led here may raise again.
+                seed = (
+                    None
+                    if self._seed is None
+                    else self._seed + 7919 * (self.stats.env_errors + attempt)
+                )
+                self._reset(seed)
+                return
+            except Exception as reset_exc:  # noqa: BLE001 - any env error is the env's
+                self.stats.env_errors += 1
+                if self.on_env_error is not None:
+                    self.on_env_error("reset", reset_exc)
+        raise EnvFailure(f"environment reset failed {self.max_failures} times in a row") from exc
+
+    def collect(self, act: ActFn) -> dict[str, np.ndarray]:
+        t_len, n = self.t_len, self.n
+        # Fresh arrays every rollout: the previous ones may still be in flight
+        # (ZeroMQ sends large frames without copying).
+        obs = np.empty((t_len + 1, n, *self.obs_shape), dtype=np.float32)  # [T+1, N, *obs]
+        actions = np.empty((t_len, n, *self.action_shape), dtype=self.action_dtype)  # [T, N, *act]
+        logp = np.empty((t_len, n), dtype=np.float32)
+        rewards = np.zeros((t_len, n), dtype=np.float32)
+        terminated = np.zeros((t_len, n), dtype=bool)
+        truncated = np.zeros((t_len, n), dtype=bool)
+        valid = np.empty((t_len, n), dtype=bool)
+        ep_returns: list[np.ndarray] = []
+        ep_lengths: list[np.ndarray] = []
+        failed = False
+        for t in range(t_len):
+            obs[t] = self.obs
+            a, lp = act(self.obs)
+            actions[t] = a
+            logp[t] = lp
+            valid[t] = ~self.autoreset
+            try:
+                next_obs, r, term, trunc, _ = self.envs.step(a)
+            except Exception as exc:  # noqa: BLE001 - any env error is the env's
+                failed = True
+                valid[t] = False
+                if t > 0:
+                    truncated[t - 1] |= valid[t - 1] & ~terminated[t - 1]
+                self._recover("step", exc)
+                continue
+            step_valid = valid[t]
+            rewards[t] = np.where(step_valid, r, 0.0)
+            terminated[t] = term & step_valid
+            truncated[t] = trunc & step_valid
+            self.ep_return += rewards[t]
+            self.ep_len += step_valid
+            done = terminated[t] | truncated[t]
+            if done.any():
+                ep_returns.append(self.ep_return[done].copy())
+                ep_lengths.append(self.ep_len[done].copy())
+                self.ep_return[done] = 0.0
+                self.ep_len[done] = 0
+            self.autoreset = done
+            self.obs = np.asarray(next_obs, dtype=np.float32)
+        obs[t_len] = self.obs
+        self._failures_in_a_row = self._failures_in_a_row + 1 if failed else 0
+        if self._failures_in_a_row >= self.max_failures:
+            raise EnvFailure(f"environment raised in {self._failures_in_a_row} rollouts in a row")
+        rets = np.concatenate(ep_returns) if ep_returns else np.zeros(0, dtype=np.float64)
+        lens = np.concatenate(ep_lengths) if ep_lengths else np.zeros(0, dtype=np.int64)
+        self.stats.env_steps += int(valid.sum())
+        self.stats.episodes += len(rets)
+        return {
+            "obs": obs,
+            "actions": actions,
+            "logp": logp,
+            "rewards": rewards,
+            "terminated": terminated,
+            "truncated": truncated,
+            "valid": valid,
+            "ep_returns": rets,
+            "ep_lengths": lens,
+        }

@@ -1,0 +1,79 @@
+"""Command lines from frozen config dataclasses.
+
+Each config field carries its help line in ``metadata["help"]``; ``build_parser``
+turns the fields into ``--kebab-case`` flags with their defaults shown, and
+``parse_config`` builds the frozen config (whose ``__post_init__`` checks cross-field
+rules). A bad value exits with argparse's usage error and the config's own message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+
+def arg(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - mirrors argparse
+    """A config field with a help line (and optional argparse extras, e.g. choices)."""
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(scalar type, optional?) for int | None style annotations."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init or "help" not in f.metadata:
+            continue
+        tp, optional = _base_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"help": f.metadata["help"], "default": f.default, "dest": f.name}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        if tp is bool:
+            kwargs["type"] = _bool
+            kwargs["metavar"] = "{true,false}"
+        elif typing.get_origin(tp) is tuple:
+            inner = typing.get_args(tp)[0]
+            kwargs["type"] = lambda s, inner=inner: tuple(inner(x) for x in s.split(",") if x)
+            kwargs["metavar"] = "A,B,..."
+        elif tp in (int, float, str):
+            kwargs["type"] = tp
+        else:
+            kwargs["type"] = tp
+        if optional:
+            kwargs["help"] += " (unset: none)"
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def parse_config(cls: type[C], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> C:
+    ns = parser.parse_args(argv)
+    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
+        raise  # unreachable: parser.error exits

@@ -1,0 +1,1 @@
+"""The learner role: batches experience from actors, updates the network, publishes weights."""

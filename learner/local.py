@@ -1,0 +1,76 @@
+"""Local actor processes for one-machine runs (``--actors N``).
+
+Each actor is a real ``python -m actor`` process connected to the learner over
+127.0.0.1, exactly like an actor on another host; nothing is shared in memory. The
+owner starts them after the learner has bound its sockets and stops them on exit:
+first the learner's Shutdown, then SIGTERM, then SIGKILL, each with a bounded wait.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class LocalActors:
+    def __init__(
+        self,
+        count: int,
+        endpoint: str,
+        run_dir: Path,
+        *,
+        log_level: str = "info",
+        keys_dirs: list[Path] | None = None,
+    ) -> None:
+        self.count = count
+        self.endpoint = endpoint
+        self.run_dir = run_dir
+        self.log_level = log_level
+        self.keys_dirs = keys_dirs or []
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for i in range(self.count):
+            cmd = [
+                sys.executable,
+                "-m",
+                "actor",
+                "--learner",
+                self.endpoint,
+                "--actor-id",
+                f"local-{i}",
+                "--run-dir",
+                str(self.run_dir),
+                "--log-level",
+                self.log_level,
+            ]
+            if self.keys_dirs:
+                cmd += ["--keys", str(self.keys_dirs[i % len(self.keys_dirs)])]
+                cmd[cmd.index("--actor-id") : cmd.index("--actor-id") + 2] = []
+            # Console output of local actors goes to their log file only; the learner's
+            # console stays readable. stderr is kept for crashes before logging starts.
+            err = open(self.run_dir / f"actor-local-{i}.stderr", "wb")  # noqa: SIM115 - owned by the child
+            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env))
+            err.close()
+
+    def poll(self) -> list[tuple[int, int]]:
+        """(index, exit code) of actors that have exited."""
+        return [(i, p.returncode) for i, p in enumerate(self.procs) if p.poll() is not None]
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            alive = [p for p in self.procs if p.poll() is None]
+            if not alive:
+                return
+            if sig is not None:
+                for p in alive:
+                    p.send_signal(sig)
+                deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(0.05)

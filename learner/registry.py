@@ -1,0 +1,112 @@
+"""Who the learner is talking to: actors, their incarnations, liveness and conduct.
+
+An actor is known by its ZeroMQ routing id (one per connection) and by the
+``actor_id`` it claims in Hello. With CurveZMQ on, ``key_name`` (from the
+authenticated key) is the identity and a claim that does not match it is refused.
+An actor restarted with the same id is a new incarnation: its old record is replaced.
+
+No sockets here: the server passes routing ids and timestamps in.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ActorRecord:
+    actor_id: str
+    incarnation: str
+    routing_id: bytes
+    hostname: str
+    pid: int
+    num_envs: int
+    temperature: float
+    seed: int
+    index: int  # join order, for assigning temperatures and seeds
+    joined_at: float
+    last_seen: float
+    last_seq: int = 0
+    seq_gaps: int = 0
+    batches: int = 0
+    bad_messages: int = 0
+    quarantined: bool = False
+    key_name: str | None = None
+    versions: list[int] = field(default_factory=list)
+
+
+class ActorRegistry:
+    def __init__(self, timeout_s: float, max_bad: int, max_strangers: int = 1024) -> None:
+        self.timeout_s = timeout_s
+        self.max_bad = max_bad
+        self.by_route: dict[bytes, ActorRecord] = {}
+        self.by_id: dict[str, ActorRecord] = {}
+        self.joins = 0
+        # Bad-message counts of routing ids that never joined; bounded (oldest evicted).
+        self.strangers: OrderedDict[bytes, int] = OrderedDict()
+        self.max_strangers = max_strangers
+
+    def join(self, rec: ActorRecord) -> tuple[ActorRecord, ActorRecord | None]:
+        """Register ``rec``; return it and the record it replaces (same actor_id: a
+        restart or a reconnect), if any."""
+        old = self.by_id.pop(rec.actor_id, None)
+        if old is not None:
+            self.by_route.pop(old.routing_id, None)
+        stale = self.by_route.pop(rec.routing_id, None)
+        if stale is not None and stale is not old:
+            self.by_id.pop(stale.actor_id, None)
+        self.by_route[rec.routing_id] = rec
+        self.by_id[rec.actor_id] = rec
+        self.joins += 1
+        return rec, old
+
+    def get(self, routing_id: bytes) -> ActorRecord | None:
+        return self.by_route.get(routing_id)
+
+    def remove(self, rec: ActorRecord) -> None:
+        if self.by_route.get(rec.routing_id) is rec:
+            del self.by_route[rec.routing_id]
+        if self.by_id.get(rec.actor_id) is rec:
+            del self.by_id[rec.actor_id]
+
+    def check_seq(self, rec: ActorRecord, seq: int) -> int:
+        """Gap before ``seq`` within this incarnation (0 when in order); a sequence
+        number at or before the last one is a replay and returns -1."""
+        if seq <= rec.last_seq:
+            return -1
+        gap = seq - rec.last_seq - 1
+        rec.last_seq = seq
+        rec.seq_gaps += gap
+        return gap
+
+    def expire(self, now: float) -> list[ActorRecord]:
+        lost = [r for r in self.by_route.values() if now - r.last_seen > self.timeout_s]
+        for r in lost:
+            self.remove(r)
+        return lost
+
+    def live(self) -> list[ActorRecord]:
+        return [r for r in self.by_route.values() if not r.quarantined]
+
+    def bad_message(self, routing_id: bytes) -> bool:
+        """Count a bad message from ``routing_id``; True when this one crosses the
+        quarantine threshold."""
+        rec = self.by_route.get(routing_id)
+        if rec is not None:
+            rec.bad_messages += 1
+            if not rec.quarantined and rec.bad_messages >= self.max_bad:
+                rec.quarantined = True
+                return True
+            return False
+        count = self.strangers.pop(routing_id, 0) + 1
+        self.strangers[routing_id] = count
+        while len(self.strangers) > self.max_strangers:
+            self.strangers.popitem(last=False)
+        return count == self.max_bad
+
+    def is_quarantined(self, routing_id: bytes) -> bool:
+        rec = self.by_route.get(routing_id)
+        if rec is not None:
+            return rec.quarantined
+        return self.strangers.get(routing_id, 0) >= self.max_bad

@@ -1,0 +1,466 @@
+"""The learner process's event loop: sockets around the pure Trainer.
+
+    bind ROUTER (actor traffic) and PUB (weights)
+    loop until solved, out of budget, or asked to stop:
+        poll the ROUTER (<= POLL_MS), handle a bounded number of messages:
+            Hello           -> register, reply Welcome + current Weights
+            Experience      -> check; a2c: hold until every live actor has sent one
+                               for this version, then update; a3c: update now
+            Gradient        -> check; apply now (a3c-grad)
+            Heartbeat       -> Pong;  WeightsRequest -> Weights;  Bye -> forget
+        after an update: publish Weights(version) on the PUB (never blocks)
+        every so often: declare silent actors lost, log progress, checkpoint
+    on the way out: Shutdown to every actor, final checkpoint, summary.json
+
+A message that fails decoding or checking is dropped with a logged reason and
+counted; it never raises out of the loop.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import zmq
+
+from learner.config import LearnerConfig
+from learner.registry import ActorRecord, ActorRegistry
+from learner.stats import RunStats
+from learner.trainer import Trainer, UpdateStats
+from protocol import checks, sockets
+from protocol.codec import DecodeError, decode, encode
+from protocol.messages import (
+    Bye,
+    Error,
+    Experience,
+    Gradient,
+    Heartbeat,
+    Hello,
+    Message,
+    Pong,
+    Shutdown,
+    Weights,
+    WeightsRequest,
+    Welcome,
+)
+from protocol.spec import RunSpec
+
+POLL_MS = 20
+DRAIN = 64  # messages handled per poll before housekeeping runs again
+MAX_ENVS_PER_ACTOR = 4096
+
+
+@dataclass
+class Outcome:
+    solved: bool
+    reason: str
+
+
+class LearnerServer:
+    def __init__(
+        self,
+        cfg: LearnerConfig,
+        spec: RunSpec,
+        trainer: Trainer,
+        stats: RunStats,
+        log,
+        target: float | None,
+        stop_requested,
+        checkpoint=None,
+        auth=None,
+        curve: sockets.CurveKeys | None = None,
+        trained_s: float = 0.0,
+    ) -> None:
+        self.cfg, self.spec, self.trainer, self.stats, self.log = cfg, spec, trainer, stats, log
+        self.target = target
+        self.stop_requested = stop_requested
+        self.checkpoint = checkpoint  # () -> None, saves a checkpoint
+        self.auth = auth  # routing-time identity: frame -> key name or None
+        self.learner_id = uuid.uuid4().hex[:12]
+        self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
+        self.shapes = {n: tuple(p.shape) for n, p in trainer.model.named_parameters()}
+        self.pending: dict[str, Experience] = {}  # a2c: this version's rollout per actor
+        self.ctx = sockets.new_context()
+        self.router, self.port = sockets.bind_router(
+            self.ctx, cfg.host, cfg.port, max_frame_bytes=cfg.max_frame_bytes, curve=curve
+        )
+        self.pub, self.pub_port = sockets.bind_pub(
+            self.ctx, cfg.host, cfg.effective_pub_port, curve=curve
+        )
+        self.trained_before = trained_s  # training seconds of earlier incarnations (resume)
+        self.t0: float | None = None  # first actor welcomed: training starts
+        self._weights_msg: list | None = None
+        self._rejected_logged: dict[str, int] = {}
+
+    # --- the loop -------------------------------------------------------------------
+
+    @property
+    def wall_s(self) -> float:
+        return self.trained_before + (0.0 if self.t0 is None else time.monotonic() - self.t0)
+
+    def run(self) -> Outcome:
+        self.log.info(
+            "learner_listening",
+            endpoint=sockets.tcp(self.cfg.host, self.port),
+            pub=sockets.tcp(self.cfg.host, self.pub_port),
+            learner_id=self.learner_id,
+            algo=self.spec.algo,
+            env=self.spec.env_id,
+            version=self.trainer.version,
+        )
+        next_progress = next_housekeeping = time.monotonic()
+        last_checkpoint = self.wall_s
+        while True:
+            if self.router.poll(POLL_MS, zmq.POLLIN):
+                for _ in range(DRAIN):
+                    try:
+                        frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._handle(frames)
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                for rec in self.registry.expire(now):
+                    self._lost(rec)
+                next_housekeeping = now + 0.1
+            if now >= next_progress:
+                self.log.info(
+                    "progress",
+                    **self.stats.progress(now, self.wall_s),
+                    actors=len(self.registry.live()),
+                    version=self.trainer.version,
+                )
+                next_progress = now + self.cfg.log_interval_s
+            if (
+                self.checkpoint
+                and self.cfg.checkpoint_every_s
+                and self.wall_s - last_checkpoint >= self.cfg.checkpoint_every_s
+            ):
+                self.checkpoint()
+                last_checkpoint = self.wall_s
+            outcome = self._should_stop()
+            if outcome is not None:
+                return outcome
+
+    def _should_stop(self) -> Outcome | None:
+        if self.stats.solved(self.target):
+            return Outcome(True, "solved")
+        if self.stop_requested():
+            return Outcome(False, "signal")
+        if self.cfg.max_env_steps and self.stats.env_steps >= self.cfg.max_env_steps:
+            return Outcome(False, "max_env_steps")
+        if self.cfg.max_seconds and self.t0 is not None and self.wall_s >= self.cfg.max_seconds:
+            return Outcome(False, "max_seconds")
+        return None
+
+    # --- messages -------------------------------------------------------------------
+
+    def _handle(self, frames: list) -> None:
+        route = bytes(frames[0].buffer) if frames else b""
+        if self.registry.is_quarantined(route):
+            self.stats.rejected["quarantined"] += 1
+            return
+        try:
+            msg = decode(frames[1:])
+        except DecodeError as exc:
+            if exc.reason == "schema_version":
+                self._reply(route, Error(code="schema_version", detail=exc.detail, fatal=True))
+            self._reject(route, exc.reason, exc.detail)
+            return
+        if isinstance(msg, Hello):
+            self._hello(route, msg, frames[1])
+            return
+        rec = self.registry.get(route)
+        if rec is None:
+            if isinstance(msg, (Experience, Gradient, Heartbeat, WeightsRequest)):
+                # Unknown here (a restarted learner, or an actor declared lost): re-join.
+                self._reply(route, Error(code="not_registered", detail="send hello", fatal=False))
+            self.stats.rejected["not_registered"] += 1
+            return
+        if getattr(msg, "actor_id", rec.actor_id) != rec.actor_id:
+            self._reject(
+                route,
+                "identity_mismatch",
+                f"{rec.actor_id} sent as {msg.actor_id[:64]!r}",
+            )
+            return
+        rec.last_seen = time.monotonic()
+        if isinstance(msg, Experience):
+            self._experience(rec, msg)
+        elif isinstance(msg, Gradient):
+            self._gradient(rec, msg)
+        elif isinstance(msg, Heartbeat):
+            self._reply(route, Pong(learner_id=self.learner_id, version=self.trainer.version))
+        elif isinstance(msg, WeightsRequest):
+            self._send_weights(route)
+        elif isinstance(msg, Bye):
+            self.registry.remove(rec)
+            self.pending.pop(rec.actor_id, None)
+            self.log.info(
+                "actor_left",
+                actor_id=rec.actor_id,
+                incarnation=rec.incarnation,
+                reason=msg.reason[:200],
+            )
+            self._maybe_sync_update()
+        else:
+            self._reject(route, "unexpected_type", msg.TYPE)
+
+    def _hello(self, route: bytes, msg: Hello, header_frame) -> None:
+        key_name = self.auth(header_frame) if self.auth else None
+        if self.auth and key_name != msg.actor_id:
+            self._reply(
+                route,
+                Error(
+                    code="auth_identity",
+                    detail=f"key is {key_name!r}, not {msg.actor_id[:64]!r}",
+                    fatal=True,
+                ),
+            )
+            self._reject(
+                route, "identity_mismatch", f"key {key_name} claimed {msg.actor_id[:64]!r}"
+            )
+            return
+        if not 0 <= msg.num_envs <= MAX_ENVS_PER_ACTOR or not 0 <= msg.temperature <= 100:
+            self._reply(
+                route,
+                Error(
+                    code="bad_hello",
+                    detail=f"num_envs must be in [0, {MAX_ENVS_PER_ACTOR}], temperature in [0, 100]",
+                    fatal=True,
+                ),
+            )
+            self._reject(route, "bad_hello", "")
+            return
+        existing = self.registry.get(route)
+        if existing is not None and existing.incarnation == msg.incarnation:
+            rec = existing  # a repeated Hello: answer again
+        else:
+            now = time.monotonic()
+            index = self.registry.joins
+            temps = self.cfg.temperatures
+            rec, old = self.registry.join(
+                ActorRecord(
+                    actor_id=msg.actor_id,
+                    incarnation=msg.incarnation,
+                    routing_id=route,
+                    hostname=msg.hostname[:256],
+                    pid=msg.pid,
+                    num_envs=msg.num_envs or self.spec.num_envs,
+                    temperature=msg.temperature or temps[index % len(temps)],
+                    seed=self.cfg.seed * 10_007 + index * 101,
+                    index=index,
+                    joined_at=now,
+                    last_seen=now,
+                    key_name=key_name,
+                )
+            )
+            if old is not None:
+                self.pending.pop(old.actor_id, None)
+                event = (
+                    "actor_restarted" if old.incarnation != msg.incarnation else "actor_reconnected"
+                )
+                self.log.info(
+                    event,
+                    actor_id=rec.actor_id,
+                    incarnation=rec.incarnation,
+                    old_incarnation=old.incarnation,
+                    old_last_seq=old.last_seq,
+                    old_seq_gaps=old.seq_gaps,
+                )
+            self.log.info(
+                "actor_joined",
+                actor_id=rec.actor_id,
+                incarnation=rec.incarnation,
+                host=rec.hostname,
+                pid=rec.pid,
+                envs=rec.num_envs,
+                temperature=rec.temperature,
+                seed=rec.seed,
+                actors=len(self.registry.live()),
+            )
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        self._reply(
+            route,
+            Welcome(
+                learner_id=self.learner_id,
+                run=self.spec.to_dict(),
+                pub_port=self.pub_port,
+                temperature=rec.temperature,
+                seed=rec.seed,
+            ),
+        )
+        self._send_weights(route)
+
+    def _accept_rollout(self, rec: ActorRecord, msg: Experience | Gradient) -> int | None:
+        """Checks common to experience and gradients; the policy lag, or None if dropped."""
+        if msg.incarnation != rec.incarnation:
+            self._reject(rec.routing_id, "wrong_incarnation", rec.actor_id)
+            return None
+        if msg.learner_id != self.learner_id:
+            self.stats.dropped_stale += 1
+            return None
+        gap = self.registry.check_seq(rec, msg.seq)
+        if gap < 0:
+            self._reject(rec.routing_id, "replayed_seq", f"{rec.actor_id} seq {msg.seq}")
+            return None
+        if gap > 0:
+            self.log.warning(
+                "seq_gap",
+                actor_id=rec.actor_id,
+                incarnation=rec.incarnation,
+                missing=gap,
+                seq=msg.seq,
+            )
+        lag = self.trainer.version - msg.policy_version
+        if lag < 0:
+            self._reject(
+                rec.routing_id, "future_version", f"{msg.policy_version} > {self.trainer.version}"
+            )
+            return None
+        max_lag = 0 if self.spec.sync else self.spec.max_policy_lag
+        if lag > max_lag:
+            self.stats.dropped_stale += 1
+            self.log.debug("batch_stale", actor_id=rec.actor_id, lag=lag)
+            return None
+        return lag
+
+    def _experience(self, rec: ActorRecord, msg: Experience) -> None:
+        if self.spec.sends_gradients:
+            self._reject(rec.routing_id, "unexpected_type", "this run takes gradients")
+            return
+        try:
+            checks.check_experience(msg, self.spec, rec.num_envs)
+        except checks.InvalidMessage as exc:
+            self._reject(rec.routing_id, exc.reason, exc.detail)
+            return
+        lag = self._accept_rollout(rec, msg)
+        if lag is None:
+            return
+        rec.batches += 1
+        self.stats.add_lag(lag)
+        if self.spec.sync:
+            self.pending[rec.actor_id] = msg
+            self._maybe_sync_update()
+        else:
+            self._update([msg])
+
+    def _gradient(self, rec: ActorRecord, msg: Gradient) -> None:
+        if not self.spec.sends_gradients:
+            self._reject(rec.routing_id, "unexpected_type", "this run takes experience")
+            return
+        try:
+            checks.check_gradient(msg, self.shapes)
+        except checks.InvalidMessage as exc:
+            self._reject(rec.routing_id, exc.reason, exc.detail)
+            return
+        lag = self._accept_rollout(rec, msg)
+        if lag is None:
+            return
+        rec.batches += 1
+        self.stats.add_lag(lag)
+        result = self.trainer.apply_gradient(
+            msg.arrays,
+            transitions=msg.env_steps,
+            policy_loss=msg.policy_loss,
+            value_loss=msg.value_loss,
+            entropy=msg.entropy,
+        )
+        self._after_update(result, [msg])
+
+    def _maybe_sync_update(self) -> None:
+        live = self.registry.live()
+        if self.pending and live and all(r.actor_id in self.pending for r in live):
+            batches = list(self.pending.values())
+            self.pending.clear()
+            self._update(batches)
+
+    def _update(self, msgs: list[Experience]) -> None:
+        self._after_update(self.trainer.train_on([m.arrays for m in msgs]), msgs)
+
+    def _after_update(self, result: UpdateStats, msgs: list) -> None:
+        self.stats.batches += len(msgs)
+        self.stats.env_steps += result.transitions
+        for m in msgs:
+            self.stats.add_episodes(m.arrays["ep_returns"])
+        if not result.applied:
+            self.stats.skipped_updates += 1
+            self.log.warning("update_skipped", reason="non_finite", version=self.trainer.version)
+            return
+        self.stats.add_update(
+            result.grad_norm, result.policy_loss, result.value_loss, result.entropy
+        )
+        self._publish()
+
+    # --- sending --------------------------------------------------------------------
+
+    def _weights_frames(self) -> list:
+        if self._weights_msg is None or self._weights_msg[0] != self.trainer.version:
+            msg = Weights(
+                arrays=self.trainer.weights(),
+                learner_id=self.learner_id,
+                version=self.trainer.version,
+            )
+            self._weights_msg = [self.trainer.version, encode(msg)]
+        return self._weights_msg[1]
+
+    def _publish(self) -> None:
+        try:
+            self.pub.send_multipart(self._weights_frames(), zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # PUB drops rather than blocks; kept for completeness
+            pass
+
+    def _send_weights(self, route: bytes) -> None:
+        self._send(route, self._weights_frames())
+
+    def _reply(self, route: bytes, msg: Message) -> None:
+        self._send(route, encode(msg))
+
+    def _send(self, route: bytes, frames: list) -> None:
+        try:
+            self.router.send_multipart([route, *frames], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError:  # peer gone or at its high-water mark: it will ask again
+            pass
+
+    def _reject(self, route: bytes, reason: str, detail: str) -> None:
+        self.stats.rejected[reason] += 1
+        rec = self.registry.get(route)
+        who = rec.actor_id if rec else route.hex()[:16]
+        n = self._rejected_logged.get(reason, 0) + 1
+        self._rejected_logged[reason] = n
+        if n <= 20 or n % 1000 == 0:  # a flood of bad input must not flood the log
+            self.log.warning(
+                "message_rejected", reason=reason, detail=detail[:200], actor=who, count=n
+            )
+        if self.registry.bad_message(route):
+            self.log.warning("actor_quarantined", actor=who, bad_messages=self.cfg.max_bad_messages)
+            if rec is not None:
+                self.pending.pop(rec.actor_id, None)
+                self._maybe_sync_update()
+
+    def _lost(self, rec: ActorRecord) -> None:
+        self.pending.pop(rec.actor_id, None)
+        self.log.warning(
+            "actor_lost",
+            actor_id=rec.actor_id,
+            incarnation=rec.incarnation,
+            last_seq=rec.last_seq,
+            silent_s=round(time.monotonic() - rec.last_seen, 2),
+            actors=len(self.registry.live()),
+        )
+        self._maybe_sync_update()
+
+    def shutdown(self, reason: str) -> None:
+        """Tell every actor to stop (PUB and each ROUTER peer), then close."""
+        msg = encode(Shutdown(learner_id=self.learner_id, reason=reason))
+        try:
+            self.pub.send_multipart(msg, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        for route in list(self.registry.by_route):
+            self._send(route, msg)
+        self.router.close(linger=sockets.LINGER_MS)
+        self.pub.close(linger=sockets.LINGER_MS)
+        self.ctx.term()

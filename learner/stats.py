@@ -1,0 +1,120 @@
+"""Run counters and the numbers in the ``progress`` event and ``summary.json``.
+
+Totals live for the run (and are checkpointed); interval figures (policy lag, gradient
+norm, loss terms) are gathered between two progress events and then reset, so memory
+stays bounded however long the run is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+WINDOW = 100
+
+
+@dataclass
+class RunStats:
+    env_steps: int = 0
+    episodes: int = 0
+    updates: int = 0
+    batches: int = 0
+    skipped_updates: int = 0
+    dropped_stale: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    returns: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    # Interval accumulators, reset by progress().
+    _lags: list[int] = field(default_factory=list)
+    _grad_norms: list[float] = field(default_factory=list)
+    _losses: list[tuple[float, float, float]] = field(default_factory=list)
+    _last_steps: int = 0
+    _last_time: float | None = None
+
+    def add_episodes(self, returns: np.ndarray) -> None:
+        self.episodes += len(returns)
+        self.returns.extend(float(r) for r in returns)
+
+    def add_update(
+        self, grad_norm: float, policy_loss: float, value_loss: float, entropy: float
+    ) -> None:
+        self.updates += 1
+        self._grad_norms.append(grad_norm)
+        self._losses.append((policy_loss, value_loss, entropy))
+
+    def add_lag(self, lag: int) -> None:
+        self._lags.append(lag)
+
+    @property
+    def mean_return_100(self) -> float | None:
+        return float(np.mean(self.returns)) if self.returns else None
+
+    def solved(self, target: float | None) -> bool:
+        return (
+            target is not None
+            and len(self.returns) == WINDOW
+            and float(np.mean(self.returns)) >= target
+        )
+
+    def progress(self, now: float, wall_s: float) -> dict:
+        """The fields of one ``progress`` event; resets the interval figures."""
+        dt = None if self._last_time is None else now - self._last_time
+        sps = (self.env_steps - self._last_steps) / dt if dt else 0.0
+        self._last_steps, self._last_time = self.env_steps, now
+        lags, norms, losses = self._lags, self._grad_norms, self._losses
+        self._lags, self._grad_norms, self._losses = [], [], []
+        out = {
+            "wall_s": round(wall_s, 3),
+            "env_steps": self.env_steps,
+            "steps_per_s": round(sps, 1),
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "mean_return_100": _round(self.mean_return_100),
+            "return_std_100": _round(float(np.std(self.returns)) if self.returns else None),
+            "policy_lag_min": min(lags) if lags else None,
+            "policy_lag_mean": _round(float(np.mean(lags)) if lags else None),
+            "policy_lag_max": max(lags) if lags else None,
+            "dropped_stale": self.dropped_stale,
+            "rejected": sum(self.rejected.values()),
+            "skipped_updates": self.skipped_updates,
+            "grad_norm": _round(float(np.mean(norms)) if norms else None),
+            "grad_norm_max": _round(max(norms) if norms else None),
+        }
+        if losses:
+            pl, vl, ent = (float(np.mean(x)) for x in zip(*losses, strict=True))
+            out.update(policy_loss=_round(pl), value_loss=_round(vl), entropy=_round(ent))
+        return out
+
+    def counters(self) -> dict:
+        return {
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "updates": self.updates,
+            "batches": self.batches,
+            "skipped_updates": self.skipped_updates,
+            "dropped_stale": self.dropped_stale,
+            "rejected": dict(self.rejected),
+            "returns": list(self.returns),
+        }
+
+    def restore(self, counters: dict) -> None:
+        for name in (
+            "env_steps",
+            "episodes",
+            "updates",
+            "batches",
+            "skipped_updates",
+            "dropped_stale",
+        ):
+            setattr(self, name, int(counters.get(name, 0)))
+        self.rejected = Counter({str(k): int(v) for k, v in counters.get("rejected", {}).items()})
+        self.returns = deque((float(r) for r in counters.get("returns", [])), maxlen=WINDOW)
+        self._last_steps = self.env_steps
+
+
+def _round(x: float | None, nd: int = 5) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(x, nd)
