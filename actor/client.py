@@ -105,6 +105,7 @@ class ActorClient:
         self.last_heard = time.monotonic()
         self.last_heartbeat = 0.0
         self.backpressure = 0
+        self.backpressure_logged_at = 0.0
         self.rollouts_sent = 0
         # A2C: the policy version of the last rollout sent in this session.
         self.last_sent_version: int | None = None
@@ -166,6 +167,7 @@ class ActorClient:
                 and msg.learner_id == self.session.learner_id
             ):
                 self._load_weights(msg)
+                self.log.info("weights_received", version=self.session.policy.version)
                 return
 
     def _welcome(self, msg: Welcome) -> None:
@@ -403,7 +405,6 @@ class ActorClient:
         """Send without ever blocking in ZeroMQ. ``block``: keep retrying (counting
         backpressure, still reading the learner's messages) until sent."""
         frames = encode(msg)
-        warned_at = 0.0
         while True:
             try:
                 self.dealer.send_multipart(frames, zmq.NOBLOCK, copy=False)
@@ -413,9 +414,9 @@ class ActorClient:
                     return False
             self.backpressure += 1
             now = time.monotonic()
-            if now - warned_at > 5.0:
+            if now - self.backpressure_logged_at > 5.0:
                 self.log.warning("backpressure", waiting_for="learner", total=self.backpressure)
-                warned_at = now
+                self.backpressure_logged_at = now
             self._check_stop()
             self._pump(POLL_MS)
 

@@ -1,0 +1,60 @@
+# The front door. Every target creates the virtual environment first if it is missing.
+#   make run            train CartPole-v1 with a learner and 2 local actors until solved
+#   make test           the whole test suite (what CI runs)
+#   make run-learner    a learner waiting for external actors
+#   make run-actor LEARNER=tcp://HOST:PORT
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch is pinned here (not in pyproject.toml) so that on machines with a local CPU
+# wheel pip takes it instead of downloading a multi-GB CUDA build. Override with
+# `make TORCH_SPEC=torch ...` to let pip choose (e.g. a CUDA build on a GPU host).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+ALGO ?= a2c
+ENV ?= CartPole-v1
+SEED ?= 1
+ACTORS ?= 2
+PORT ?= 5555
+HOST ?= 127.0.0.1
+LEARNER ?= tcp://127.0.0.1:5555
+ARGS ?=
+
+.PHONY: venv run run-learner run-actor test test-fast lint format keys compare bench-solve bench-throughput soak clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev,report]"
+	touch $(STAMP)
+
+run: venv
+	$(PY) -m learner --env $(ENV) --algo $(ALGO) --seed $(SEED) --actors $(ACTORS) $(ARGS)
+
+run-learner: venv
+	$(PY) -m learner --env $(ENV) --algo $(ALGO) --seed $(SEED) --actors 0 --host $(HOST) --port $(PORT) $(ARGS)
+
+run-actor: venv
+	$(PY) -m actor --learner $(LEARNER) $(ARGS)
+
+test: venv
+	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,109 @@
+"""A learner and actors as real processes on 127.0.0.1 with random ports."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.procs import endpoint_of, start_actor, start_learner
+
+pytestmark = pytest.mark.slow
+
+SMALL = [
+    "--envs",
+    "4",
+    "--rollout-len",
+    "8",
+    "--log-interval-s",
+    "0.2",
+    "--heartbeat-s",
+    "0.2",
+    "--actor-timeout-s",
+    "1.5",
+]
+SUMMARY_KEYS = {
+    "solved",
+    "wall_s",
+    "env_steps",
+    "episodes",
+    "updates",
+    "mean_return_100",
+    "algo",
+    "env",
+    "seed",
+    "actors",
+}
+
+
+@pytest.mark.parametrize("algo", ["a2c", "a3c", "a3c-grad"])
+def test_learner_and_two_local_actors_train_and_stop(tmp_path, algo):
+    learner = start_learner(
+        tmp_path, "--algo", algo, "--actors", "2", "--max-env-steps", "20000", *SMALL
+    )
+    try:
+        assert learner.wait_exit(timeout=90) == 0
+    finally:
+        learner.stop()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["algo"] == algo and summary["actors"] == 2 and summary["solved"] is False
+    assert summary["env_steps"] >= 20000 and summary["updates"] > 0
+    joined = learner.events("actor_joined")
+    assert {e["actor_id"] for e in joined} == {"local-0", "local-1"}
+    assert learner.events("checkpoint_saved"), "a final checkpoint is written"
+    # Actors leave on the learner's Shutdown, cleanly.
+    for i in range(2):
+        exits = [
+            json.loads(x)
+            for x in (tmp_path / f"actor-local-{i}.jsonl").read_text().splitlines()
+            if '"actor_exit"' in x
+        ]
+        assert exits and exits[-1]["code"] == 0 and exits[-1]["reason"] == "learner_shutdown"
+
+
+def test_late_actor_gets_current_weights_at_once(tmp_path):
+    learner = start_learner(
+        tmp_path, "--algo", "a3c", "--actors", "1", "--max-seconds", "60", *SMALL
+    )
+    late = None
+    try:
+        endpoint = endpoint_of(learner)
+        progressed = learner.wait_for("progress", 60, where=lambda e: e["updates"] >= 20)
+        late = start_actor(tmp_path, endpoint, "late")
+        got = late.wait_for("weights_received", 60)
+        # The first weights it holds are the learner's current ones, not version 0.
+        assert got["version"] >= progressed["updates"] > 0
+        learner.wait_for("actor_joined", 10, where=lambda e: e["actor_id"] == "late")
+    finally:
+        if late:
+            late.stop()
+        learner.stop()
+
+
+@pytest.mark.parametrize("algo", ["a2c", "a3c"])
+def test_sigkilled_actor_does_not_stop_the_learner(tmp_path, algo):
+    learner = start_learner(
+        tmp_path, "--algo", algo, "--actors", "0", "--max-seconds", "60", *SMALL
+    )
+    actors = []
+    try:
+        endpoint = endpoint_of(learner)
+        actors = [start_actor(tmp_path, endpoint, f"a{i}") for i in range(2)]
+        learner.wait_for("progress", 60, where=lambda e: e["actors"] == 2 and e["updates"] >= 10)
+        actors[0].signal(signal.SIGKILL)
+        lost = learner.wait_for("actor_lost", 20)
+        assert lost["actor_id"] == "a0" and "last_seq" in lost
+        before = learner.events("progress")[-1]["updates"]
+        # Training goes on with the survivor (a2c must not wait for the dead actor).
+        learner.wait_for(
+            "progress", 30, where=lambda e: e["updates"] >= before + 20 and e["actors"] == 1
+        )
+        learner.signal(signal.SIGTERM)
+        assert learner.wait_exit(30) == 0
+        assert actors[1].wait_exit(15) == 0
+    finally:
+        for a in actors:
+            a.stop()
+        learner.stop()
