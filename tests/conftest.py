@@ -1,0 +1,118 @@
+"""Shared test set-up: the repository root on ``sys.path`` and one sample of every
+message type (used by the codec round-trip and fuzz tests)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# The packages are not installed into the venv; make `import protocol` work from any
+# working directory. (`pythonpath = ["."]` under [tool.pytest.ini_options] would do the same.)
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from protocol import messages as m  # noqa: E402
+from protocol.spec import RunSpec  # noqa: E402
+
+CARTPOLE = RunSpec(
+    env_id="CartPole-v1",
+    algo="a2c",
+    num_envs=3,
+    rollout_len=5,
+    obs_shape=(4,),
+    action_kind="discrete",
+    action_n=2,
+)
+
+
+def experience_arrays(spec: RunSpec, num_envs: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A valid discrete rollout for ``spec``: one finished episode, one autoreset step."""
+    rng = np.random.default_rng(seed)
+    t, n = spec.rollout_len, num_envs
+    terminated = np.zeros((t, n), dtype=bool)
+    truncated = np.zeros((t, n), dtype=bool)
+    valid = np.ones((t, n), dtype=bool)
+    terminated[1, 0] = True
+    valid[2, 0] = False
+    return {
+        "obs": rng.standard_normal((t + 1, n, *spec.obs_shape)).astype("<f4"),
+        "actions": rng.integers(0, spec.action_n, size=(t, n)).astype("<i8"),
+        "logp": np.full((t, n), -np.log(spec.action_n), dtype="<f4"),
+        "rewards": np.ones((t, n), dtype="<f4"),
+        "terminated": terminated,
+        "truncated": truncated,
+        "valid": valid,
+        "ep_returns": np.array([2.0], dtype="<f8"),
+        "ep_lengths": np.array([2], dtype="<i8"),
+    }
+
+
+def sample_message_list() -> list[m.Message]:
+    """One representative instance of every type in ``MESSAGE_TYPES``."""
+    ids = {"actor_id": "actor-7", "incarnation": "c0ffee"}
+    episodes = {
+        "ep_returns": np.array([21.5, -3.0], dtype="<f8"),
+        "ep_lengths": np.array([22, 9], dtype="<i8"),
+    }
+    return [
+        m.Hello(**ids, hostname="node-1", pid=4242, num_envs=8, temperature=1.5),
+        m.Welcome(
+            learner_id="L1",
+            run=CARTPOLE.to_dict(),
+            pub_port=5556,
+            temperature=0.25,
+            seed=123456789,
+        ),
+        m.Weights(
+            learner_id="L1",
+            version=17,
+            arrays={
+                "policy.0.weight": np.arange(12, dtype="<f4").reshape(3, 4),
+                "policy.0.bias": np.zeros(3, dtype="<f4"),
+            },
+        ),
+        m.Experience(
+            **ids,
+            seq=3,
+            learner_id="L1",
+            policy_version=16,
+            arrays=experience_arrays(CARTPOLE, CARTPOLE.num_envs),
+        ),
+        m.Gradient(
+            **ids,
+            seq=4,
+            learner_id="L1",
+            policy_version=16,
+            env_steps=15,
+            policy_loss=-0.125,
+            value_loss=2.5,
+            entropy=0.69,
+            arrays={"grad/value.0.bias": np.ones(5, dtype="<f4"), **episodes},
+        ),
+        m.Heartbeat(**ids, seq=99, policy_version=16, backpressure=2),
+        m.WeightsRequest(**ids, have_version=-1),
+        m.Pong(learner_id="L1", version=17),
+        m.Bye(**ids, reason="sigterm"),
+        m.Shutdown(learner_id="L1", reason="target reached"),
+        m.Error(code="schema_version", detail="expected 1", fatal=True),
+    ]
+
+
+@pytest.fixture(scope="session")
+def sample_messages() -> list[m.Message]:
+    return sample_message_list()
+
+
+@pytest.fixture(scope="session")
+def cartpole_spec() -> RunSpec:
+    return CARTPOLE
+
+
+@pytest.fixture(scope="session")
+def make_rollout():
+    """``make_rollout(spec, num_envs, seed=0)`` -> the arrays of a valid Experience."""
+    return experience_arrays
