@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from actor.config import ActorConfig
 from actor.policy import Policy
@@ -51,6 +52,13 @@ from protocol.messages import (
 from protocol.spec import RunSpec, SpecError
 
 POLL_MS = 50
+HANDSHAKE_EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+MAX_HANDSHAKE_FAILURES = 5
 HELLO_EVERY_S = 1.0
 
 EXIT_OK = 0
@@ -97,9 +105,15 @@ class ActorClient:
         self.curve = curve
         self.host, _ = sockets.parse_endpoint(cfg.learner)
         self.ctx = sockets.new_context()
-        self.dealer = sockets.connect_dealer(
-            self.ctx, sockets.tcp(*sockets.parse_endpoint(cfg.learner)), curve=curve
+        # With CURVE, watch the handshake: an unknown key is refused once and ZeroMQ
+        # never says so on the data socket; a wrong learner key retries forever.
+        self.dealer, self.monitor = sockets.connect_dealer(
+            self.ctx,
+            sockets.tcp(*sockets.parse_endpoint(cfg.learner)),
+            curve=curve,
+            monitor_events=HANDSHAKE_EVENTS if curve is not None else 0,
         )
+        self.handshake_failures = 0
         self.session: Session | None = None
         self.seq = 0
         self.last_heard = time.monotonic()
@@ -135,6 +149,33 @@ class ActorClient:
     def _check_stop(self) -> None:
         if self.stop_requested():
             raise Stop(EXIT_OK, "signal")
+        if self.monitor is not None:
+            self._check_handshake()
+
+    def _check_handshake(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind = event["event"]
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.handshake_failures = 0
+                continue
+            self.handshake_failures += 1
+            if (
+                kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                or self.handshake_failures >= MAX_HANDSHAKE_FAILURES
+            ):
+                self.log.error(
+                    "auth_failed",
+                    learner=self.cfg.learner,
+                    detail="the learner refused this actor's key"
+                    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                    else "handshake keeps failing: is learner.key the learner's public key?",
+                    zmq_event=int(kind),
+                )
+                raise Stop(EXIT_AUTH, "auth_failed")
 
     def _join(self) -> None:
         hello = Hello(
@@ -431,5 +472,8 @@ class ActorClient:
         if self.session is not None:
             self.session.collector.envs.close()
             self.session.sub.close(linger=0)
+        if self.monitor is not None:
+            self.dealer.disable_monitor()
+            self.monitor.close(linger=0)
         self.dealer.close(linger=sockets.LINGER_MS)
         self.ctx.term()

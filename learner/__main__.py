@@ -16,10 +16,11 @@ import torch
 from core import logs
 from core.cli import build_parser, parse_config
 from core.envs import EnvSpecError, describe_spaces, reward_threshold
+from learner.auth import load_learner_keys
 from learner.checkpoint import CheckpointConfig, Checkpointer
 from learner.config import LearnerConfig
 from learner.local import LocalActors
-from learner.server import LearnerServer
+from learner.server import LearnerServer, Outcome
 from learner.stats import RunStats
 from learner.trainer import Trainer, TrainerConfig
 from protocol import sockets
@@ -89,6 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             detail="no CurveZMQ keys: traffic is neither encrypted nor authenticated",
         )
 
+    curve, authorized = None, {}
+    if cfg.keys:
+        try:
+            curve, authorized = load_learner_keys(Path(cfg.keys))
+        except (OSError, ValueError) as exc:
+            parser.error(f"--keys {cfg.keys}: {exc}")
+        log.info("curve_enabled", keys=cfg.keys, authorized=sorted(authorized.values()))
     trainer = Trainer(
         spec,
         TrainerConfig(
@@ -157,26 +165,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         target,
         lambda: stop["requested"],
         checkpoint=save_checkpoint,
+        curve=curve,
+        authorized=authorized,
         trained_s=trained_s,
+    )
+    # Local actors use the keys of the authorised actors whose directories sit beside
+    # the learner's (the layout `make keys` writes).
+    keys_root = Path(cfg.keys).parent if cfg.keys else None
+    actor_keys = (
+        [keys_root / n for n in sorted(authorized.values()) if (keys_root / n).is_dir()]
+        if keys_root
+        else []
+    )
+    if cfg.keys and cfg.actors and not actor_keys:
+        parser.error(
+            f"--actors {cfg.actors} with --keys: no actor key directories beside {cfg.keys}"
+        )
+    local_host = (
+        "127.0.0.1" if sockets.is_loopback(cfg.host) or cfg.host in ("0.0.0.0", "*") else cfg.host
     )
     actors = LocalActors(
         cfg.actors,
-        sockets.tcp(
-            "127.0.0.1" if sockets.is_loopback(cfg.host) or cfg.host == "0.0.0.0" else cfg.host,
-            server.port,
-        ),
+        sockets.tcp(local_host, server.port),
         run_dir,
         log_level=cfg.log_level,
+        keys_dirs=actor_keys,
     )
+    outcome = Outcome(False, "crashed")
     try:
         actors.start()
         outcome = server.run()
+    except Exception:
+        log.exception("learner_crashed")
+        raise
     finally:
-        reason = "solved" if "outcome" in locals() and outcome.solved else "stopped"
         wall_s = server.wall_s
-        server.shutdown(reason)
+        server.shutdown(outcome.reason)
         actors.stop()
-    save_checkpoint_final(save_checkpoint, log)
+        save_checkpoint_final(save_checkpoint, log)
     summary = {
         "solved": outcome.solved,
         "wall_s": round(wall_s, 3),
@@ -187,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "algo": cfg.algo,
         "env": cfg.env,
         "seed": cfg.seed,
-        "actors": server.registry.joins if cfg.actors == 0 else cfg.actors,
+        "actors": cfg.actors or len(server.registry.ids_seen),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log.info("run_finished", reason=outcome.reason, **summary, run_dir=str(run_dir))

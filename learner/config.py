@@ -79,6 +79,10 @@ class LearnerConfig:
     keep_checkpoints: int = arg(3, "checkpoints kept on disk")
     resume: bool = arg(False, "resume from the newest good checkpoint in --run-dir")
     log_interval_s: float = arg(1.0, "seconds between progress events")
+    milestones: tuple[float, ...] = arg(
+        (),
+        "log a return_reached event when the mean return of the last 100 episodes first reaches each of these",
+    )
     log_level: str = arg("info", "log level", choices=("debug", "info", "warning"))
     device: str = arg("auto", "torch device for training", choices=("auto", "cpu", "cuda"))
     torch_threads: int = arg(1, "torch intra-op threads")

@@ -43,6 +43,7 @@ class ActorRegistry:
         self.by_route: dict[bytes, ActorRecord] = {}
         self.by_id: dict[str, ActorRecord] = {}
         self.joins = 0
+        self.ids_seen: set[str] = set()  # distinct actor ids that ever joined (for the summary)
         # Bad-message counts of routing ids that never joined; bounded (oldest evicted).
         self.strangers: OrderedDict[bytes, int] = OrderedDict()
         self.max_strangers = max_strangers
@@ -59,6 +60,8 @@ class ActorRegistry:
         self.by_route[rec.routing_id] = rec
         self.by_id[rec.actor_id] = rec
         self.joins += 1
+        if len(self.ids_seen) < 100_000:
+            self.ids_seen.add(rec.actor_id)
         return rec, old
 
     def get(self, routing_id: bytes) -> ActorRecord | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from learner.auth import ZapHandler, user_id
 from learner.config import LearnerConfig
 from learner.registry import ActorRecord, ActorRegistry
 from learner.stats import RunStats
@@ -68,20 +69,21 @@ class LearnerServer:
         target: float | None,
         stop_requested,
         checkpoint=None,
-        auth=None,
         curve: sockets.CurveKeys | None = None,
+        authorized: dict[bytes, str] | None = None,
         trained_s: float = 0.0,
     ) -> None:
         self.cfg, self.spec, self.trainer, self.stats, self.log = cfg, spec, trainer, stats, log
         self.target = target
         self.stop_requested = stop_requested
         self.checkpoint = checkpoint  # () -> None, saves a checkpoint
-        self.auth = auth  # routing-time identity: frame -> key name or None
         self.learner_id = uuid.uuid4().hex[:12]
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
         self.shapes = {n: tuple(p.shape) for n, p in trainer.model.named_parameters()}
         self.pending: dict[str, Experience] = {}  # a2c: this version's rollout per actor
         self.ctx = sockets.new_context()
+        # The ZAP handler must exist before the CURVE sockets accept a connection.
+        self.zap = ZapHandler(self.ctx, authorized or {}, log) if curve is not None else None
         self.router, self.port = sockets.bind_router(
             self.ctx, cfg.host, cfg.port, max_frame_bytes=cfg.max_frame_bytes, curve=curve
         )
@@ -92,6 +94,7 @@ class LearnerServer:
         self.t0: float | None = None  # first actor welcomed: training starts
         self._weights_msg: list | None = None
         self._rejected_logged: dict[str, int] = {}
+        self.milestones = sorted(cfg.milestones)  # not yet reached
 
     # --- the loop -------------------------------------------------------------------
 
@@ -111,14 +114,21 @@ class LearnerServer:
         )
         next_progress = next_housekeeping = time.monotonic()
         last_checkpoint = self.wall_s
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        if self.zap is not None:
+            poller.register(self.zap.sock, zmq.POLLIN)
         while True:
-            if self.router.poll(POLL_MS, zmq.POLLIN):
+            events = dict(poller.poll(POLL_MS))
+            if self.zap is not None and self.zap.sock in events:
+                self.zap.handle()
+            if self.router in events:
                 for _ in range(DRAIN):
                     try:
                         frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    self._handle(frames)
+                    self._handle_safely(frames)
             now = time.monotonic()
             if now >= next_housekeeping:
                 for rec in self.registry.expire(now):
@@ -155,6 +165,15 @@ class LearnerServer:
         return None
 
     # --- messages -------------------------------------------------------------------
+
+    def _handle_safely(self, frames: list) -> None:
+        """A message must never take the learner down: a bug met while handling one is
+        logged with its traceback, counted, and the loop goes on."""
+        try:
+            self._handle(frames)
+        except Exception:  # noqa: BLE001 - the loop must survive any single message
+            self.stats.rejected["handler_error"] += 1
+            self.log.exception("handler_error")
 
     def _handle(self, frames: list) -> None:
         route = bytes(frames[0].buffer) if frames else b""
@@ -208,8 +227,8 @@ class LearnerServer:
             self._reject(route, "unexpected_type", msg.TYPE)
 
     def _hello(self, route: bytes, msg: Hello, header_frame) -> None:
-        key_name = self.auth(header_frame) if self.auth else None
-        if self.auth and key_name != msg.actor_id:
+        key_name = user_id(header_frame) if self.zap else None
+        if self.zap and key_name != msg.actor_id:
             self._reply(
                 route,
                 Error(
@@ -393,6 +412,15 @@ class LearnerServer:
             result.grad_norm, result.policy_loss, result.value_loss, result.entropy
         )
         self._publish()
+        while self.milestones and self.stats.solved(self.milestones[0]):
+            self.log.info(
+                "return_reached",
+                threshold=self.milestones.pop(0),
+                env_steps=self.stats.env_steps,
+                episodes=self.stats.episodes,
+                updates=self.stats.updates,
+                wall_s=round(self.wall_s, 3),
+            )
 
     # --- sending --------------------------------------------------------------------
 
@@ -463,4 +491,6 @@ class LearnerServer:
             self._send(route, msg)
         self.router.close(linger=sockets.LINGER_MS)
         self.pub.close(linger=sockets.LINGER_MS)
+        if self.zap is not None:
+            self.zap.close()
         self.ctx.term()

@@ -138,10 +138,13 @@ def connect_dealer(
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     sndhwm: int = 4,
     curve: CurveKeys | None = None,
-) -> zmq.Socket:
+    monitor_events: int = 0,
+) -> tuple[zmq.Socket, zmq.Socket | None]:
     """The actor's DEALER. IMMEDIATE: nothing is queued for a learner that is not
     connected, so a restarted learner never receives a burst of stale rollouts; the
-    small SNDHWM turns a slow learner into backpressure the actor can see."""
+    small SNDHWM turns a slow learner into backpressure the actor can see. With
+    ``monitor_events`` a monitor socket is attached before connecting (so no handshake
+    event is missed) and returned beside the DEALER."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
     sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -152,8 +155,9 @@ def connect_dealer(
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
     _heartbeats(sock)
     _curve_client(sock, curve)
+    monitor = sock.get_monitor_socket(monitor_events) if monitor_events else None
     sock.connect(endpoint)
-    return sock
+    return sock, monitor
 
 
 def connect_sub(
@@ -230,7 +234,9 @@ def load_actor_keys(directory: Path) -> tuple[str, CurveKeys]:
     (NAME, keys); NAME is the identity the learner knows this key by."""
     secrets = sorted(p for p in directory.glob("*.key_secret") if p.name != "learner.key_secret")
     if len(secrets) != 1:
-        raise ValueError(f"{directory} must hold exactly one actor *.key_secret, found {len(secrets)}")
+        raise ValueError(
+            f"{directory} must hold exactly one actor *.key_secret, found {len(secrets)}"
+        )
     server = directory / "learner.key"
     if not server.is_file():
         raise ValueError(f"{directory} lacks learner.key (the learner's public key)")
