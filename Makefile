@@ -58,3 +58,20 @@ format: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
+
+NAMES ?= actor-1,actor-2
+keys: venv
+	$(PY) scripts/keys.py --out keys --actors $(NAMES)
+
+# The fair A2C / A3C / A3C-grad comparison on CartPole-v1 (report in runs/compare-<time>/).
+compare: venv
+	$(PY) -m scripts.compare $(ARGS)
+
+# Time to solve CartPole-v1 against Stable-Baselines3 A2C and PPO (installs the optional bench extra).
+bench-solve: venv
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m scripts.bench_solve $(ARGS)
+
+# Actor env steps/s against the raw limit, wire cost per batch, learner samples/s.
+bench-throughput: venv
+	$(PY) -m scripts.bench_throughput $(ARGS)

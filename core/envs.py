@@ -8,6 +8,7 @@ core/loss.py for the layout). No sockets here.
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Any
 
@@ -20,14 +21,27 @@ class EnvSpecError(ValueError):
     """The environment cannot be used by this trainer (unknown id, unsupported space)."""
 
 
+def resolve(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id``. ``module:Name-v0`` imports ``module`` first
+    (gymnasium's convention for envs registered by a package on import)."""
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise EnvSpecError(f"cannot import {module!r} for {env_id!r}: {exc}") from None
+    try:
+        return gym.spec(name)
+    except gym.error.Error as exc:
+        raise EnvSpecError(f"unknown environment {env_id!r}: {exc}") from None
+
+
 def make_vec_env(
     env_id: str, num_envs: int, env_kwargs: dict | None = None
 ) -> gym.vector.VectorEnv:
     kwargs = dict(env_kwargs or {})
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error as exc:
-        raise EnvSpecError(f"unknown environment {env_id!r}: {exc}") from None
+    spec = resolve(env_id)
+    env_id = spec.id
     if spec.vector_entry_point is not None:
         envs = gym.make_vec(
             env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs
@@ -77,5 +91,5 @@ def describe_spaces(env_id: str, env_kwargs: dict | None = None) -> dict[str, An
 
 
 def reward_threshold(env_id: str) -> float | None:
-    threshold = gym.spec(env_id).reward_threshold
+    threshold = resolve(env_id).reward_threshold
     return None if threshold is None or not math.isfinite(threshold) else float(threshold)

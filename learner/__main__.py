@@ -191,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=cfg.log_level,
         keys_dirs=actor_keys,
     )
+    if cfg.actors:
+        server.local_actors_alive = lambda: actors.any_alive(log)
     outcome = Outcome(False, "crashed")
     try:
         actors.start()

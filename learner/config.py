@@ -86,6 +86,9 @@ class LearnerConfig:
     log_level: str = arg("info", "log level", choices=("debug", "info", "warning"))
     device: str = arg("auto", "torch device for training", choices=("auto", "cpu", "cuda"))
     torch_threads: int = arg(1, "torch intra-op threads")
+    debug_update_delay_s: float = arg(
+        0.0, "testing aid: sleep this long after every update (a deliberately slow learner)"
+    )
 
     def __post_init__(self) -> None:
         positive = {

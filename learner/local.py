@@ -32,6 +32,7 @@ class LocalActors:
         self.log_level = log_level
         self.keys_dirs = keys_dirs or []
         self.procs: list[subprocess.Popen] = []
+        self._reported: set[int] = set()
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -58,9 +59,22 @@ class LocalActors:
             self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env))
             err.close()
 
-    def poll(self) -> list[tuple[int, int]]:
-        """(index, exit code) of actors that have exited."""
-        return [(i, p.returncode) for i, p in enumerate(self.procs) if p.poll() is not None]
+    def any_alive(self, log=None) -> bool:
+        """Whether any local actor still runs; logs each exit once."""
+        alive = False
+        for i, p in enumerate(self.procs):
+            if p.poll() is None:
+                alive = True
+            elif i not in self._reported:
+                self._reported.add(i)
+                if log is not None:
+                    log.warning(
+                        "local_actor_exited",
+                        actor_id=f"local-{i}",
+                        code=p.returncode,
+                        stderr=str(self.run_dir / f"actor-local-{i}.stderr"),
+                    )
+        return alive
 
     def stop(self, timeout_s: float = 3.0) -> None:
         deadline = time.monotonic() + timeout_s

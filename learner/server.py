@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 
 import zmq
@@ -72,10 +73,12 @@ class LearnerServer:
         curve: sockets.CurveKeys | None = None,
         authorized: dict[bytes, str] | None = None,
         trained_s: float = 0.0,
+        local_actors_alive=None,
     ) -> None:
         self.cfg, self.spec, self.trainer, self.stats, self.log = cfg, spec, trainer, stats, log
         self.target = target
         self.stop_requested = stop_requested
+        self.local_actors_alive = local_actors_alive  # () -> bool, for --actors N > 0
         self.checkpoint = checkpoint  # () -> None, saves a checkpoint
         self.learner_id = uuid.uuid4().hex[:12]
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
@@ -95,6 +98,7 @@ class LearnerServer:
         self._weights_msg: list | None = None
         self._rejected_logged: dict[str, int] = {}
         self.milestones = sorted(cfg.milestones)  # not yet reached
+        self.ready: list[Experience] = []  # a3c: checked rollouts awaiting the next update
 
     # --- the loop -------------------------------------------------------------------
 
@@ -129,6 +133,7 @@ class LearnerServer:
                     except zmq.Again:
                         break
                     self._handle_safely(frames)
+                self.train_ready()
             now = time.monotonic()
             if now >= next_housekeeping:
                 for rec in self.registry.expire(now):
@@ -158,6 +163,12 @@ class LearnerServer:
             return Outcome(True, "solved")
         if self.stop_requested():
             return Outcome(False, "signal")
+        if (
+            self.local_actors_alive is not None
+            and not self.local_actors_alive()
+            and not self.registry.live()
+        ):
+            return Outcome(False, "actors_exited")
         if self.cfg.max_env_steps and self.stats.env_steps >= self.cfg.max_env_steps:
             return Outcome(False, "max_env_steps")
         if self.cfg.max_seconds and self.t0 is not None and self.wall_s >= self.cfg.max_seconds:
@@ -268,7 +279,9 @@ class LearnerServer:
                     pid=msg.pid,
                     num_envs=msg.num_envs or self.spec.num_envs,
                     temperature=msg.temperature or temps[index % len(temps)],
-                    seed=self.cfg.seed * 10_007 + index * 101,
+                    # From the actor id, not the join order: a run is repeatable
+                    # however the actors' start-up races.
+                    seed=self.cfg.seed * 10_007 + zlib.crc32(msg.actor_id.encode()) % 100_003,
                     index=index,
                     joined_at=now,
                     last_seen=now,
@@ -313,12 +326,16 @@ class LearnerServer:
         )
         self._send_weights(route)
 
-    def _accept_rollout(self, rec: ActorRecord, msg: Experience | Gradient) -> int | None:
-        """Checks common to experience and gradients; the policy lag, or None if dropped."""
+    def _accept_rollout(
+        self, rec: ActorRecord, msg: Experience | Gradient, steps: int
+    ) -> int | None:
+        """Checks common to experience and gradients. Counts the env steps and episodes
+        the rollout collected (trained on or not); returns the policy lag, or None when
+        the batch is dropped."""
         if msg.incarnation != rec.incarnation:
             self._reject(rec.routing_id, "wrong_incarnation", rec.actor_id)
             return None
-        if msg.learner_id != self.learner_id:
+        if msg.learner_id != self.learner_id:  # collected for an earlier learner
             self.stats.dropped_stale += 1
             return None
         gap = self.registry.check_seq(rec, msg.seq)
@@ -339,11 +356,16 @@ class LearnerServer:
                 rec.routing_id, "future_version", f"{msg.policy_version} > {self.trainer.version}"
             )
             return None
-        max_lag = 0 if self.spec.sync else self.spec.max_policy_lag
-        if lag > max_lag:
+        self.stats.env_steps += steps
+        self.stats.add_episodes(msg.arrays["ep_returns"])
+        self._check_milestones()
+        if lag > (0 if self.spec.sync else self.spec.max_policy_lag):
             self.stats.dropped_stale += 1
+            self.stats.dropped_steps += steps
             self.log.debug("batch_stale", actor_id=rec.actor_id, lag=lag)
             return None
+        rec.batches += 1
+        self.stats.add_lag(lag)
         return lag
 
     def _experience(self, rec: ActorRecord, msg: Experience) -> None:
@@ -351,20 +373,18 @@ class LearnerServer:
             self._reject(rec.routing_id, "unexpected_type", "this run takes gradients")
             return
         try:
-            checks.check_experience(msg, self.spec, rec.num_envs)
+            steps = checks.check_experience(msg, self.spec, rec.num_envs)
         except checks.InvalidMessage as exc:
             self._reject(rec.routing_id, exc.reason, exc.detail)
             return
-        lag = self._accept_rollout(rec, msg)
-        if lag is None:
+        if self._accept_rollout(rec, msg, steps) is None:
             return
-        rec.batches += 1
-        self.stats.add_lag(lag)
         if self.spec.sync:
             self.pending[rec.actor_id] = msg
             self._maybe_sync_update()
         else:
-            self._update([msg])
+            # a3c: trained on as soon as the learner is free (see train_ready).
+            self.ready.append(msg)
 
     def _gradient(self, rec: ActorRecord, msg: Gradient) -> None:
         if not self.spec.sends_gradients:
@@ -375,11 +395,8 @@ class LearnerServer:
         except checks.InvalidMessage as exc:
             self._reject(rec.routing_id, exc.reason, exc.detail)
             return
-        lag = self._accept_rollout(rec, msg)
-        if lag is None:
+        if self._accept_rollout(rec, msg, msg.env_steps) is None:
             return
-        rec.batches += 1
-        self.stats.add_lag(lag)
         result = self.trainer.apply_gradient(
             msg.arrays,
             transitions=msg.env_steps,
@@ -387,23 +404,29 @@ class LearnerServer:
             value_loss=msg.value_loss,
             entropy=msg.entropy,
         )
-        self._after_update(result, [msg])
+        self._after_update(result, 1)
 
     def _maybe_sync_update(self) -> None:
         live = self.registry.live()
         if self.pending and live and all(r.actor_id in self.pending for r in live):
-            batches = list(self.pending.values())
+            # Sorted by actor id: the update does not depend on arrival order.
+            batches = [self.pending[k] for k in sorted(self.pending)]
             self.pending.clear()
-            self._update(batches)
+            self._after_update(self.trainer.train_on([m.arrays for m in batches]), len(batches))
 
-    def _update(self, msgs: list[Experience]) -> None:
-        self._after_update(self.trainer.train_on([m.arrays for m in msgs]), msgs)
+    def train_ready(self) -> None:
+        """a3c: one update on every rollout that arrived while the learner was busy.
+        When the learner keeps up that is one rollout per update; when it falls behind,
+        merging what has queued keeps the policy lag low instead of dropping batches."""
+        if self.ready:
+            batches, self.ready = self.ready, []
+            self._after_update(self.trainer.train_on([m.arrays for m in batches]), len(batches))
 
-    def _after_update(self, result: UpdateStats, msgs: list) -> None:
-        self.stats.batches += len(msgs)
-        self.stats.env_steps += result.transitions
-        for m in msgs:
-            self.stats.add_episodes(m.arrays["ep_returns"])
+    def _after_update(self, result: UpdateStats, batches: int) -> None:
+        if self.cfg.debug_update_delay_s:
+            time.sleep(self.cfg.debug_update_delay_s)
+        self.stats.batches += batches
+        self.stats.trained_steps += result.transitions
         if not result.applied:
             self.stats.skipped_updates += 1
             self.log.warning("update_skipped", reason="non_finite", version=self.trainer.version)
@@ -412,6 +435,8 @@ class LearnerServer:
             result.grad_norm, result.policy_loss, result.value_loss, result.entropy
         )
         self._publish()
+
+    def _check_milestones(self) -> None:
         while self.milestones and self.stats.solved(self.milestones[0]):
             self.log.info(
                 "return_reached",

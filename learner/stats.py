@@ -24,6 +24,8 @@ class RunStats:
     batches: int = 0
     skipped_updates: int = 0
     dropped_stale: int = 0
+    dropped_steps: int = 0  # env steps in batches dropped as stale
+    trained_steps: int = 0  # env steps in batches trained on
     rejected: Counter = field(default_factory=Counter)
     returns: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     # Interval accumulators, reset by progress().
@@ -77,6 +79,7 @@ class RunStats:
             "policy_lag_mean": _round(float(np.mean(lags)) if lags else None),
             "policy_lag_max": max(lags) if lags else None,
             "dropped_stale": self.dropped_stale,
+            "dropped_steps": self.dropped_steps,
             "rejected": sum(self.rejected.values()),
             "skipped_updates": self.skipped_updates,
             "grad_norm": _round(float(np.mean(norms)) if norms else None),
@@ -95,6 +98,8 @@ class RunStats:
             "batches": self.batches,
             "skipped_updates": self.skipped_updates,
             "dropped_stale": self.dropped_stale,
+            "dropped_steps": self.dropped_steps,
+            "trained_steps": self.trained_steps,
             "rejected": dict(self.rejected),
             "returns": list(self.returns),
         }
@@ -107,6 +112,8 @@ class RunStats:
             "batches",
             "skipped_updates",
             "dropped_stale",
+            "dropped_steps",
+            "trained_steps",
         ):
             setattr(self, name, int(counters.get(name, 0)))
         self.rejected = Counter({str(k): int(v) for k, v in counters.get("rejected", {}).items()})

@@ -1,0 +1,316 @@
+"""Faults with real processes on 127.0.0.1: killed, frozen and restarted actors,
+failing environments, checkpoints and learner restarts, unreachable learners, a slow
+learner under a flood. Every wait is bounded; every process is stopped in ``finally``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from datetime import datetime
+
+import pytest
+import zmq
+
+from protocol.codec import decode, encode
+from protocol.messages import Experience, Hello, Weights, Welcome
+from protocol.spec import RunSpec
+from tests.conftest import experience_arrays
+from tests.procs import endpoint_of, start_actor, start_learner
+
+pytestmark = pytest.mark.slow
+
+FAST = ["--envs", "4", "--rollout-len", "8", "--log-interval-s", "0.2", "--heartbeat-s", "0.2",
+        "--actor-timeout-s", "1.5"]
+ACTOR_FAST = ["--learner-timeout", "1.5"]
+
+
+def ts(event: dict) -> float:
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def free_port_pair() -> int:
+    """A port P with P and P+1 free right now (the learner binds P and P+1)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+def stop_all(*procs) -> None:
+    for p in procs:
+        if p is not None:
+            p.stop()
+
+
+def test_sigkilled_actor_is_lost_within_a_bounded_time(tmp_path):
+    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60", *FAST)
+    a0 = a1 = None
+    try:
+        endpoint = endpoint_of(learner)
+        a0, a1 = (start_actor(tmp_path, endpoint, f"a{i}", *ACTOR_FAST) for i in range(2))
+        learner.wait_for("progress", 60, where=lambda e: e["actors"] == 2 and e["updates"] >= 10)
+        killed_at = time.time()
+        a0.signal(signal.SIGKILL)
+        lost = learner.wait_for("actor_lost", 15)
+        assert lost["actor_id"] == "a0" and lost["last_seq"] > 0 and lost["incarnation"]
+        # Declared lost after the heartbeat timeout (1.5 s), well within 4 s.
+        assert 1.0 <= ts(lost) - killed_at <= 4.0
+        before = learner.events("progress")[-1]["updates"]
+        learner.wait_for("progress", 30, where=lambda e: e["updates"] >= before + 20)
+        assert not learner.events("handler_error")
+    finally:
+        stop_all(a0, a1, learner)
+
+
+def test_frozen_actor_is_lost_then_rejoins_after_sigcont(tmp_path):
+    learner = start_learner(tmp_path, "--algo", "a2c", "--actors", "0", "--max-seconds", "90", *FAST)
+    a0 = a1 = None
+    try:
+        endpoint = endpoint_of(learner)
+        a0, a1 = (start_actor(tmp_path, endpoint, f"a{i}", *ACTOR_FAST) for i in range(2))
+        learner.wait_for("progress", 60, where=lambda e: e["actors"] == 2 and e["updates"] >= 10)
+        a0.signal(signal.SIGSTOP)
+        learner.wait_for("actor_lost", 15, where=lambda e: e["actor_id"] == "a0")
+        # a2c goes on with the survivor while a0 is frozen.
+        before = learner.events("progress")[-1]["updates"]
+        learner.wait_for("progress", 30, where=lambda e: e["updates"] >= before + 10 and e["actors"] == 1)
+        a0.signal(signal.SIGCONT)
+        rejoined = learner.wait_for("actor_joined", 20, where=lambda e: e["actor_id"] == "a0" and ts(e) > ts(
+            learner.events("actor_lost")[0]))
+        first_join = next(e for e in learner.events("actor_joined") if e["actor_id"] == "a0")
+        assert rejoined["incarnation"] == first_join["incarnation"], "same process, same incarnation"
+        # The actor says why it re-joined: the learner forgot it, or it heard nothing for too long.
+        reasons = {e["event"] for e in a0.events() if e["event"] in ("learner_lost", "learner_error")}
+        assert reasons, "the actor logs why it re-joined"
+        learner.wait_for("progress", 30, where=lambda e: e["actors"] == 2 and ts(e) > ts(rejoined))
+    finally:
+        stop_all(a0, a1, learner)
+
+
+def test_restart_with_same_id_is_a_new_incarnation(tmp_path):
+    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60",
+                            "--actor-timeout-s", "30", *FAST[:-2])
+    first = second = None
+    try:
+        endpoint = endpoint_of(learner)
+        first = start_actor(tmp_path, endpoint, "same")
+        joined = learner.wait_for("actor_joined", 60)
+        first.signal(signal.SIGKILL)
+        first.wait_exit(10)
+        second = start_actor(tmp_path / "again", endpoint, "same")
+        restarted = learner.wait_for("actor_restarted", 60)
+        assert restarted["actor_id"] == "same"
+        assert restarted["old_incarnation"] == joined["incarnation"] != restarted["incarnation"]
+        assert "old_last_seq" in restarted
+    finally:
+        stop_all(first, second, learner)
+
+
+def _raw_join(ctx, endpoint: str, actor_id: str):
+    sock = ctx.socket(zmq.DEALER)
+    sock.connect(endpoint)
+    sock.send_multipart(encode(Hello(actor_id=actor_id, incarnation="raw1", hostname="test", pid=1)))
+    welcome = weights = None
+    deadline = time.monotonic() + 30
+    while (welcome is None or weights is None) and time.monotonic() < deadline:
+        if sock.poll(1000):
+            msg = decode(sock.recv_multipart())
+            welcome = msg if isinstance(msg, Welcome) else welcome
+            weights = msg if isinstance(msg, Weights) else weights
+    assert welcome is not None and weights is not None
+    return sock, RunSpec.from_dict(welcome.run), welcome, weights
+
+
+def test_sequence_gaps_within_an_incarnation_are_counted_and_logged(tmp_path):
+    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60", *FAST)
+    ctx = zmq.Context()
+    ctx.linger = 0
+    try:
+        sock, spec, welcome, weights = _raw_join(ctx, endpoint_of(learner), "raw")
+        for seq in (1, 4):
+            sock.send_multipart(encode(Experience(
+                arrays=experience_arrays(spec, spec.num_envs, seed=seq), actor_id="raw", incarnation="raw1",
+                seq=seq, learner_id=welcome.learner_id, policy_version=weights.version)))
+        gap = learner.wait_for("seq_gap", 20)
+        assert gap["actor_id"] == "raw" and gap["missing"] == 2 and gap["seq"] == 4
+        learner.wait_for("progress", 20, where=lambda e: e["updates"] >= 2)
+    finally:
+        ctx.destroy(linger=0)
+        learner.stop()
+
+
+def test_env_that_raises_costs_episodes_not_the_actor(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAULTY_P_STEP", "0.003")
+    learner = start_learner(tmp_path, "--env", "tests.faulty_env:FaultyCartPole-v0", "--algo", "a3c",
+                            "--actors", "1", "--max-env-steps", "20000", "--target-return", "1000", *FAST)
+    try:
+        assert learner.wait_exit(120) == 0
+        actor_log = [json.loads(x) for x in (tmp_path / "actor-local-0.jsonl").read_text().splitlines()]
+        errors = [e for e in actor_log if e["event"] == "env_error"]
+        assert errors and "injected step failure" in errors[0]["error"]
+        assert json.loads((tmp_path / "summary.json").read_text())["env_steps"] >= 20000
+    finally:
+        learner.stop()
+
+
+def test_env_that_always_raises_makes_the_actor_exit_4(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAULTY_P_STEP", "1.0")
+    learner = start_learner(tmp_path, "--env", "tests.faulty_env:FaultyCartPole-v0", "--actors", "0",
+                            "--max-seconds", "60", *FAST)
+    actor = None
+    try:
+        actor = start_actor(tmp_path, endpoint_of(learner), "doomed", "--max-env-failures", "3")
+        assert actor.wait_exit(60) == 4
+        assert actor.events("env_failed") and actor.events("actor_exit")[-1]["code"] == 4
+        assert learner.popen.poll() is None, "the learner keeps running"
+    finally:
+        stop_all(actor, learner)
+
+
+def test_checkpoint_on_sigterm_and_resume_with_fallback_past_a_corrupt_one(tmp_path):
+    args = ["--algo", "a3c", "--actors", "1", "--checkpoint-every-s", "0.5", "--target-return", "1000", *FAST]
+    first = start_learner(tmp_path, *args, "--max-seconds", "60")
+    try:
+        first.wait_for("checkpoint_saved", 60)
+        first.wait_for("progress", 30, where=lambda e: e["updates"] >= 30)
+        first.signal(signal.SIGTERM)
+        assert first.wait_exit(30) == 0
+    finally:
+        first.stop()
+    final = first.events("checkpoint_saved")[-1]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert final["env_steps"] == summary["env_steps"] and final["version"] == summary["updates"]
+    ckpts = sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))
+    assert 2 <= len(ckpts) <= 3, "periodic checkpoints, the last K kept"
+
+    second = start_learner(tmp_path, *args, "--resume", "true", "--max-env-steps", str(summary["env_steps"] + 2000))
+    try:
+        assert second.wait_exit(90) == 0
+    finally:
+        second.stop()
+    resumed = second.events("resumed")
+    assert resumed and resumed[0]["env_steps"] == summary["env_steps"] and resumed[0]["version"] == final["version"]
+
+    # Corrupt the newest checkpoint: the next resume falls back to the previous one.
+    newest = sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    third = start_learner(tmp_path, *args, "--resume", "true", "--max-seconds", "1")
+    try:
+        third.wait_for("resumed", 60)
+        assert third.wait_exit(60) == 0
+    finally:
+        third.stop()
+    assert third.events("checkpoint_unreadable")[0]["path"] == str(newest)
+    assert third.events("resumed")[0]["path"] != str(newest)
+
+
+def test_learner_killed_and_resumed_actors_reconnect_by_themselves(tmp_path):
+    port = free_port_pair()
+    args = ["--algo", "a3c", "--actors", "0", "--port", str(port), "--checkpoint-every-s", "0.5",
+            "--target-return", "1000", *FAST]
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    run_a.mkdir()
+    first = second = None
+    actors = []
+    try:
+        first = start_learner(run_a, *args, "--max-seconds", "60")
+        endpoint = endpoint_of(first)
+        actors = [start_actor(tmp_path, endpoint, f"r{i}", *ACTOR_FAST) for i in range(2)]
+        first.wait_for("checkpoint_saved", 60, where=lambda e: e["env_steps"] > 0)
+        first.signal(signal.SIGKILL)
+        first.wait_exit(10)
+        saved = first.events("checkpoint_saved")[-1]
+        # Same run directory, same port: the restarted learner resumes.
+        run_b.mkdir()
+        os.replace(run_a / "checkpoints", run_b / "checkpoints")
+        second = start_learner(run_b, *args, "--resume", "true", "--max-seconds", "60")
+        resumed = second.wait_for("resumed", 60)
+        assert resumed["env_steps"] == saved["env_steps"]
+        for a in actors:
+            a.wait_for("learner_lost", 20)
+        joined = [second.wait_for("actor_joined", 30, where=lambda e, i=i: e["actor_id"] == f"r{i}") for i in range(2)]
+        assert len(joined) == 2
+        progress = second.wait_for("progress", 30, where=lambda e: e["updates"] >= 10)
+        assert progress["env_steps"] > saved["env_steps"] and progress["version"] > saved["version"]
+        assert all(a.popen.poll() is None for a in actors), "actors never exited"
+        second.signal(signal.SIGTERM)
+        assert second.wait_exit(30) == 0
+        assert all(a.wait_exit(15) == 0 for a in actors)
+    finally:
+        stop_all(*actors, first, second)
+
+
+def test_unreachable_learner_is_reported_and_sigint_exits_within_2s(tmp_path):
+    port = free_port_pair()
+    actor = start_actor(tmp_path, f"tcp://127.0.0.1:{port}", "lonely", "--learner-timeout", "1")
+    try:
+        actor.wait_for("learner_unreachable", 30)
+        t0 = time.monotonic()
+        actor.signal(signal.SIGINT)
+        assert actor.wait_exit(5) == 0
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        actor.stop()
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_slow_learner_under_a_flood_keeps_memory_bounded(tmp_path):
+    seconds = float(os.environ.get("FLOOD_SECONDS", "8"))
+    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "2", "--envs", "64", "--rollout-len", "16",
+                            "--debug-update-delay-s", "0.05", "--max-seconds", str(seconds + 60),
+                            "--target-return", "1000", "--log-interval-s", "0.5")
+    try:
+        learner.wait_for("progress", 60, where=lambda e: e["actors"] == 2 and e["updates"] >= 20)
+        samples = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            samples.append(_rss_mb(learner.popen.pid))
+            time.sleep(0.25)
+        growth = max(samples) - samples[0]
+        print(f"learner RSS over {seconds:.0f}s flood: start {samples[0]:.1f} MB, max {max(samples):.1f} MB")
+        assert growth < 40, f"learner RSS grew {growth:.1f} MB"
+        actor_logs = (tmp_path / "actor-local-0.jsonl").read_text() + (tmp_path / "actor-local-1.jsonl").read_text()
+        assert '"backpressure"' in actor_logs, "actors see the slow learner as backpressure"
+    finally:
+        learner.stop()
+
+
+def test_frozen_subscriber_does_not_stall_training(tmp_path):
+    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60",
+                            "--actor-timeout-s", "30", *FAST[:-2])
+    a0 = a1 = None
+    try:
+        endpoint = endpoint_of(learner)
+        a0, a1 = (start_actor(tmp_path, endpoint, f"f{i}") for i in range(2))
+        learner.wait_for("progress", 60, where=lambda e: e["actors"] == 2 and e["updates"] >= 10)
+        a0.signal(signal.SIGSTOP)  # stays registered (timeout 30 s) and stops reading weights
+        before = learner.events("progress")[-1]["updates"]
+        # Hundreds of weight broadcasts go to the frozen subscriber while training goes on.
+        learner.wait_for("progress", 30, where=lambda e: e["updates"] >= before + 300)
+        a0.signal(signal.SIGCONT)
+        versions = [e["version"] for e in a0.events("weights_received")]
+        assert versions == sorted(versions)
+    finally:
+        if a0:
+            a0.signal(signal.SIGCONT)
+        stop_all(a0, a1, learner)
+
