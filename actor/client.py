@@ -36,6 +36,7 @@ from core.model import ModelConfig, param_shapes
 from protocol import checks, sockets
 from protocol.codec import DecodeError, decode, encode
 from protocol.messages import (
+    Ack,
     Bye,
     Error,
     Experience,
@@ -121,6 +122,8 @@ class ActorClient:
         self.backpressure = 0
         self.backpressure_logged_at = 0.0
         self.rollouts_sent = 0
+        self.unacked: dict[int, float] = {}  # seq -> when sent, awaiting the learner's Ack
+        self.credit_waits = 0
         # A2C: the policy version of the last rollout sent in this session.
         self.last_sent_version: int | None = None
 
@@ -248,6 +251,7 @@ class ActorClient:
         pub_endpoint = sockets.tcp(self.host, msg.pub_port)
         sub = sockets.connect_sub(self.ctx, pub_endpoint, curve=self.curve)
         self.last_sent_version = None
+        self.unacked.clear()
         self.session = Session(
             msg.learner_id, spec, policy, collector, param_shapes(policy.model), sub, pub_endpoint
         )
@@ -288,9 +292,28 @@ class ActorClient:
                     learner_id=s.learner_id,
                     policy_version=s.policy.version,
                 )
+            self._await_credit(s)
             self._send(msg, block=True)
+            self.unacked[self.seq] = time.monotonic()
             self.rollouts_sent += 1
             self.last_sent_version = s.policy.version
+
+    def _await_credit(self, s: Session) -> None:
+        """At most max_in_flight rollouts unacknowledged: wait (reading the learner's
+        messages) until the learner has taken one. An ack that never comes (the
+        learner dropped it under load) expires after learner_timeout."""
+        waited = False
+        while len(self.unacked) >= s.spec.max_in_flight:
+            self._check_stop()
+            now = time.monotonic()
+            expired = [k for k, t in self.unacked.items() if now - t > self.cfg.learner_timeout]
+            for k in expired:
+                del self.unacked[k]
+                self.log.warning("ack_missing", seq=k)
+            if not waited:
+                self.credit_waits += 1
+                waited = True
+            self._pump(POLL_MS)
 
     def _await_weights_after(self, s: Session) -> None:
         """A2C: the next rollout must use weights newer than the last one sent."""
@@ -373,6 +396,9 @@ class ActorClient:
                         newest = msg
                     elif msg.learner_id != s.learner_id and sock is self.dealer:
                         raise Rejoin()
+                elif isinstance(msg, Ack):
+                    if msg.learner_id == s.learner_id:
+                        self.unacked.pop(msg.seq, None)
                 elif isinstance(msg, Welcome):
                     continue  # a late answer to a repeated Hello
         if newest is not None:

@@ -53,8 +53,8 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if tp is bool:
-            kwargs["type"] = _bool
-            kwargs["metavar"] = "{true,false}"
+            # "--flag" alone means true; "--flag false" is accepted too.
+            kwargs.update(type=_bool, nargs="?", const=True, metavar="true|false")
         elif typing.get_origin(tp) is tuple:
             inner = typing.get_args(tp)[0]
             kwargs["type"] = lambda s, inner=inner: tuple(inner(x) for x in s.split(",") if x)

@@ -85,7 +85,14 @@ def a2c_loss(
     cfg: LossConfig,
     *,
     normalize_advantages: bool = False,
+    behaviour_logp: torch.Tensor | None = None,  # [T, N], log-prob under the acting policy
+    is_clip: float = 0.0,
 ) -> LossTerms:
+    """The A2C loss. With ``behaviour_logp`` and ``is_clip > 0`` each policy-gradient
+    term is weighted by the truncated importance ratio min(is_clip, pi/mu) (Espeholt et
+    al. 2018, eq. 4's rho-bar), which keeps rollouts collected a few versions ago (A3C's
+    policy lag, or an actor's softmax temperature) from pushing the policy off a cliff.
+    For on-policy data the ratio is 1 and this is the plain A2C loss."""
     out, values = model(obs)  # [T+1, N, out], [T+1, N]
     adv, returns = advantages_and_returns(
         rewards, values.detach(), terminated, truncated, valid, cfg.gamma, cfg.gae_lambda
@@ -100,6 +107,9 @@ def a2c_loss(
         mean = (adv * mask).sum() / count
         std = (((adv - mean) * mask).pow(2).sum() / count).sqrt()
         adv = (adv - mean) / (std + 1e-8) * mask
+    if behaviour_logp is not None and is_clip > 0:
+        rho = torch.exp(logp.detach() - behaviour_logp).clamp(max=is_clip)  # [T, N]
+        adv = adv * rho
     # The advantage is a constant in the policy gradient (already detached above).
     policy_loss = -(logp * adv * mask).sum() / count
     value_loss = 0.5 * ((returns - values[:-1]).pow(2) * mask).sum() / count

@@ -40,6 +40,7 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
         entropy_coef=cfg.entropy_coef,
         max_grad_norm=cfg.max_grad_norm,
         max_policy_lag=cfg.max_policy_lag,
+        max_in_flight=cfg.max_in_flight,
         heartbeat_s=cfg.heartbeat_s,
         **describe_spaces(cfg.env),
     )
@@ -100,10 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer = Trainer(
         spec,
         TrainerConfig(
-            lr=cfg.lr,
+            lr=cfg.learning_rate,
             optimizer=cfg.optimizer,
             max_grad_norm=cfg.max_grad_norm,
             normalize_advantages=cfg.normalize_advantages,
+            is_clip=cfg.is_clip,
             seed=cfg.seed,
         ),
         device,

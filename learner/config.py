@@ -29,22 +29,38 @@ class LearnerConfig:
     max_seconds: float | None = arg(None, "stop after this many seconds of training")
     # Actors
     actors: int = arg(2, "local actor processes to start; 0: wait for external actors")
-    envs: int = arg(32, "environments per actor (an actor may override with its own --envs)")
-    rollout_len: int = arg(16, "steps per env in one rollout (T)")
+    envs: int = arg(16, "environments per actor (an actor may override with its own --envs)")
+    rollout_len: int = arg(32, "steps per env in one rollout (T)")
     temperatures: tuple[float, ...] = arg(
         (1.0,),
         "softmax temperatures handed to actors in join order, cycled (per-actor exploration)",
     )
     # Network and loss
     hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the policy and of the value MLP")
-    lr: float = arg(1e-3, "learning rate")
+    lr: float | None = arg(
+        None,
+        "learning rate; default 4e-3 for a2c (one update per rollout of every actor), 2e-3 for a3c and a3c-grad (about half the samples per update)",
+    )
     optimizer: str = arg("adam", "optimizer", choices=("adam", "rmsprop"))
     gamma: float = arg(0.99, "discount")
-    gae_lambda: float = arg(1.0, "GAE lambda; 1.0 is the n-step return of A3C")
+    gae_lambda: float = arg(
+        0.95, "GAE lambda; 1.0 gives exactly the n-step return of A3C (advantage = return - value)"
+    )
     value_coef: float = arg(0.5, "weight of the value loss")
     entropy_coef: float = arg(0.0, "weight of the entropy bonus")
     max_grad_norm: float = arg(0.5, "clip the global gradient norm to this")
     normalize_advantages: bool = arg(False, "normalise advantages per update (zero mean, unit std)")
+    max_in_flight: int = arg(
+        1,
+        "rollouts an actor may have sent but not yet had acknowledged; more hides latency on slow links, fewer keeps the policy lag low",
+    )
+    max_batches_per_update: int = arg(
+        8, "a3c: at most this many queued rollouts are merged into one update"
+    )
+    is_clip: float = arg(
+        1.0,
+        "truncate the importance ratio pi/mu of each policy-gradient term at this (corrects policy lag and temperature); 0: plain A2C/A3C loss",
+    )
     max_policy_lag: int = arg(
         4, "a3c/a3c-grad: drop (and count) batches collected more than this many versions ago"
     )
@@ -94,12 +110,14 @@ class LearnerConfig:
         positive = {
             "envs": self.envs,
             "rollout_len": self.rollout_len,
-            "lr": self.lr,
+            "lr": self.learning_rate,
             "heartbeat_s": self.heartbeat_s,
             "actor_timeout_s": self.actor_timeout_s,
             "max_grad_norm": self.max_grad_norm,
             "log_interval_s": self.log_interval_s,
             "max_bad_messages": self.max_bad_messages,
+            "max_batches_per_update": self.max_batches_per_update,
+            "max_in_flight": self.max_in_flight,
             "keep_checkpoints": self.keep_checkpoints,
             "torch_threads": self.torch_threads,
             "max_frame_bytes": self.max_frame_bytes,
@@ -107,6 +125,8 @@ class LearnerConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if self.is_clip < 0:
+            raise ValueError("--is-clip must be >= 0")
         if self.actors < 0 or self.max_policy_lag < 0 or self.checkpoint_every_s < 0:
             raise ValueError("--actors, --max-policy-lag and --checkpoint-every-s must be >= 0")
         if not 0 <= self.port < 65536 or not 0 <= self.pub_port < 65536:
@@ -129,6 +149,12 @@ class LearnerConfig:
             value = getattr(self, name)
             if value is not None and name != "target_return" and not value > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0")
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 4e-3 if self.algo == "a2c" else 2e-3
 
     @property
     def effective_pub_port(self) -> int:

@@ -47,6 +47,10 @@ class ActorRegistry:
         # Bad-message counts of routing ids that never joined; bounded (oldest evicted).
         self.strangers: OrderedDict[bytes, int] = OrderedDict()
         self.max_strangers = max_strangers
+        # Quarantine outlives the record (an actor's record expires when it goes quiet):
+        # connections by routing id (bounded, oldest forgotten), keys by CURVE name.
+        self.banned_routes: OrderedDict[bytes, str] = OrderedDict()
+        self.banned_keys: set[str] = set()
 
     def join(self, rec: ActorRecord) -> tuple[ActorRecord, ActorRecord | None]:
         """Register ``rec``; return it and the record it replaces (same actor_id: a
@@ -100,16 +104,24 @@ class ActorRegistry:
             rec.bad_messages += 1
             if not rec.quarantined and rec.bad_messages >= self.max_bad:
                 rec.quarantined = True
+                self._ban(routing_id, rec.actor_id)
+                if rec.key_name:
+                    self.banned_keys.add(rec.key_name)
                 return True
             return False
         count = self.strangers.pop(routing_id, 0) + 1
         self.strangers[routing_id] = count
         while len(self.strangers) > self.max_strangers:
             self.strangers.popitem(last=False)
-        return count == self.max_bad
+        if count == self.max_bad:
+            self._ban(routing_id, "")
+            return True
+        return False
+
+    def _ban(self, routing_id: bytes, actor_id: str) -> None:
+        self.banned_routes[routing_id] = actor_id
+        while len(self.banned_routes) > self.max_strangers:
+            self.banned_routes.popitem(last=False)
 
     def is_quarantined(self, routing_id: bytes) -> bool:
-        rec = self.by_route.get(routing_id)
-        if rec is not None:
-            return rec.quarantined
-        return self.strangers.get(routing_id, 0) >= self.max_bad
+        return routing_id in self.banned_routes

@@ -33,6 +33,7 @@ from learner.trainer import Trainer, UpdateStats
 from protocol import checks, sockets
 from protocol.codec import DecodeError, decode, encode
 from protocol.messages import (
+    Ack,
     Bye,
     Error,
     Experience,
@@ -83,7 +84,8 @@ class LearnerServer:
         self.learner_id = uuid.uuid4().hex[:12]
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
         self.shapes = {n: tuple(p.shape) for n, p in trainer.model.named_parameters()}
-        self.pending: dict[str, Experience] = {}  # a2c: this version's rollout per actor
+        # a2c: this version's rollout per actor id, with the routing id to acknowledge
+        self.pending: dict[str, tuple[bytes, Experience]] = {}
         self.ctx = sockets.new_context()
         # The ZAP handler must exist before the CURVE sockets accept a connection.
         self.zap = ZapHandler(self.ctx, authorized or {}, log) if curve is not None else None
@@ -98,7 +100,8 @@ class LearnerServer:
         self._weights_msg: list | None = None
         self._rejected_logged: dict[str, int] = {}
         self.milestones = sorted(cfg.milestones)  # not yet reached
-        self.ready: list[Experience] = []  # a3c: checked rollouts awaiting the next update
+        # a3c: checked rollouts (with their routing ids) awaiting the next update
+        self.ready: list[tuple[bytes, Experience]] = []
 
     # --- the loop -------------------------------------------------------------------
 
@@ -239,6 +242,13 @@ class LearnerServer:
 
     def _hello(self, route: bytes, msg: Hello, header_frame) -> None:
         key_name = user_id(header_frame) if self.zap else None
+        if key_name is not None and key_name in self.registry.banned_keys:
+            self._reply(
+                route,
+                Error(code="quarantined", detail="this key sent too many bad messages", fatal=True),
+            )
+            self.stats.rejected["quarantined"] += 1
+            return
         if self.zap and key_name != msg.actor_id:
             self._reply(
                 route,
@@ -363,6 +373,7 @@ class LearnerServer:
             self.stats.dropped_stale += 1
             self.stats.dropped_steps += steps
             self.log.debug("batch_stale", actor_id=rec.actor_id, lag=lag)
+            self._ack(rec.routing_id, msg.seq, trained=False)
             return None
         rec.batches += 1
         self.stats.add_lag(lag)
@@ -376,15 +387,18 @@ class LearnerServer:
             steps = checks.check_experience(msg, self.spec, rec.num_envs)
         except checks.InvalidMessage as exc:
             self._reject(rec.routing_id, exc.reason, exc.detail)
+            self._ack(rec.routing_id, msg.seq, trained=False)
             return
         if self._accept_rollout(rec, msg, steps) is None:
             return
         if self.spec.sync:
-            self.pending[rec.actor_id] = msg
+            self.pending[rec.actor_id] = (rec.routing_id, msg)
             self._maybe_sync_update()
         else:
             # a3c: trained on as soon as the learner is free (see train_ready).
-            self.ready.append(msg)
+            self.ready.append((rec.routing_id, msg))
+            if len(self.ready) >= self.cfg.max_batches_per_update:
+                self.train_ready()
 
     def _gradient(self, rec: ActorRecord, msg: Gradient) -> None:
         if not self.spec.sends_gradients:
@@ -394,6 +408,7 @@ class LearnerServer:
             checks.check_gradient(msg, self.shapes)
         except checks.InvalidMessage as exc:
             self._reject(rec.routing_id, exc.reason, exc.detail)
+            self._ack(rec.routing_id, msg.seq, trained=False)
             return
         if self._accept_rollout(rec, msg, msg.env_steps) is None:
             return
@@ -404,7 +419,7 @@ class LearnerServer:
             value_loss=msg.value_loss,
             entropy=msg.entropy,
         )
-        self._after_update(result, 1)
+        self._after_update(result, [(rec.routing_id, msg)])
 
     def _maybe_sync_update(self) -> None:
         live = self.registry.live()
@@ -412,20 +427,26 @@ class LearnerServer:
             # Sorted by actor id: the update does not depend on arrival order.
             batches = [self.pending[k] for k in sorted(self.pending)]
             self.pending.clear()
-            self._after_update(self.trainer.train_on([m.arrays for m in batches]), len(batches))
+            self._after_update(self.trainer.train_on([m.arrays for _, m in batches]), batches)
 
     def train_ready(self) -> None:
         """a3c: one update on every rollout that arrived while the learner was busy.
         When the learner keeps up that is one rollout per update; when it falls behind,
-        merging what has queued keeps the policy lag low instead of dropping batches."""
+        merging what has queued keeps the policy lag low instead of dropping batches.
+        At most --max-batches-per-update are merged, which bounds the memory an update
+        takes; what is not yet read stays in ZeroMQ's bounded queues (backpressure)."""
         if self.ready:
             batches, self.ready = self.ready, []
-            self._after_update(self.trainer.train_on([m.arrays for m in batches]), len(batches))
+            self._after_update(self.trainer.train_on([m.arrays for _, m in batches]), batches)
 
-    def _after_update(self, result: UpdateStats, batches: int) -> None:
+    def _after_update(
+        self, result: UpdateStats, batches: list[tuple[bytes, Experience | Gradient]]
+    ) -> None:
         if self.cfg.debug_update_delay_s:
             time.sleep(self.cfg.debug_update_delay_s)
-        self.stats.batches += batches
+        self.stats.batches += len(batches)
+        for route, msg in batches:
+            self._ack(route, msg.seq, trained=result.applied)
         self.stats.trained_steps += result.transitions
         if not result.applied:
             self.stats.skipped_updates += 1
@@ -467,6 +488,13 @@ class LearnerServer:
 
     def _send_weights(self, route: bytes) -> None:
         self._send(route, self._weights_frames())
+
+    def _ack(self, route: bytes, seq: int, *, trained: bool) -> None:
+        """Return the actor's credit for rollout ``seq`` (see protocol.messages.Ack)."""
+        self._reply(
+            route,
+            Ack(learner_id=self.learner_id, seq=seq, version=self.trainer.version, trained=trained),
+        )
 
     def _reply(self, route: bytes, msg: Message) -> None:
         self._send(route, encode(msg))

@@ -29,6 +29,7 @@ class TrainerConfig:
     optimizer: str = "adam"
     max_grad_norm: float = 0.5
     normalize_advantages: bool = False
+    is_clip: float = 1.0
     seed: int = 1
 
 
@@ -65,7 +66,7 @@ class Trainer:
     def train_on(self, batches: Sequence[Mapping[str, np.ndarray]]) -> UpdateStats:
         """One A2C update on rollouts from one or more actors, side by side on the env
         axis: [T, N1 + N2 + ..., ...]."""
-        keys = ("obs", "actions", "rewards", "terminated", "truncated", "valid")
+        keys = ("obs", "actions", "logp", "rewards", "terminated", "truncated", "valid")
         if len(batches) == 1:
             b = {k: self._tensor(batches[0][k]) for k in keys}
         else:
@@ -80,6 +81,8 @@ class Trainer:
             b["valid"],
             self.loss_cfg,
             normalize_advantages=self.cfg.normalize_advantages,
+            behaviour_logp=b["logp"],
+            is_clip=self.cfg.is_clip,
         )
         self.optimizer.zero_grad(set_to_none=False)
         if not torch.isfinite(terms.total):

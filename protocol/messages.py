@@ -32,7 +32,7 @@ Array names and shapes (T = rollout length, N = envs per actor, K = finished epi
 
 Directions: actor -> learner on the learner's ROUTER (Hello, Experience, Gradient,
 Heartbeat, WeightsRequest, Bye); learner -> one actor on the ROUTER (Welcome, Weights,
-Pong, Error, Shutdown); learner -> all actors on the PUB socket (Weights, Shutdown).
+Pong, Ack, Error, Shutdown); learner -> all actors on the PUB socket (Weights, Shutdown).
 
 No sockets here; see codec.py for bytes and sockets.py for socket options.
 """
@@ -211,6 +211,26 @@ class Pong(Message):
 
 
 @dataclass(frozen=True)
+class Ack(Message):
+    """The learner is done with rollout ``seq`` of this actor (trained on it, or
+    dropped it). Actors keep at most ``RunSpec.max_in_flight`` rollouts unacknowledged:
+    credit-based flow control, so queues (and policy lag) stay short however much
+    faster the actors are than the learner."""
+
+    TYPE: ClassVar[str] = "ack"
+    FIELDS: ClassVar[dict[str, type]] = {
+        "learner_id": str,
+        "seq": int,
+        "version": int,
+        "trained": bool,
+    }
+    learner_id: str
+    seq: int
+    version: int
+    trained: bool
+
+
+@dataclass(frozen=True)
 class Bye(Message):
     TYPE: ClassVar[str] = "bye"
     FIELDS: ClassVar[dict[str, type]] = {"actor_id": str, "incarnation": str, "reason": str}
@@ -250,6 +270,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Heartbeat,
         WeightsRequest,
         Pong,
+        Ack,
         Bye,
         Shutdown,
         Error,

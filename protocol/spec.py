@@ -42,6 +42,7 @@ class RunSpec:
     entropy_coef: float = 0.01
     max_grad_norm: float = 0.5
     max_policy_lag: int = 4
+    max_in_flight: int = 1
     heartbeat_s: float = 0.5
     env_kwargs: dict = field(default_factory=dict)
 
@@ -68,6 +69,8 @@ class RunSpec:
             raise SpecError("gamma and gae_lambda must be in [0, 1]")
         if self.max_policy_lag < 0:
             raise SpecError("max_policy_lag must be >= 0")
+        if not 1 <= self.max_in_flight <= 1024:
+            raise SpecError("max_in_flight must be in [1, 1024]")
         if not self.heartbeat_s > 0:
             raise SpecError("heartbeat_s must be > 0")
 
