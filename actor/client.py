@@ -60,6 +60,7 @@ HANDSHAKE_EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
 MAX_HANDSHAKE_FAILURES = 5
+BACKPRESSURE_AFTER_S = 0.05
 HELLO_EVERY_S = 1.0
 
 EXIT_OK = 0
@@ -302,7 +303,7 @@ class ActorClient:
         """At most max_in_flight rollouts unacknowledged: wait (reading the learner's
         messages) until the learner has taken one. An ack that never comes (the
         learner dropped it under load) expires after learner_timeout."""
-        waited = False
+        waited, since = False, time.monotonic()
         while len(self.unacked) >= s.spec.max_in_flight:
             self._check_stop()
             now = time.monotonic()
@@ -313,6 +314,8 @@ class ActorClient:
             if not waited:
                 self.credit_waits += 1
                 waited = True
+            if now - since > BACKPRESSURE_AFTER_S:  # a normal ack takes one update
+                self._note_backpressure("ack")
             self._pump(POLL_MS)
 
     def _await_weights_after(self, s: Session) -> None:
@@ -479,13 +482,17 @@ class ActorClient:
             except zmq.Again:
                 if not block or self.session is None:
                     return False
-            self.backpressure += 1
-            now = time.monotonic()
-            if now - self.backpressure_logged_at > 5.0:
-                self.log.warning("backpressure", waiting_for="learner", total=self.backpressure)
-                self.backpressure_logged_at = now
+            self._note_backpressure("send")
             self._check_stop()
             self._pump(POLL_MS)
+
+    def _note_backpressure(self, waiting_for: str) -> None:
+        """Count a wait on the learner; log it at most once per 5 s."""
+        self.backpressure += 1
+        now = time.monotonic()
+        if now - self.backpressure_logged_at > 5.0:
+            self.log.warning("backpressure", waiting_for=waiting_for, total=self.backpressure)
+            self.backpressure_logged_at = now
 
     def _close(self, reason: str) -> None:
         try:

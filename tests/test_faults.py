@@ -22,8 +22,20 @@ from tests.procs import endpoint_of, start_actor, start_learner
 
 pytestmark = pytest.mark.slow
 
-FAST = ["--envs", "4", "--rollout-len", "8", "--target-return", "1e9", "--log-interval-s", "0.2", "--heartbeat-s", "0.2",
-        "--actor-timeout-s", "1.5"]
+FAST = [
+    "--envs",
+    "4",
+    "--rollout-len",
+    "8",
+    "--target-return",
+    "1e9",
+    "--log-interval-s",
+    "0.2",
+    "--heartbeat-s",
+    "0.2",
+    "--actor-timeout-s",
+    "1.5",
+]
 ACTOR_FAST = ["--learner-timeout", "1.5"]
 
 
@@ -55,7 +67,9 @@ def stop_all(*procs) -> None:
 
 
 def test_sigkilled_actor_is_lost_within_a_bounded_time(tmp_path):
-    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60", *FAST)
+    learner = start_learner(
+        tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60", *FAST
+    )
     a0 = a1 = None
     try:
         endpoint = endpoint_of(learner)
@@ -75,7 +89,9 @@ def test_sigkilled_actor_is_lost_within_a_bounded_time(tmp_path):
 
 
 def test_frozen_actor_is_lost_then_rejoins_after_sigcont(tmp_path):
-    learner = start_learner(tmp_path, "--algo", "a2c", "--actors", "0", "--max-seconds", "90", *FAST)
+    learner = start_learner(
+        tmp_path, "--algo", "a2c", "--actors", "0", "--max-seconds", "90", *FAST
+    )
     a0 = a1 = None
     try:
         endpoint = endpoint_of(learner)
@@ -85,14 +101,23 @@ def test_frozen_actor_is_lost_then_rejoins_after_sigcont(tmp_path):
         learner.wait_for("actor_lost", 15, where=lambda e: e["actor_id"] == "a0")
         # a2c goes on with the survivor while a0 is frozen.
         before = learner.events("progress")[-1]["updates"]
-        learner.wait_for("progress", 30, where=lambda e: e["updates"] >= before + 10 and e["actors"] == 1)
+        learner.wait_for(
+            "progress", 30, where=lambda e: e["updates"] >= before + 10 and e["actors"] == 1
+        )
         a0.signal(signal.SIGCONT)
-        rejoined = learner.wait_for("actor_joined", 20, where=lambda e: e["actor_id"] == "a0" and ts(e) > ts(
-            learner.events("actor_lost")[0]))
+        rejoined = learner.wait_for(
+            "actor_joined",
+            20,
+            where=lambda e: e["actor_id"] == "a0" and ts(e) > ts(learner.events("actor_lost")[0]),
+        )
         first_join = next(e for e in learner.events("actor_joined") if e["actor_id"] == "a0")
-        assert rejoined["incarnation"] == first_join["incarnation"], "same process, same incarnation"
+        assert rejoined["incarnation"] == first_join["incarnation"], (
+            "same process, same incarnation"
+        )
         # The actor says why it re-joined: the learner forgot it, or it heard nothing for too long.
-        reasons = {e["event"] for e in a0.events() if e["event"] in ("learner_lost", "learner_error")}
+        reasons = {
+            e["event"] for e in a0.events() if e["event"] in ("learner_lost", "learner_error")
+        }
         assert reasons, "the actor logs why it re-joined"
         learner.wait_for("progress", 30, where=lambda e: e["actors"] == 2 and ts(e) > ts(rejoined))
     finally:
@@ -100,8 +125,18 @@ def test_frozen_actor_is_lost_then_rejoins_after_sigcont(tmp_path):
 
 
 def test_restart_with_same_id_is_a_new_incarnation(tmp_path):
-    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60",
-                            "--actor-timeout-s", "30", *FAST[:-2])
+    learner = start_learner(
+        tmp_path,
+        "--algo",
+        "a3c",
+        "--actors",
+        "0",
+        "--max-seconds",
+        "60",
+        "--actor-timeout-s",
+        "30",
+        *FAST[:-2],
+    )
     first = second = None
     try:
         endpoint = endpoint_of(learner)
@@ -121,7 +156,9 @@ def test_restart_with_same_id_is_a_new_incarnation(tmp_path):
 def _raw_join(ctx, endpoint: str, actor_id: str):
     sock = ctx.socket(zmq.DEALER)
     sock.connect(endpoint)
-    sock.send_multipart(encode(Hello(actor_id=actor_id, incarnation="raw1", hostname="test", pid=1)))
+    sock.send_multipart(
+        encode(Hello(actor_id=actor_id, incarnation="raw1", hostname="test", pid=1))
+    )
     welcome = weights = None
     deadline = time.monotonic() + 30
     while (welcome is None or weights is None) and time.monotonic() < deadline:
@@ -134,18 +171,33 @@ def _raw_join(ctx, endpoint: str, actor_id: str):
 
 
 def test_sequence_gaps_within_an_incarnation_are_counted_and_logged(tmp_path):
-    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60", *FAST)
+    learner = start_learner(
+        tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60", *FAST
+    )
     ctx = zmq.Context()
     ctx.linger = 0
     try:
         sock, spec, welcome, weights = _raw_join(ctx, endpoint_of(learner), "raw")
         for seq in (1, 4):
-            sock.send_multipart(encode(Experience(
-                arrays=experience_arrays(spec, spec.num_envs, seed=seq), actor_id="raw", incarnation="raw1",
-                seq=seq, learner_id=welcome.learner_id, policy_version=weights.version)))
+            sock.send_multipart(
+                encode(
+                    Experience(
+                        arrays=experience_arrays(spec, spec.num_envs, seed=seq),
+                        actor_id="raw",
+                        incarnation="raw1",
+                        seq=seq,
+                        learner_id=welcome.learner_id,
+                        policy_version=weights.version,
+                    )
+                )
+            )
         gap = learner.wait_for("seq_gap", 20)
         assert gap["actor_id"] == "raw" and gap["missing"] == 2 and gap["seq"] == 4
-        learner.wait_for("progress", 20, where=lambda e: e["updates"] >= 2)
+        # Both rollouts are taken (the learner may merge them into one update).
+        steps = 2 * int(experience_arrays(spec, spec.num_envs)["valid"].sum())
+        learner.wait_for(
+            "progress", 20, where=lambda e: e["env_steps"] == steps and e["updates"] >= 1
+        )
     finally:
         ctx.destroy(linger=0)
         learner.stop()
@@ -153,11 +205,25 @@ def test_sequence_gaps_within_an_incarnation_are_counted_and_logged(tmp_path):
 
 def test_env_that_raises_costs_episodes_not_the_actor(tmp_path, monkeypatch):
     monkeypatch.setenv("FAULTY_P_STEP", "0.003")
-    learner = start_learner(tmp_path, "--env", "tests.faulty_env:FaultyCartPole-v0", "--algo", "a3c",
-                            "--actors", "1", "--max-env-steps", "20000", "--target-return", "1000", *FAST)
+    learner = start_learner(
+        tmp_path,
+        "--env",
+        "tests.faulty_env:FaultyCartPole-v0",
+        "--algo",
+        "a3c",
+        "--actors",
+        "1",
+        "--max-env-steps",
+        "20000",
+        "--target-return",
+        "1000",
+        *FAST,
+    )
     try:
         assert learner.wait_exit(120) == 0
-        actor_log = [json.loads(x) for x in (tmp_path / "actor-local-0.jsonl").read_text().splitlines()]
+        actor_log = [
+            json.loads(x) for x in (tmp_path / "actor-local-0.jsonl").read_text().splitlines()
+        ]
         errors = [e for e in actor_log if e["event"] == "env_error"]
         assert errors and "injected step failure" in errors[0]["error"]
         assert json.loads((tmp_path / "summary.json").read_text())["env_steps"] >= 20000
@@ -167,8 +233,16 @@ def test_env_that_raises_costs_episodes_not_the_actor(tmp_path, monkeypatch):
 
 def test_env_that_always_raises_makes_the_actor_exit_4(tmp_path, monkeypatch):
     monkeypatch.setenv("FAULTY_P_STEP", "1.0")
-    learner = start_learner(tmp_path, "--env", "tests.faulty_env:FaultyCartPole-v0", "--actors", "0",
-                            "--max-seconds", "60", *FAST)
+    learner = start_learner(
+        tmp_path,
+        "--env",
+        "tests.faulty_env:FaultyCartPole-v0",
+        "--actors",
+        "0",
+        "--max-seconds",
+        "60",
+        *FAST,
+    )
     actor = None
     try:
         actor = start_actor(tmp_path, endpoint_of(learner), "doomed", "--max-env-failures", "3")
@@ -180,7 +254,17 @@ def test_env_that_always_raises_makes_the_actor_exit_4(tmp_path, monkeypatch):
 
 
 def test_checkpoint_on_sigterm_and_resume_with_fallback_past_a_corrupt_one(tmp_path):
-    args = ["--algo", "a3c", "--actors", "1", "--checkpoint-every-s", "0.5", "--target-return", "1000", *FAST]
+    args = [
+        "--algo",
+        "a3c",
+        "--actors",
+        "1",
+        "--checkpoint-every-s",
+        "0.5",
+        "--target-return",
+        "1000",
+        *FAST,
+    ]
     first = start_learner(tmp_path, *args, "--max-seconds", "60")
     try:
         first.wait_for("checkpoint_saved", 60)
@@ -195,13 +279,19 @@ def test_checkpoint_on_sigterm_and_resume_with_fallback_past_a_corrupt_one(tmp_p
     ckpts = sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))
     assert 2 <= len(ckpts) <= 3, "periodic checkpoints, the last K kept"
 
-    second = start_learner(tmp_path, *args, "--resume", "true", "--max-env-steps", str(summary["env_steps"] + 2000))
+    second = start_learner(
+        tmp_path, *args, "--resume", "true", "--max-env-steps", str(summary["env_steps"] + 2000)
+    )
     try:
         assert second.wait_exit(90) == 0
     finally:
         second.stop()
     resumed = second.events("resumed")
-    assert resumed and resumed[0]["env_steps"] == summary["env_steps"] and resumed[0]["version"] == final["version"]
+    assert (
+        resumed
+        and resumed[0]["env_steps"] == summary["env_steps"]
+        and resumed[0]["version"] == final["version"]
+    )
 
     # Corrupt the newest checkpoint: the next resume falls back to the previous one.
     newest = sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))[-1]
@@ -218,8 +308,19 @@ def test_checkpoint_on_sigterm_and_resume_with_fallback_past_a_corrupt_one(tmp_p
 
 def test_learner_killed_and_resumed_actors_reconnect_by_themselves(tmp_path):
     port = free_port_pair()
-    args = ["--algo", "a3c", "--actors", "0", "--port", str(port), "--checkpoint-every-s", "0.5",
-            "--target-return", "1000", *FAST]
+    args = [
+        "--algo",
+        "a3c",
+        "--actors",
+        "0",
+        "--port",
+        str(port),
+        "--checkpoint-every-s",
+        "0.5",
+        "--target-return",
+        "1000",
+        *FAST,
+    ]
     run_a, run_b = tmp_path / "a", tmp_path / "b"
     run_a.mkdir()
     first = second = None
@@ -228,6 +329,8 @@ def test_learner_killed_and_resumed_actors_reconnect_by_themselves(tmp_path):
         first = start_learner(run_a, *args, "--max-seconds", "60")
         endpoint = endpoint_of(first)
         actors = [start_actor(tmp_path, endpoint, f"r{i}", *ACTOR_FAST) for i in range(2)]
+        for i in range(2):
+            first.wait_for("actor_joined", 60, where=lambda e, i=i: e["actor_id"] == f"r{i}")
         first.wait_for("checkpoint_saved", 60, where=lambda e: e["env_steps"] > 0)
         first.signal(signal.SIGKILL)
         first.wait_exit(10)
@@ -240,11 +343,19 @@ def test_learner_killed_and_resumed_actors_reconnect_by_themselves(tmp_path):
         assert resumed["env_steps"] == saved["env_steps"]
         for a in actors:
             a.wait_for("learner_lost", 20)
-        joined = [second.wait_for("actor_joined", 30, where=lambda e, i=i: e["actor_id"] == f"r{i}") for i in range(2)]
+        joined = [
+            second.wait_for("actor_joined", 30, where=lambda e, i=i: e["actor_id"] == f"r{i}")
+            for i in range(2)
+        ]
         assert len(joined) == 2
         # Training continues from the checkpointed step and version.
-        second.wait_for("progress", 30, where=lambda e: e["env_steps"] > saved["env_steps"]
-                        and e["version"] > saved["version"] + 10)
+        second.wait_for(
+            "progress",
+            30,
+            where=lambda e: (
+                e["env_steps"] > saved["env_steps"] and e["version"] > saved["version"] + 10
+            ),
+        )
         assert all(a.popen.poll() is None for a in actors), "actors never exited"
         second.signal(signal.SIGTERM)
         assert second.wait_exit(30) == 0
@@ -276,9 +387,25 @@ def _rss_mb(pid: int) -> float:
 
 def test_slow_learner_under_a_flood_keeps_memory_bounded(tmp_path):
     seconds = float(os.environ.get("FLOOD_SECONDS", "8"))
-    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "2", "--envs", "64", "--rollout-len", "16",
-                            "--debug-update-delay-s", "0.05", "--max-seconds", str(seconds + 60),
-                            "--target-return", "1000", "--log-interval-s", "0.5")
+    learner = start_learner(
+        tmp_path,
+        "--algo",
+        "a3c",
+        "--actors",
+        "2",
+        "--envs",
+        "64",
+        "--rollout-len",
+        "16",
+        "--debug-update-delay-s",
+        "0.05",
+        "--max-seconds",
+        str(seconds + 60),
+        "--target-return",
+        "1000",
+        "--log-interval-s",
+        "0.5",
+    )
     try:
         learner.wait_for("progress", 60, where=lambda e: e["actors"] == 2 and e["updates"] >= 20)
         samples = []
@@ -287,17 +414,31 @@ def test_slow_learner_under_a_flood_keeps_memory_bounded(tmp_path):
             samples.append(_rss_mb(learner.popen.pid))
             time.sleep(0.25)
         growth = max(samples) - samples[0]
-        print(f"learner RSS over {seconds:.0f}s flood: start {samples[0]:.1f} MB, max {max(samples):.1f} MB")
+        print(
+            f"learner RSS over {seconds:.0f}s flood: start {samples[0]:.1f} MB, max {max(samples):.1f} MB"
+        )
         assert growth < 40, f"learner RSS grew {growth:.1f} MB"
-        actor_logs = (tmp_path / "actor-local-0.jsonl").read_text() + (tmp_path / "actor-local-1.jsonl").read_text()
+        actor_logs = (tmp_path / "actor-local-0.jsonl").read_text() + (
+            tmp_path / "actor-local-1.jsonl"
+        ).read_text()
         assert '"backpressure"' in actor_logs, "actors see the slow learner as backpressure"
     finally:
         learner.stop()
 
 
 def test_frozen_subscriber_does_not_stall_training(tmp_path):
-    learner = start_learner(tmp_path, "--algo", "a3c", "--actors", "0", "--max-seconds", "60",
-                            "--actor-timeout-s", "30", *FAST[:-2])
+    learner = start_learner(
+        tmp_path,
+        "--algo",
+        "a3c",
+        "--actors",
+        "0",
+        "--max-seconds",
+        "60",
+        "--actor-timeout-s",
+        "30",
+        *FAST[:-2],
+    )
     a0 = a1 = None
     try:
         endpoint = endpoint_of(learner)
@@ -314,4 +455,3 @@ def test_frozen_subscriber_does_not_stall_training(tmp_path):
         if a0:
             a0.signal(signal.SIGCONT)
         stop_all(a0, a1, learner)
-

@@ -12,6 +12,8 @@ from tests.procs import endpoint_of, start_actor, start_learner
 pytestmark = pytest.mark.slow
 
 SMALL = [
+    "--target-return",
+    "1e9",
     "--envs",
     "4",
     "--rollout-len",

@@ -85,7 +85,9 @@ def test_state_carries_across_rollouts():
 def test_env_error_costs_the_episode_not_the_actor():
     errors = []
     envs = make([lambda: Counter(100, True, fail_at=(3,))])
-    col = RolloutCollector(envs, 6, action_dtype=np.int64, seed=0, on_env_error=lambda w, e: errors.append(w))
+    col = RolloutCollector(
+        envs, 6, action_dtype=np.int64, seed=0, on_env_error=lambda w, e: errors.append(w)
+    )
     r = col.collect(zeros_policy)
     assert errors == ["step"]
     # Step t=2 failed: it is not a transition, and the step before it is cut (truncated)
