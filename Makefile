@@ -75,3 +75,8 @@ bench-solve: venv
 # Actor env steps/s against the raw limit, wire cost per batch, learner samples/s.
 bench-throughput: venv
 	$(PY) -m scripts.bench_throughput $(ARGS)
+
+# Random actor kills, freezes and restarts plus one learner kill-and-resume; CI runs 60 s.
+SOAK_SECONDS ?= 60
+soak: venv
+	$(PY) -m scripts.soak --seconds $(SOAK_SECONDS) $(ARGS)

@@ -2,7 +2,15 @@
 
 Every option is set before bind/connect: ZeroMQ silently ignores MAXMSGSIZE set on a
 listener after bind. Linger is bounded everywhere so no process hangs on exit with an
-undeliverable message. Heartbeats make ZeroMQ itself drop a frozen peer.
+undeliverable message.
+
+ZMTP heartbeats (HEARTBEAT_IVL) are deliberately off. With a small receive high-water
+mark, a heartbeat timeout on a connection whose input is stalled by backpressure
+aborts the whole process in libzmq 4.3.x ("Assertion failed: !_io_error
+(stream_engine_base.cpp)", zeromq/libzmq#3937, #4364, #4767); our soak test hit it in
+an actor. Liveness is tracked by the application instead (Heartbeat/Pong messages,
+learner_lost / actor_lost), and every queue toward a frozen peer is bounded by its
+high-water mark, so a frozen peer costs bounded memory, not a crash.
 
 The learner binds (the stable side) a ROUTER for actor traffic and a PUB for weights;
 actors connect (the moving side) a DEALER and a SUB.
@@ -21,8 +29,6 @@ LINGER_MS = 200
 # The largest single frame a learner or actor accepts. Dropped by libzmq before Python
 # ever sees it; the sender is disconnected.
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-HEARTBEAT_IVL_MS = 300
-HEARTBEAT_TIMEOUT_MS = 1500
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 1000
 
@@ -65,12 +71,6 @@ class CurveKeys:
     server_public: bytes | None = None
 
 
-def _heartbeats(sock: zmq.Socket) -> None:
-    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
-
-
 def _curve_server(sock: zmq.Socket, keys: CurveKeys | None) -> None:
     if keys is not None:
         sock.curve_secretkey = keys.secret
@@ -102,7 +102,6 @@ def bind_router(
     sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
     sock.setsockopt(zmq.SNDHWM, 256)
-    _heartbeats(sock)
     _curve_server(sock, curve)
     return sock, _bind(sock, host, port)
 
@@ -119,7 +118,6 @@ def bind_pub(
     sock.setsockopt(zmq.SNDBUF, 4 * 1024 * 1024)
     # A PUB accepts no data from subscribers, but bound what it would read all the same.
     sock.setsockopt(zmq.MAXMSGSIZE, 1024)
-    _heartbeats(sock)
     _curve_server(sock, curve)
     return sock, _bind(sock, host, port)
 
@@ -153,7 +151,6 @@ def connect_dealer(
     sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
     sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
-    _heartbeats(sock)
     _curve_client(sock, curve)
     monitor = sock.get_monitor_socket(monitor_events) if monitor_events else None
     sock.connect(endpoint)
@@ -174,7 +171,6 @@ def connect_sub(
     sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
     sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
-    _heartbeats(sock)
     _curve_client(sock, curve)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.connect(endpoint)
