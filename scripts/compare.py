@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as dt
 import json
 import os
-import platform
 import shlex
 import signal
 import subprocess
@@ -25,7 +23,6 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -422,33 +419,6 @@ def plot_all(by_algo: dict[str, list[RunResult]], out: Path) -> list[str]:
 # --- report files ----------------------------------------------------------------------
 
 
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or cpu
-    versions = {}
-    for pkg in ("torch", "gymnasium", "numpy", "pyzmq"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = "not installed"
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "nproc": nproc,
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        **versions,
-    }
-
-
 def write_raw(runs: list[RunResult], out: Path, header: dict) -> None:
     """runs.json (everything, progress series included) and runs.csv (one row per run)."""
     rows = []
@@ -591,7 +561,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     by_algo = group(runs, algos)
     table = format_table([algo_row(a, rs) for a, rs in by_algo.items()])
-    info = machine_info()
+    info = runlog.machine_info()
     write_raw(runs, out, {"command": command, "learner_command": learner_cmd, "machine": info})
     images = plot_all(by_algo, out)
     env = next((r.config["env"] for r in runs if r.config and "env" in r.config), "CartPole-v1")

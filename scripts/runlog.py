@@ -7,8 +7,12 @@ across runs here; see scripts/compare.py for those.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import platform
 from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
 
 # The columns of a progress series, in the order they are written out.
@@ -115,3 +119,34 @@ def summary_from_events(events: list[dict]) -> dict:
     progress = named(events, "progress")
     last = progress[-1] if progress else {}
     return {"solved": False, **{k: last.get(k) for k in SUMMARY_FIELDS if k != "solved"}}
+
+
+def machine_info() -> dict:
+    """What a benchmark report must say about where it ran (one definition for every
+    script in scripts/)."""
+    cpu = platform.processor() or platform.machine() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("torch", "numpy", "gymnasium", "pyzmq", "stable-baselines3"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        **versions,
+    }

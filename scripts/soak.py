@@ -23,25 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.procs import Proc, start_actor  # noqa: E402
+from tests.procs import Proc, free_port_pair, start_actor  # noqa: E402
 
 FAULTS = ("kill_restart", "freeze_thaw", "term_restart")
-
-
-def free_port_pair() -> int:
-    import socket
-
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def rss_mb(pid: int) -> float | None:

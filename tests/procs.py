@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,3 +110,20 @@ def start_actor(run_dir: Path, endpoint: str, actor_id: str, *args: str) -> Proc
 
 def endpoint_of(learner: Proc, timeout: float = 60.0) -> str:
     return learner.wait_for("learner_listening", timeout)["endpoint"]
+
+
+def free_port_pair() -> int:
+    """A port P with P and P+1 free right now (a learner binds P and P+1)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")

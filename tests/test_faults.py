@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 from datetime import datetime
 
@@ -18,7 +17,7 @@ from protocol.codec import decode, encode
 from protocol.messages import Experience, Hello, Weights, Welcome
 from protocol.spec import RunSpec
 from tests.conftest import experience_arrays
-from tests.procs import endpoint_of, start_actor, start_learner
+from tests.procs import endpoint_of, free_port_pair, start_actor, start_learner
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +40,6 @@ ACTOR_FAST = ["--learner-timeout", "1.5"]
 
 def ts(event: dict) -> float:
     return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-
-
-def free_port_pair() -> int:
-    """A port P with P and P+1 free right now (the learner binds P and P+1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65535:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def stop_all(*procs) -> None:
