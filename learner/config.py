@@ -29,6 +29,9 @@ class LearnerConfig:
     max_seconds: float | None = arg(None, "stop after this many seconds of training")
     # Actors
     actors: int = arg(2, "local actor processes to start; 0: wait for external actors")
+    min_actors: int | None = arg(
+        None, "a2c: the first update waits until this many actors have joined; default: --actors"
+    )
     envs: int = arg(16, "environments per actor (an actor may override with its own --envs)")
     rollout_len: int = arg(32, "steps per env in one rollout (T)")
     temperatures: tuple[float, ...] = arg(
@@ -149,6 +152,10 @@ class LearnerConfig:
             value = getattr(self, name)
             if value is not None and name != "target_return" and not value > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0")
+
+    @property
+    def first_update_actors(self) -> int:
+        return self.actors if self.min_actors is None else self.min_actors
 
     @property
     def learning_rate(self) -> float:

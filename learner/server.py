@@ -423,6 +423,10 @@ class LearnerServer:
 
     def _maybe_sync_update(self) -> None:
         live = self.registry.live()
+        # The first update waits for --min-actors (default: the local actors), so how
+        # fast the actor processes start does not change what the first update sees.
+        if self.trainer.version == 0 and len(live) < self.cfg.first_update_actors:
+            return
         if self.pending and live and all(r.actor_id in self.pending for r in live):
             # Sorted by actor id: the update does not depend on arrival order.
             batches = [self.pending[k] for k in sorted(self.pending)]
