@@ -13,7 +13,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-ALGO ?= a2c
+# The fastest configuration measured (see README, Benchmarks); ALGO=a2c or a3c for the others.
+ALGO ?= a3c-grad
 ENV ?= CartPole-v1
 SEED ?= 1
 ACTORS ?= 2

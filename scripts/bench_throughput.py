@@ -153,16 +153,30 @@ def wire_cost(num_envs: int, rollout_len: int, seconds: float, distinct: int = 4
     dealer, _ = sockets.connect_dealer(ctx, sockets.tcp("127.0.0.1", port))  # no monitor
     dealer.setsockopt(zmq.SNDTIMEO, POLL_MS)  # IMMEDIATE: a send waits for the connection
     sent = {"seq": 0, "bytes": 0}  # over warm-up and timed batches alike
+    # CPU time of the work itself, excluding the wait for the message to cross loopback
+    # (a streaming actor overlaps that wait with its next rollout).
+    work = {"encode": 0.0, "send": 0.0, "recv": 0.0, "decode_check": 0.0}
+    clock = time.perf_counter
 
     def step() -> None:
         sent["seq"] += 1
+        t0 = clock()
         frames = encode(_experience(batches[sent["seq"] % distinct], sent["seq"]))
-        sent["bytes"] += sum(memoryview(f).nbytes for f in frames)
+        t1 = clock()
         dealer.send_multipart(frames, copy=False)
+        t2 = clock()
+        sent["bytes"] += sum(memoryview(f).nbytes for f in frames)
         if not router.poll(POLL_MS):
             raise TimeoutError("the ROUTER received nothing within 5 s")
+        t3 = clock()
         got = router.recv_multipart(copy=False)
+        t4 = clock()
         check_experience(decode(got[1:]), spec, num_envs)  # got[0]: the DEALER's identity
+        t5 = clock()
+        work["encode"] += t1 - t0
+        work["send"] += t2 - t1
+        work["recv"] += t4 - t3
+        work["decode_check"] += t5 - t4
 
     try:
         iters, elapsed = timed(step, seconds)
@@ -172,7 +186,9 @@ def wire_cost(num_envs: int, rollout_len: int, seconds: float, distinct: int = 4
         ctx.term()
     per_batch = sent["bytes"] / sent["seq"]
     return {
-        "wire_us": 1e6 * elapsed / iters,
+        "wire_us": 1e6 * sum(work.values()) / sent["seq"],
+        **{f"{k}_us": 1e6 * v / sent["seq"] for k, v in work.items()},
+        "round_trip_us": 1e6 * elapsed / iters,
         "bytes_per_batch": per_batch,
         "bytes_per_transition": per_batch / (num_envs * rollout_len),
     }
@@ -239,6 +255,10 @@ def report(results: dict) -> str:
             _n(r["wire"]["wire_us"], 1),
             f"{100 * r['wire']['wire_us'] / r['rollout']['collect_us']:.1f}%",
             _n(r["wire"]["bytes_per_transition"], 1),
+            " / ".join(
+                _n(r["wire"][f"{k}_us"], 1) for k in ("encode", "send", "recv", "decode_check")
+            ),
+            _n(r["wire"]["round_trip_us"], 1),
         ]
         for r in results["actor"]
     ]
@@ -259,13 +279,16 @@ def report(results: dict) -> str:
                 "(c) wire µs/batch",
                 "(c) % of collect",
                 "bytes/transition",
+                "encode / send / recv / decode+check µs",
+                "loopback round trip µs",
             ],
             actor_rows,
         ),
-        "(c) is encode + DEALER->ROUTER on 127.0.0.1 + decode + check_experience for one "
-        f"[T={t}, N] batch, against the time to collect that batch. One message is in "
-        "flight at a time, so (c) includes the loopback round trip that a streaming actor "
-        "overlaps with its next rollout: an upper bound on the wire's share.",
+        "(c) is the work the wire costs per [T=" + str(t) + ", N] batch: encode + the send "
+        "call + the receive call + decode + check_experience, against the time to collect "
+        "that batch. It leaves out the wait while the message crosses loopback (ZeroMQ's I/O "
+        "thread carries it while a streaming actor collects its next rollout); that wait is "
+        "in the round-trip column, measured with one message in flight at a time.",
         markdown_table(
             ["actors per update (N=32, T=8 each)", "samples/update", "updates/s", "samples/s"],
             learner_rows,

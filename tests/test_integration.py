@@ -42,7 +42,16 @@ SUMMARY_KEYS = {
 @pytest.mark.parametrize("algo", ["a2c", "a3c", "a3c-grad"])
 def test_learner_and_two_local_actors_train_and_stop(tmp_path, algo):
     learner = start_learner(
-        tmp_path, "--algo", algo, "--actors", "2", "--max-env-steps", "20000", *SMALL
+        tmp_path,
+        "--algo",
+        algo,
+        "--actors",
+        "2",
+        "--max-env-steps",
+        "20000",
+        "--temperatures",
+        "0.5,2.0",
+        *SMALL,
     )
     try:
         assert learner.wait_exit(timeout=90) == 0
@@ -54,6 +63,13 @@ def test_learner_and_two_local_actors_train_and_stop(tmp_path, algo):
     assert summary["env_steps"] >= 20000 and summary["updates"] > 0
     joined = learner.events("actor_joined")
     assert {e["actor_id"] for e in joined} == {"local-0", "local-1"}
+    # Per-actor exploration: each actor gets its own temperature and says which.
+    assert sorted(e["temperature"] for e in joined) == [0.5, 2.0]
+    actor_temps = []
+    for i in range(2):
+        lines = (tmp_path / f"actor-local-{i}.jsonl").read_text().splitlines()
+        actor_temps += [json.loads(x)["temperature"] for x in lines if '"joined"' in x]
+    assert sorted(actor_temps) == [0.5, 2.0]
     assert learner.events("checkpoint_saved"), "a final checkpoint is written"
     # Actors leave on the learner's Shutdown, cleanly.
     for i in range(2):
