@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(cfg.torch_threads)
     target = cfg.target_return if cfg.target_return is not None else reward_threshold(cfg.env)
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
+    settings["lr"] = cfg.learning_rate  # the per-algorithm default made explicit
     log.info(
         "learner_config",
         **{**settings, "run_dir": str(run_dir)},

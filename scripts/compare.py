@@ -461,9 +461,8 @@ NOTES = f"""\
   return of the last 100 finished episodes (100 needed) reached X; n = all runs, failed ones included.
 - **env steps / episodes / wall s to X**: the counters in that `return_reached` event;
   median and [min–max] over the runs that reached X only (– if none did). Env steps
-  count transitions in batches the learner *accepted*: batches dropped as stale (see
-  below) count neither their steps nor their episodes, so where many are dropped (a3c)
-  the actors stepped their environments more often than this says.
+  and episodes count everything the actors collected and sent, including batches the
+  learner then dropped as stale (see below): the honest measure of sample cost.
 - **wall s**: the learner's `wall_s`, seconds since the first actor joined; process
   start-up (a few seconds of imports) is not in it. Periodic checkpoints are.
 - **final mean return**: `mean_return_100` of summary.json (of the last progress event
