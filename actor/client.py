@@ -23,7 +23,6 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -31,7 +30,7 @@ from actor.config import ActorConfig
 from actor.policy import Policy
 from actor.rollout import EnvFailure, RolloutCollector
 from core.envs import EnvSpecError, make_vec_env
-from core.loss import LossConfig, a2c_loss
+from core.loss import LossConfig, rollout_gradients
 from core.model import ModelConfig, param_shapes
 from protocol import checks, sockets
 from protocol.codec import DecodeError, decode, encode
@@ -341,27 +340,14 @@ class ActorClient:
 
     def _gradient_message(self, s: Session, rollout: dict[str, np.ndarray]) -> Gradient:
         spec = s.spec
-        model = s.policy.model
-        model.zero_grad(set_to_none=False)
-        t = {k: torch.from_numpy(v) for k, v in rollout.items() if not k.startswith("ep_")}
-        terms = a2c_loss(
-            model,
-            t["obs"],
-            t["actions"],
-            t["rewards"],
-            t["terminated"],
-            t["truncated"],
-            t["valid"],
-            LossConfig(spec.gamma, spec.gae_lambda, spec.value_coef, spec.entropy_coef),
-        )
-        terms.total.backward()
-        arrays = {
-            f"grad/{name}": p.grad.detach().numpy().copy() for name, p in model.named_parameters()
-        }
-        arrays["ep_returns"] = rollout["ep_returns"]
-        arrays["ep_lengths"] = rollout["ep_lengths"]
+        cfg = LossConfig(spec.gamma, spec.gae_lambda, spec.value_coef, spec.entropy_coef)
+        grads, terms = rollout_gradients(s.policy.model, rollout, cfg)
         return Gradient(
-            arrays=arrays,
+            arrays={
+                **grads,
+                "ep_returns": rollout["ep_returns"],
+                "ep_lengths": rollout["ep_lengths"],
+            },
             actor_id=self.actor_id,
             incarnation=self.incarnation,
             seq=self.seq,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from core.model import ActorCritic
@@ -116,3 +117,25 @@ def a2c_loss(
     entropy = (dist.entropy() * mask).sum() / count
     total = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
     return LossTerms(total, policy_loss, value_loss, entropy, int(valid.sum()))
+
+
+def rollout_gradients(
+    model: ActorCritic, rollout: dict, cfg: LossConfig
+) -> tuple[dict[str, np.ndarray], LossTerms]:
+    """Gradient-parallel A3C's actor side: the A2C loss on one rollout (the arrays of an
+    Experience message) and its gradients, as ``{"grad/<param>": float32 array}``."""
+    model.zero_grad(set_to_none=False)
+    t = {k: torch.from_numpy(v) for k, v in rollout.items() if not k.startswith("ep_")}
+    terms = a2c_loss(
+        model,
+        t["obs"],
+        t["actions"],
+        t["rewards"],
+        t["terminated"],
+        t["truncated"],
+        t["valid"],
+        cfg,
+    )
+    terms.total.backward()
+    grads = {f"grad/{n}": p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
+    return grads, terms

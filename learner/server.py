@@ -27,23 +27,20 @@ import zmq
 
 from learner.auth import ZapHandler, user_id
 from learner.config import LearnerConfig
+from learner.outbox import Outbox
 from learner.registry import ActorRecord, ActorRegistry
 from learner.stats import RunStats
 from learner.trainer import Trainer, UpdateStats
 from protocol import checks, sockets
-from protocol.codec import DecodeError, decode, encode
+from protocol.codec import DecodeError, decode
 from protocol.messages import (
-    Ack,
     Bye,
     Error,
     Experience,
     Gradient,
     Heartbeat,
     Hello,
-    Message,
     Pong,
-    Shutdown,
-    Weights,
     WeightsRequest,
     Welcome,
 )
@@ -97,7 +94,9 @@ class LearnerServer:
         )
         self.trained_before = trained_s  # training seconds of earlier incarnations (resume)
         self.t0: float | None = None  # first actor welcomed: training starts
-        self._weights_msg: list | None = None
+        self.outbox = Outbox(
+            self.router, self.pub, self.learner_id, lambda: trainer.version, trainer.weights
+        )
         self._rejected_logged: dict[str, int] = {}
         self.milestones = sorted(cfg.milestones)  # not yet reached
         # a3c: checked rollouts (with their routing ids) awaiting the next update
@@ -198,7 +197,9 @@ class LearnerServer:
             msg = decode(frames[1:])
         except DecodeError as exc:
             if exc.reason == "schema_version":
-                self._reply(route, Error(code="schema_version", detail=exc.detail, fatal=True))
+                self.outbox.reply(
+                    route, Error(code="schema_version", detail=exc.detail, fatal=True)
+                )
             self._reject(route, exc.reason, exc.detail)
             return
         if isinstance(msg, Hello):
@@ -208,7 +209,9 @@ class LearnerServer:
         if rec is None:
             if isinstance(msg, (Experience, Gradient, Heartbeat, WeightsRequest)):
                 # Unknown here (a restarted learner, or an actor declared lost): re-join.
-                self._reply(route, Error(code="not_registered", detail="send hello", fatal=False))
+                self.outbox.reply(
+                    route, Error(code="not_registered", detail="send hello", fatal=False)
+                )
             self.stats.rejected["not_registered"] += 1
             return
         if getattr(msg, "actor_id", rec.actor_id) != rec.actor_id:
@@ -224,9 +227,9 @@ class LearnerServer:
         elif isinstance(msg, Gradient):
             self._gradient(rec, msg)
         elif isinstance(msg, Heartbeat):
-            self._reply(route, Pong(learner_id=self.learner_id, version=self.trainer.version))
+            self.outbox.reply(route, Pong(learner_id=self.learner_id, version=self.trainer.version))
         elif isinstance(msg, WeightsRequest):
-            self._send_weights(route)
+            self.outbox.send_weights(route)
         elif isinstance(msg, Bye):
             self.registry.remove(rec)
             self.pending.pop(rec.actor_id, None)
@@ -243,14 +246,14 @@ class LearnerServer:
     def _hello(self, route: bytes, msg: Hello, header_frame) -> None:
         key_name = user_id(header_frame) if self.zap else None
         if key_name is not None and key_name in self.registry.banned_keys:
-            self._reply(
+            self.outbox.reply(
                 route,
                 Error(code="quarantined", detail="this key sent too many bad messages", fatal=True),
             )
             self.stats.rejected["quarantined"] += 1
             return
         if self.zap and key_name != msg.actor_id:
-            self._reply(
+            self.outbox.reply(
                 route,
                 Error(
                     code="auth_identity",
@@ -263,7 +266,7 @@ class LearnerServer:
             )
             return
         if not 0 <= msg.num_envs <= MAX_ENVS_PER_ACTOR or not 0 <= msg.temperature <= 100:
-            self._reply(
+            self.outbox.reply(
                 route,
                 Error(
                     code="bad_hello",
@@ -324,7 +327,7 @@ class LearnerServer:
             )
         if self.t0 is None:
             self.t0 = time.monotonic()
-        self._reply(
+        self.outbox.reply(
             route,
             Welcome(
                 learner_id=self.learner_id,
@@ -334,7 +337,7 @@ class LearnerServer:
                 seed=rec.seed,
             ),
         )
-        self._send_weights(route)
+        self.outbox.send_weights(route)
 
     def _accept_rollout(
         self, rec: ActorRecord, msg: Experience | Gradient, steps: int
@@ -373,7 +376,7 @@ class LearnerServer:
             self.stats.dropped_stale += 1
             self.stats.dropped_steps += steps
             self.log.debug("batch_stale", actor_id=rec.actor_id, lag=lag)
-            self._ack(rec.routing_id, msg.seq, trained=False)
+            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
             return None
         rec.batches += 1
         self.stats.add_lag(lag)
@@ -387,7 +390,7 @@ class LearnerServer:
             steps = checks.check_experience(msg, self.spec, rec.num_envs)
         except checks.InvalidMessage as exc:
             self._reject(rec.routing_id, exc.reason, exc.detail)
-            self._ack(rec.routing_id, msg.seq, trained=False)
+            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
             return
         if self._accept_rollout(rec, msg, steps) is None:
             return
@@ -408,7 +411,7 @@ class LearnerServer:
             checks.check_gradient(msg, self.shapes)
         except checks.InvalidMessage as exc:
             self._reject(rec.routing_id, exc.reason, exc.detail)
-            self._ack(rec.routing_id, msg.seq, trained=False)
+            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
             return
         if self._accept_rollout(rec, msg, msg.env_steps) is None:
             return
@@ -450,7 +453,7 @@ class LearnerServer:
             time.sleep(self.cfg.debug_update_delay_s)
         self.stats.batches += len(batches)
         for route, msg in batches:
-            self._ack(route, msg.seq, trained=result.applied)
+            self.outbox.ack(route, msg.seq, self.trainer.version, trained=result.applied)
         self.stats.trained_steps += result.transitions
         if not result.applied:
             self.stats.skipped_updates += 1
@@ -459,7 +462,7 @@ class LearnerServer:
         self.stats.add_update(
             result.grad_norm, result.policy_loss, result.value_loss, result.entropy
         )
-        self._publish()
+        self.outbox.publish_weights()
 
     def _check_milestones(self) -> None:
         while self.milestones and self.stats.solved(self.milestones[0]):
@@ -473,41 +476,6 @@ class LearnerServer:
             )
 
     # --- sending --------------------------------------------------------------------
-
-    def _weights_frames(self) -> list:
-        if self._weights_msg is None or self._weights_msg[0] != self.trainer.version:
-            msg = Weights(
-                arrays=self.trainer.weights(),
-                learner_id=self.learner_id,
-                version=self.trainer.version,
-            )
-            self._weights_msg = [self.trainer.version, encode(msg)]
-        return self._weights_msg[1]
-
-    def _publish(self) -> None:
-        try:
-            self.pub.send_multipart(self._weights_frames(), zmq.NOBLOCK, copy=False)
-        except zmq.Again:  # PUB drops rather than blocks; kept for completeness
-            pass
-
-    def _send_weights(self, route: bytes) -> None:
-        self._send(route, self._weights_frames())
-
-    def _ack(self, route: bytes, seq: int, *, trained: bool) -> None:
-        """Return the actor's credit for rollout ``seq`` (see protocol.messages.Ack)."""
-        self._reply(
-            route,
-            Ack(learner_id=self.learner_id, seq=seq, version=self.trainer.version, trained=trained),
-        )
-
-    def _reply(self, route: bytes, msg: Message) -> None:
-        self._send(route, encode(msg))
-
-    def _send(self, route: bytes, frames: list) -> None:
-        try:
-            self.router.send_multipart([route, *frames], zmq.NOBLOCK, copy=False)
-        except zmq.ZMQError:  # peer gone or at its high-water mark: it will ask again
-            pass
 
     def _reject(self, route: bytes, reason: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
@@ -538,16 +506,8 @@ class LearnerServer:
         self._maybe_sync_update()
 
     def shutdown(self, reason: str) -> None:
-        """Tell every actor to stop (PUB and each ROUTER peer), then close."""
-        msg = encode(Shutdown(learner_id=self.learner_id, reason=reason))
-        try:
-            self.pub.send_multipart(msg, zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
-        for route in list(self.registry.by_route):
-            self._send(route, msg)
-        self.router.close(linger=sockets.LINGER_MS)
-        self.pub.close(linger=sockets.LINGER_MS)
+        """Tell every actor to stop, then close the sockets."""
+        self.outbox.shutdown(list(self.registry.by_route), reason)
         if self.zap is not None:
             self.zap.close()
         self.ctx.term()

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import torch
 
-from core.loss import LossConfig, a2c_loss
+from core.loss import LossConfig, rollout_gradients
 from learner.trainer import Trainer, TrainerConfig
 from protocol.checks import check_gradient
 from protocol.codec import decode, encode
@@ -33,21 +33,9 @@ def params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def actor_gradient(model: torch.nn.Module, rollout: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What an a3c-grad actor computes and sends: the A2C loss's gradients."""
-    local = copy.deepcopy(model)
-    t = {k: torch.from_numpy(v) for k, v in rollout.items() if not k.startswith("ep_")}
+    """What an a3c-grad actor sends: the real function, on a copy of the weights it holds."""
     cfg = LossConfig(SPEC.gamma, SPEC.gae_lambda, SPEC.value_coef, SPEC.entropy_coef)
-    a2c_loss(
-        local,
-        t["obs"],
-        t["actions"],
-        t["rewards"],
-        t["terminated"],
-        t["truncated"],
-        t["valid"],
-        cfg,
-    ).total.backward()
-    return {f"grad/{n}": p.grad.numpy().copy() for n, p in local.named_parameters()}
+    return rollout_gradients(copy.deepcopy(model), rollout, cfg)[0]
 
 
 def test_applied_gradient_changes_weights_exactly_as_a_local_update():
