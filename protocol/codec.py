@@ -30,11 +30,35 @@ from protocol.messages import (
     carries_arrays,
 )
 
+# Every reason a DecodeError can carry: the vocabulary a peer implementation and the
+# learner's logs share (message_rejected reason=...).
+REASONS = frozenset(
+    {
+        "no_frames",
+        "bad_frame",
+        "header_too_large",
+        "bad_header",
+        "schema_version",
+        "unknown_type",
+        "bad_fields",
+        "bad_arrays",
+        "too_many_arrays",
+        "unknown_array",
+        "bad_dtype",
+        "bad_shape",
+        "too_large",
+        "frame_count",
+        "bad_size",
+    }
+)
+
 
 class DecodeError(ValueError):
     """A received message is not a valid message of this protocol."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in REASONS:  # a programming error here, never input-dependent
+            raise AssertionError(f"undocumented decode reason {reason!r}")
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail

@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from protocol.codec import REASONS as CODEC_REASONS
 from protocol.codec import DecodeError, decode, encode
 from protocol.messages import DTYPES, MESSAGE_TYPES, Message
 
@@ -23,23 +24,8 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-REASONS = {
-    "no_frames",
-    "bad_frame",
-    "header_too_large",
-    "bad_header",
-    "schema_version",
-    "unknown_type",
-    "bad_fields",
-    "bad_arrays",
-    "too_many_arrays",
-    "unknown_array",
-    "bad_dtype",
-    "bad_shape",
-    "too_large",
-    "frame_count",
-    "bad_size",
-}
+# The documented vocabulary; DecodeError refuses any other reason.
+REASONS = CODEC_REASONS
 
 
 def decode_totally(frames) -> Message | None:
