@@ -1,17 +1,20 @@
 """The actor process's loop: join the learner, collect, send, follow the weights.
 
-    join:    send Hello until Welcome (and the current Weights) arrive
-    loop:    [a2c: wait for weights newer than the last rollout's]
+    join:    send Hello until Welcome (the run spec) and the current Weights arrive;
+             build envs, policy and collector from the spec (core/acting.py)
+    loop:    [sync: wait for the learner's Ack of the last rollout, then for the weights
+              it names: the barrier released us]
              collect a rollout with the newest weights held
-             send it as Experience (a2c, a3c) or as Gradient (a3c-grad)
-             answer nothing, but send a Heartbeat every heartbeat_s
-    always:  Weights from the PUB (or sent directly) are loaded if newer;
-             Shutdown -> exit 0; a fatal Error -> exit non-zero;
-             no word from the learner for learner_timeout -> log learner_lost, re-join
+             send it as Experience, or (gradient coordination) as Gradient
+             at most max_in_flight unacknowledged (credit)
+    always:  Weights (PUB, or sent directly) are loaded if newer; a Heartbeat every
+             heartbeat_s; Shutdown -> exit 0; a fatal Error -> exit non-zero;
+             no word from the learner for learner_timeout -> learner_lost, re-join
 
 Every wait is a poll with a timeout of at most ``POLL_MS`` so a signal stops the
-actor within a fraction of a second. Sends never block: at the DEALER's high-water
-mark the actor logs ``backpressure`` and retries until the learner drains.
+actor within a fraction of a second. Sends never block in ZeroMQ: at the DEALER's
+high-water mark the actor logs ``backpressure`` and retries while still reading.
+Sockets are actor/transport.py's.
 """
 
 from __future__ import annotations
@@ -20,20 +23,12 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
-
-import numpy as np
-import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from actor.config import ActorConfig
-from actor.policy import Policy
-from actor.rollout import EnvFailure, RolloutCollector
-from core.envs import EnvSpecError, make_vec_env
-from core.loss import LossConfig, rollout_gradients
-from core.model import ModelConfig, param_shapes
+from actor.transport import DEALER, Transport
+from core.acting import Acting, build_acting
+from core.collector import EnvFailure
 from protocol import checks, sockets
-from protocol.codec import DecodeError, decode, encode
 from protocol.messages import (
     Ack,
     Bye,
@@ -49,16 +44,10 @@ from protocol.messages import (
     WeightsRequest,
     Welcome,
 )
+from protocol.rollout import Rollout
 from protocol.spec import RunSpec, SpecError
 
 POLL_MS = 50
-HANDSHAKE_EVENTS = (
-    zmq.EVENT_HANDSHAKE_SUCCEEDED
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-)
-MAX_HANDSHAKE_FAILURES = 5
 BACKPRESSURE_AFTER_S = 0.05
 HELLO_EVERY_S = 1.0
 
@@ -81,19 +70,6 @@ class Rejoin(Exception):
     """The learner is gone or restarted: go back to joining."""
 
 
-@dataclass
-class Session:
-    """What one Welcome set up; replaced on every re-join."""
-
-    learner_id: str
-    spec: RunSpec
-    policy: Policy
-    collector: RolloutCollector
-    shapes: dict[str, tuple[int, ...]]
-    sub: zmq.Socket
-    pub_endpoint: str
-
-
 class ActorClient:
     def __init__(
         self, cfg: ActorConfig, log, stop_requested, curve: sockets.CurveKeys | None = None
@@ -103,19 +79,10 @@ class ActorClient:
         self.stop_requested = stop_requested  # () -> bool, set by the signal handlers
         self.actor_id = cfg.actor_id or f"{socket.gethostname()}-{os.getpid()}"
         self.incarnation = uuid.uuid4().hex[:12]
-        self.curve = curve
-        self.host, _ = sockets.parse_endpoint(cfg.learner)
-        self.ctx = sockets.new_context()
-        # With CURVE, watch the handshake: an unknown key is refused once and ZeroMQ
-        # never says so on the data socket; a wrong learner key retries forever.
-        self.dealer, self.monitor = sockets.connect_dealer(
-            self.ctx,
-            sockets.tcp(*sockets.parse_endpoint(cfg.learner)),
-            curve=curve,
-            monitor_events=HANDSHAKE_EVENTS if curve is not None else 0,
-        )
-        self.handshake_failures = 0
-        self.session: Session | None = None
+        self.transport = Transport(cfg.learner, log, curve)
+        # What one Welcome set up; replaced on every re-join.
+        self.learner_id: str | None = None
+        self.acting: Acting | None = None
         self.seq = 0
         self.last_heard = time.monotonic()
         self.last_heartbeat = 0.0
@@ -124,8 +91,9 @@ class ActorClient:
         self.rollouts_sent = 0
         self.unacked: dict[int, float] = {}  # seq -> when sent, awaiting the learner's Ack
         self.credit_waits = 0
-        # A2C: the policy version of the last rollout sent in this session.
-        self.last_sent_version: int | None = None
+        # sync: the last rollout sent in this session, and the version its Ack named.
+        self.last_sent_seq: int | None = None
+        self.release_version: int | None = None
 
     # --- the loop -------------------------------------------------------------------
 
@@ -152,33 +120,10 @@ class ActorClient:
     def _check_stop(self) -> None:
         if self.stop_requested():
             raise Stop(EXIT_OK, "signal")
-        if self.monitor is not None:
-            self._check_handshake()
-
-    def _check_handshake(self) -> None:
-        while True:
-            try:
-                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            kind = event["event"]
-            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self.handshake_failures = 0
-                continue
-            self.handshake_failures += 1
-            if (
-                kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                or self.handshake_failures >= MAX_HANDSHAKE_FAILURES
-            ):
-                self.log.error(
-                    "auth_failed",
-                    learner=self.cfg.learner,
-                    detail="the learner refused this actor's key"
-                    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                    else "handshake keeps failing: is learner.key the learner's public key?",
-                    zmq_event=int(kind),
-                )
-                raise Stop(EXIT_AUTH, "auth_failed")
+        why = self.transport.handshake_failure()
+        if why is not None:
+            self.log.error("auth_failed", learner=self.cfg.learner, detail=why)
+            raise Stop(EXIT_AUTH, "auth_failed")
 
     def _join(self) -> None:
         hello = Hello(
@@ -195,214 +140,186 @@ class ActorClient:
             self._check_stop()
             now = time.monotonic()
             if now - last_sent >= HELLO_EVERY_S:
-                self._send(hello, block=False)
+                self.transport.try_send(hello)
                 last_sent = now
             if not warned and now - start > self.cfg.learner_timeout:
                 self.log.warning(
                     "learner_unreachable", learner=self.cfg.learner, waited_s=round(now - start, 1)
                 )
                 warned = True
-            msg = self._recv(self.dealer, POLL_MS)
-            if isinstance(msg, Welcome):
-                self._welcome(msg)
-            elif (
-                isinstance(msg, Weights)
-                and self.session
-                and msg.learner_id == self.session.learner_id
-            ):
-                self._load_weights(msg)
-                self.log.info("weights_received", version=self.session.policy.version)
-                return
+            for source, msg in self.transport.receive(POLL_MS):
+                if source != DEALER:
+                    continue
+                self._common(source, msg)
+                if isinstance(msg, Welcome):
+                    self._welcome(msg)
+                elif isinstance(msg, Weights) and self.acting and msg.learner_id == self.learner_id:
+                    self._load_weights(msg)
+                    self.log.info("weights_received", version=self.acting.policy.version)
+                    return
 
     def _welcome(self, msg: Welcome) -> None:
         try:
             spec = RunSpec.from_dict(msg.run)
         except SpecError as exc:
             raise Stop(EXIT_PROTOCOL, f"bad run spec from learner: {exc}") from None
-        old = self.session
-        if old is not None:
-            old.collector.envs.close()
-            old.sub.close(linger=0)
+        if self.acting is not None:
+            self.acting.close()
+            self.acting = None
         num_envs = self.cfg.envs or spec.num_envs
         seed = msg.seed + self.cfg.seed_offset
-        try:
-            envs = make_vec_env(spec.env_id, num_envs, spec.env_kwargs)
-        except EnvSpecError as exc:
-            raise Stop(EXIT_ENV, str(exc)) from None
-        if tuple(envs.single_observation_space.shape) != spec.obs_shape:
-            envs.close()
-            raise Stop(
-                EXIT_PROTOCOL,
-                f"env observation shape {envs.single_observation_space.shape} != run spec {spec.obs_shape}",
-            )
-        model_cfg = ModelConfig.from_spec(spec)
         temperature = self.cfg.temperature or msg.temperature or 1.0
-        policy = Policy(model_cfg, temperature=temperature, seed=seed)
-        discrete = spec.action_kind == "discrete"
-        collector = RolloutCollector(
-            envs,
-            spec.rollout_len,
-            action_dtype=np.int64 if discrete else np.float32,
-            action_shape=() if discrete else spec.action_shape,
-            seed=seed,
-            max_failures=self.cfg.max_env_failures,
-            on_env_error=self._on_env_error,
-        )
-        pub_endpoint = sockets.tcp(self.host, msg.pub_port)
-        sub = sockets.connect_sub(self.ctx, pub_endpoint, curve=self.curve)
-        self.last_sent_version = None
+        try:
+            self.acting = build_acting(
+                spec,
+                num_envs=num_envs,
+                seed=seed,
+                temperature=temperature,
+                max_env_failures=self.cfg.max_env_failures,
+                on_env_error=self._on_env_error,
+            )
+        except ValueError as exc:  # unknown env, algorithm, encoder; a spec we can't build
+            self.log.error("run_spec_unusable", error=str(exc)[:500])
+            raise Stop(EXIT_ENV, "run_spec_unusable") from None
+        pub = self.transport.subscribe(msg.pub_port)
+        self.learner_id = msg.learner_id
+        self.last_sent_seq = self.release_version = None
         self.unacked.clear()
-        self.session = Session(
-            msg.learner_id, spec, policy, collector, param_shapes(policy.model), sub, pub_endpoint
-        )
         self.last_heard = time.monotonic()
         self.log.info(
             "joined",
             learner_id=msg.learner_id,
             env=spec.env_id,
             algo=spec.algo,
+            coordination=spec.coordination,
             envs=num_envs,
             rollout_len=spec.rollout_len,
             temperature=temperature,
             seed=seed,
-            pub=pub_endpoint,
+            pub=pub,
         )
 
     def _on_env_error(self, where: str, exc: BaseException) -> None:
         self.log.warning("env_error", where=where, error=f"{type(exc).__name__}: {exc}"[:500])
 
     def _train_loop(self) -> None:
-        s = self.session
-        assert s is not None
+        a = self.acting
+        assert a is not None
         while True:
             self._check_stop()
             self._pump(0)
-            if s.spec.sync:
-                self._await_weights_after(s)
-            rollout = s.collector.collect(s.policy.act)
+            if a.spec.sync:
+                self._await_release(a)
+            rollout = a.collect()
             self.seq += 1
-            if s.spec.sends_gradients:
-                msg = self._gradient_message(s, rollout)
-            else:
-                msg = Experience(
-                    arrays=rollout,
+            msg = (
+                self._gradient_message(a, rollout)
+                if a.spec.sends_gradients
+                else Experience(
+                    arrays=rollout.arrays(),
                     actor_id=self.actor_id,
                     incarnation=self.incarnation,
                     seq=self.seq,
-                    learner_id=s.learner_id,
-                    policy_version=s.policy.version,
+                    learner_id=self.learner_id or "",
+                    policy_version=a.policy.version,
                 )
-            self._await_credit(s)
-            self._send(msg, block=True)
+            )
+            self._await_credit(a)
+            self._send(msg)
             self.unacked[self.seq] = time.monotonic()
             self.rollouts_sent += 1
-            self.last_sent_version = s.policy.version
+            self.last_sent_seq, self.release_version = self.seq, None
 
-    def _await_credit(self, s: Session) -> None:
-        """At most max_in_flight rollouts unacknowledged: wait (reading the learner's
-        messages) until the learner has taken one. An ack that never comes (the
-        learner dropped it under load) expires after learner_timeout."""
-        waited, since = False, time.monotonic()
-        while len(self.unacked) >= s.spec.max_in_flight:
-            self._check_stop()
-            now = time.monotonic()
-            expired = [k for k, t in self.unacked.items() if now - t > self.cfg.learner_timeout]
-            for k in expired:
-                del self.unacked[k]
-                self.log.warning("ack_missing", seq=k)
-            if not waited:
-                self.credit_waits += 1
-                waited = True
-            if now - since > BACKPRESSURE_AFTER_S:  # a normal ack takes one update
-                self._note_backpressure("ack")
-            self._pump(POLL_MS)
-
-    def _await_weights_after(self, s: Session) -> None:
-        """A2C: the next rollout must use weights newer than the last one sent."""
-        sent = self.last_sent_version
-        if sent is None:
-            return
-        asked = time.monotonic()
-        while s.policy.version <= sent:
-            self._check_stop()
-            self._pump(POLL_MS)
-            # A weights broadcast can be missed (slow joiner); ask directly.
-            if time.monotonic() - asked > 4 * s.spec.heartbeat_s:
-                self._send(
-                    WeightsRequest(
-                        actor_id=self.actor_id,
-                        incarnation=self.incarnation,
-                        have_version=s.policy.version,
-                    ),
-                    block=False,
-                )
-                asked = time.monotonic()
-
-    def _gradient_message(self, s: Session, rollout: dict[str, np.ndarray]) -> Gradient:
-        spec = s.spec
-        cfg = LossConfig(spec.gamma, spec.gae_lambda, spec.value_coef, spec.entropy_coef)
-        grads, terms = rollout_gradients(s.policy.model, rollout, cfg)
+    def _gradient_message(self, a: Acting, rollout: Rollout) -> Gradient:
+        grads, terms = a.gradients(rollout)
         return Gradient(
-            arrays={
-                **grads,
-                "ep_returns": rollout["ep_returns"],
-                "ep_lengths": rollout["ep_lengths"],
-            },
+            arrays={**grads, "ep_returns": rollout.ep_returns, "ep_lengths": rollout.ep_lengths},
             actor_id=self.actor_id,
             incarnation=self.incarnation,
             seq=self.seq,
-            learner_id=s.learner_id,
-            policy_version=s.policy.version,
+            learner_id=self.learner_id or "",
+            policy_version=a.policy.version,
             env_steps=terms.transitions,
             policy_loss=terms.policy_loss.item(),
             value_loss=terms.value_loss.item(),
             entropy=terms.entropy.item(),
         )
 
+    def _await_credit(self, a: Acting) -> None:
+        """At most max_in_flight rollouts unacknowledged: wait (reading the learner's
+        messages) until the learner has taken one."""
+        waited, since = False, time.monotonic()
+        while len(self.unacked) >= a.spec.max_in_flight:
+            self._check_stop()
+            if not waited:
+                self.credit_waits += 1
+                waited = True
+            if time.monotonic() - since > BACKPRESSURE_AFTER_S:  # a normal ack takes one update
+                self._note_backpressure("ack")
+            self._pump(POLL_MS)
+
+    def _await_release(self, a: Acting) -> None:
+        """sync: the learner acks the last rollout when its barrier is released (or when
+        it dropped or rejected it) and names the version to collect with next; wait for
+        that Ack, then for those weights. An Ack that never comes expires (ack_missing)
+        and the actor goes on with the newest weights it has."""
+        if self.last_sent_seq is None:
+            return
+        while self.last_sent_seq in self.unacked:
+            self._check_stop()
+            self._pump(POLL_MS)
+        asked = time.monotonic()
+        need = self.release_version
+        while need is not None and a.policy.version < need:
+            self._check_stop()
+            self._pump(POLL_MS)
+            # A weights broadcast can be missed (slow joiner); ask directly.
+            if time.monotonic() - asked > 4 * a.spec.heartbeat_s:
+                self.transport.try_send(
+                    WeightsRequest(
+                        actor_id=self.actor_id,
+                        incarnation=self.incarnation,
+                        have_version=a.policy.version,
+                    )
+                )
+                asked = time.monotonic()
+
     # --- receiving -----------------------------------------------------------------
 
     def _pump(self, timeout_ms: int) -> None:
         """Handle everything waiting on both sockets; wait up to ``timeout_ms`` for the
-        first message. Checks learner liveness and sends heartbeats."""
-        s = self.session
-        assert s is not None
-        poller = zmq.Poller()
-        poller.register(self.dealer, zmq.POLLIN)
-        poller.register(s.sub, zmq.POLLIN)
-        events = dict(poller.poll(timeout_ms))
+        first message. Loads the newest weights, expires acks, sends heartbeats and
+        checks that the learner is alive."""
+        a = self.acting
+        assert a is not None
         newest: Weights | None = None
-        for sock in (self.dealer, s.sub):
-            if sock not in events:
-                continue
-            for _ in range(256):  # bounded drain
-                msg = self._recv(sock, 0)
-                if msg is None:
-                    break
-                if isinstance(msg, Weights):
-                    if msg.learner_id == s.learner_id and (
-                        newest is None or msg.version > newest.version
-                    ):
+        for source, msg in self.transport.receive(timeout_ms):
+            self._common(source, msg)
+            if isinstance(msg, Weights):
+                if msg.learner_id == self.learner_id:
+                    if newest is None or msg.version > newest.version:
                         newest = msg
-                    elif msg.learner_id != s.learner_id and sock is self.dealer:
-                        raise Rejoin()
-                elif isinstance(msg, Ack):
-                    if msg.learner_id == s.learner_id:
-                        self.unacked.pop(msg.seq, None)
-                elif isinstance(msg, Welcome):
-                    continue  # a late answer to a repeated Hello
+                elif source == DEALER:
+                    raise Rejoin()
+            elif isinstance(msg, Ack) and msg.learner_id == self.learner_id:
+                self.unacked.pop(msg.seq, None)
+                if msg.seq == self.last_sent_seq:
+                    self.release_version = msg.version
         if newest is not None:
             self._load_weights(newest)
         now = time.monotonic()
-        if now - self.last_heartbeat >= s.spec.heartbeat_s:
-            self._send(
+        for k in [k for k, t in self.unacked.items() if now - t > self.cfg.learner_timeout]:
+            del self.unacked[k]  # the learner dropped it under load: the credit comes back
+            self.log.warning("ack_missing", seq=k)
+        if now - self.last_heartbeat >= a.spec.heartbeat_s:
+            self.transport.try_send(
                 Heartbeat(
                     actor_id=self.actor_id,
                     incarnation=self.incarnation,
                     seq=self.seq,
-                    policy_version=s.policy.version,
+                    policy_version=a.policy.version,
                     backpressure=self.backpressure,
-                ),
-                block=False,
+                )
             )
             self.last_heartbeat = now
         if now - self.last_heard > self.cfg.learner_timeout:
@@ -411,63 +328,47 @@ class ActorClient:
             )
             raise Rejoin()
 
-    def _recv(self, sock: zmq.Socket, timeout_ms: int) -> Message | None:
-        """One message, or None. Handles the ones that end or redirect the loop."""
-        if timeout_ms and not sock.poll(timeout_ms, zmq.POLLIN):
-            return None
-        try:
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return None
-        try:
-            msg = decode(frames)
-        except DecodeError as exc:
-            self.log.warning("message_rejected", reason=exc.reason, detail=exc.detail)
-            return None
-        s = self.session
-        from_current = s is not None and getattr(msg, "learner_id", None) == s.learner_id
-        if sock is self.dealer or from_current:
+    def _common(self, source: str, msg: Message) -> None:
+        """What every message means wherever it arrives: liveness, shutdown, errors, a
+        restarted learner."""
+        from_current = (
+            self.learner_id is not None and getattr(msg, "learner_id", None) == self.learner_id
+        )
+        if source == DEALER or from_current:
             self.last_heard = time.monotonic()
-        if isinstance(msg, Shutdown) and (sock is self.dealer or from_current):
+        if isinstance(msg, Shutdown) and (source == DEALER or from_current):
             self.log.info("learner_shutdown", reason=msg.reason)
             raise Stop(EXIT_OK, "learner_shutdown")
         if isinstance(msg, Error):
             self.log.error("learner_error", code=msg.code, detail=msg.detail, fatal=msg.fatal)
             if msg.fatal:
                 raise Stop(EXIT_AUTH if msg.code.startswith("auth") else EXIT_PROTOCOL, msg.code)
-            if self.session is not None:
+            if self.acting is not None:
                 raise Rejoin()
-        if isinstance(msg, Pong) and s is not None and msg.learner_id != s.learner_id:
+        if isinstance(msg, Pong) and self.learner_id and msg.learner_id != self.learner_id:
             self.log.info("learner_restarted", learner_id=msg.learner_id)
             raise Rejoin()
-        return msg
 
     def _load_weights(self, msg: Weights) -> None:
-        s = self.session
-        assert s is not None
+        a = self.acting
+        assert a is not None
         try:
-            checks.check_weights(msg, s.shapes)
+            checks.check_weights(msg, a.shapes)
         except checks.InvalidMessage as exc:
             self.log.warning(
                 "weights_rejected", reason=exc.reason, detail=exc.detail, version=msg.version
             )
             return
-        if s.policy.load(msg.arrays, msg.version):
+        if a.policy.load(msg.arrays, msg.version):
             self.log.debug("weights_loaded", version=msg.version)
 
     # --- sending -------------------------------------------------------------------
 
-    def _send(self, msg: Message, *, block: bool) -> bool:
-        """Send without ever blocking in ZeroMQ. ``block``: keep retrying (counting
-        backpressure, still reading the learner's messages) until sent."""
-        frames = encode(msg)
-        while True:
-            try:
-                self.dealer.send_multipart(frames, zmq.NOBLOCK, copy=False)
-                return True
-            except zmq.Again:
-                if not block or self.session is None:
-                    return False
+    def _send(self, msg: Message) -> None:
+        """Send, retrying at the high-water mark (counting backpressure, still reading
+        the learner's messages) until sent."""
+        frames = self.transport.encode(msg)
+        while not self.transport.try_send_frames(frames):
             self._note_backpressure("send")
             self._check_stop()
             self._pump(POLL_MS)
@@ -482,17 +383,11 @@ class ActorClient:
 
     def _close(self, reason: str) -> None:
         try:
-            self._send(
-                Bye(actor_id=self.actor_id, incarnation=self.incarnation, reason=reason),
-                block=False,
+            self.transport.try_send(
+                Bye(actor_id=self.actor_id, incarnation=self.incarnation, reason=reason)
             )
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
-        if self.session is not None:
-            self.session.collector.envs.close()
-            self.session.sub.close(linger=0)
-        if self.monitor is not None:
-            self.dealer.disable_monitor()
-            self.monitor.close(linger=0)
-        self.dealer.close(linger=sockets.LINGER_MS)
-        self.ctx.term()
+        if self.acting is not None:
+            self.acting.close()
+        self.transport.close()

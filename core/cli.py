@@ -43,13 +43,32 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+    add_flags(parser, cls)
+    return parser
+
+
+def add_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    unset_default: bool = False,
+    skip: frozenset[str] = frozenset(),
+) -> list[str]:
+    """Add a ``--kebab-case`` flag per help-carrying field of ``cls``; return the field
+    names added. ``unset_default``: the flag's default is None (so a caller can tell a
+    flag given on the command line from one left alone) and the help shows the field's
+    own default."""
     hints = typing.get_type_hints(cls)
+    added = []
     for f in dataclasses.fields(cls):
-        if not f.init or "help" not in f.metadata:
+        if not f.init or "help" not in f.metadata or f.name in skip:
             continue
         tp, optional = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"help": f.metadata["help"], "default": f.default, "dest": f.name}
+        if unset_default:
+            kwargs["default"] = None
+            kwargs["help"] += f" (default: {_show(f.default)})"
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if tp is bool:
@@ -59,14 +78,19 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
             inner = typing.get_args(tp)[0]
             kwargs["type"] = lambda s, inner=inner: tuple(inner(x) for x in s.split(",") if x)
             kwargs["metavar"] = "A,B,..."
-        elif tp in (int, float, str):
-            kwargs["type"] = tp
         else:
             kwargs["type"] = tp
         if optional:
             kwargs["help"] += " (unset: none)"
         parser.add_argument(flag, **kwargs)
-    return parser
+        added.append(f.name)
+    return added
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def parse_config(cls: type[C], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> C:

@@ -1,11 +1,22 @@
-"""Learner settings: one frozen dataclass, one help line per flag (see core/cli.py)."""
+"""Learner settings: one frozen dataclass, one help line per flag (see core/cli.py).
+
+The loss settings are not here: each algorithm's config dataclass (core/algos) owns
+them, with their defaults, and ``parse`` adds their flags beside these. A loss flag the
+chosen algorithm does not have is refused, not ignored. Defaults that depend on the
+algorithm (learning rate, staleness bound) come from its table row.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from core.cli import arg
+from core import algos
+from core.cli import add_flags, arg
 from protocol.sockets import DEFAULT_MAX_FRAME_BYTES
 
 
@@ -14,10 +25,7 @@ class LearnerConfig:
     # What to train
     env: str = arg("CartPole-v1", "gymnasium environment id")
     algo: str = arg(
-        "a2c",
-        "a2c: synchronous; a3c: asynchronous, actors send experience; "
-        "a3c-grad: asynchronous, actors send gradients",
-        choices=("a2c", "a3c", "a3c-grad"),
+        "a2c", "the algorithm (core/algos): a2c, a3c, a3c-grad", choices=tuple(algos.ALGORITHMS)
     )
     seed: int = arg(1, "seed for the network, the learner's RNGs and the actors' env seeds")
     # Stopping rules
@@ -30,7 +38,16 @@ class LearnerConfig:
     # Actors
     actors: int = arg(2, "local actor processes to start; 0: wait for external actors")
     min_actors: int | None = arg(
-        None, "a2c: the first update waits until this many actors have joined; default: --actors"
+        None,
+        "sync algorithms: the first update waits until this many actors have joined (at most --min-actors-wait-s); default: --actors",
+    )
+    min_actors_wait_s: float = arg(
+        30.0,
+        "sync algorithms: after the first join, wait at most this long for --min-actors before training with the actors there are",
+    )
+    barrier_timeout_s: float = arg(
+        10.0,
+        "sync algorithms: once a rollout for a version has arrived, wait at most this long for the other live actors' before updating without them",
     )
     envs: int = arg(16, "environments per actor (an actor may override with its own --envs)")
     rollout_len: int = arg(32, "steps per env in one rollout (T)")
@@ -39,33 +56,25 @@ class LearnerConfig:
         "softmax temperatures handed to actors in join order, cycled (per-actor exploration)",
     )
     # Network and loss
-    hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the policy and of the value MLP")
+    encoder: str = arg("auto", "observation encoder: mlp; auto: chosen from the observation space")
+    hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the encoder")
     lr: float | None = arg(
         None,
-        "learning rate; default 4e-3 for a2c (one update per rollout of every actor), 2e-3 for a3c and a3c-grad (about half the samples per update)",
+        "learning rate; default per algorithm: 4e-3 for a2c (one update per rollout of every actor), 2e-3 for a3c and a3c-grad (about half the samples per update)",
     )
     optimizer: str = arg("adam", "optimizer", choices=("adam", "rmsprop"))
-    gamma: float = arg(0.99, "discount")
-    gae_lambda: float = arg(
-        0.95, "GAE lambda; 1.0 gives exactly the n-step return of A3C (advantage = return - value)"
-    )
-    value_coef: float = arg(0.5, "weight of the value loss")
-    entropy_coef: float = arg(0.0, "weight of the entropy bonus")
     max_grad_norm: float = arg(0.5, "clip the global gradient norm to this")
-    normalize_advantages: bool = arg(False, "normalise advantages per update (zero mean, unit std)")
     max_in_flight: int = arg(
         1,
         "rollouts an actor may have sent but not yet had acknowledged; more hides latency on slow links, fewer keeps the policy lag low",
     )
     max_batches_per_update: int = arg(
-        8, "a3c: at most this many queued rollouts are merged into one update"
+        8,
+        "async algorithms: rollouts that queued while the learner was busy are merged into one update, at most this many",
     )
-    is_clip: float = arg(
-        1.0,
-        "truncate the importance ratio pi/mu of each policy-gradient term at this (corrects policy lag and temperature); 0: plain A2C/A3C loss",
-    )
-    max_policy_lag: int = arg(
-        4, "a3c/a3c-grad: drop (and count) batches collected more than this many versions ago"
+    max_policy_lag: int | None = arg(
+        None,
+        "async and gradient algorithms: drop (and count) batches collected more than this many versions ago; default per algorithm (4 for a3c, a3c-grad)",
     )
     # Network endpoints
     host: str = arg(
@@ -108,6 +117,12 @@ class LearnerConfig:
     debug_update_delay_s: float = arg(
         0.0, "testing aid: sleep this long after every update (a deliberately slow learner)"
     )
+    serial: bool = arg(
+        False,
+        "debugging: run --actors actors in this process, without sockets (same algorithms, same updates)",
+    )
+    # The algorithm's loss settings (not a flag itself: see parse); None: its defaults.
+    loss: Any = field(default=None, compare=True)
 
     def __post_init__(self) -> None:
         positive = {
@@ -125,19 +140,23 @@ class LearnerConfig:
             "torch_threads": self.torch_threads,
             "max_frame_bytes": self.max_frame_bytes,
         }
+        if self.loss is None:
+            object.__setattr__(self, "loss", self.algorithm.make_config())
+        if not isinstance(self.loss, self.algorithm.config):
+            raise ValueError(f"loss settings are not {self.algorithm.config.__name__}")
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if self.is_clip < 0:
-            raise ValueError("--is-clip must be >= 0")
-        if self.actors < 0 or self.max_policy_lag < 0 or self.checkpoint_every_s < 0:
+        if self.actors < 0 or self.policy_lag_bound < 0 or self.checkpoint_every_s < 0:
             raise ValueError("--actors, --max-policy-lag and --checkpoint-every-s must be >= 0")
+        if not self.min_actors_wait_s > 0 or not self.barrier_timeout_s > 0:
+            raise ValueError("--min-actors-wait-s and --barrier-timeout-s must be > 0")
+        if self.serial and self.actors < 1:
+            raise ValueError("--serial needs --actors >= 1 (the in-process actors)")
         if not 0 <= self.port < 65536 or not 0 <= self.pub_port < 65536:
             raise ValueError("ports must be in [0, 65535]")
         if self.port and self.pub_port == self.port:
             raise ValueError("--pub-port must differ from --port")
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
         if not self.temperatures or any(
             not (t > 0 and math.isfinite(t)) for t in self.temperatures
         ):
@@ -158,13 +177,77 @@ class LearnerConfig:
         return self.actors if self.min_actors is None else self.min_actors
 
     @property
+    def algorithm(self) -> algos.Algorithm:
+        return algos.get(self.algo)
+
+    @property
     def learning_rate(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        return 4e-3 if self.algo == "a2c" else 2e-3
+        return self.lr if self.lr is not None else self.algorithm.lr
+
+    @property
+    def policy_lag_bound(self) -> int:
+        if self.max_policy_lag is not None:
+            return self.max_policy_lag
+        return self.algorithm.max_policy_lag
 
     @property
     def effective_pub_port(self) -> int:
         if self.pub_port:
             return self.pub_port
         return self.port + 1 if self.port else 0
+
+    def resolved(self) -> dict[str, Any]:
+        """Every setting as it applies (per-algorithm defaults filled in), loss
+        settings included, as plain JSON values: what the run directory and the
+        checkpoints record."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        out["lr"] = self.learning_rate
+        out["max_policy_lag"] = self.policy_lag_bound
+        out["loss"] = algos.config_dict(self.loss)
+        return out
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
+    """The learner's parser: its own flags, then every algorithm's loss flags (their
+    defaults shown in the help, None in the namespace so a given flag can be told from
+    one left alone). Returns the parser and the loss flag names."""
+    parser = argparse.ArgumentParser(
+        prog="python -m learner",
+        description="The learner: trains an actor-critic network on experience (or gradients) "
+        "streamed by actors over ZeroMQ, and broadcasts the weights.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_flags(parser, LearnerConfig)
+    loss_names: list[str] = []
+    configs = {
+        a.config: [b.name for b in algos.ALGORITHMS.values() if b.config is a.config]
+        for a in algos.ALGORITHMS.values()
+    }
+    for config, names in configs.items():
+        group = parser.add_argument_group(f"loss settings of {', '.join(names)}")
+        loss_names += add_flags(group, config, unset_default=True, skip=frozenset(loss_names))
+    return parser, loss_names
+
+
+def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentParser]:
+    """Flags -> a checked LearnerConfig (exits with a usage error on a bad value)."""
+    parser, loss_names = build_parser()
+    ns = parser.parse_args(argv)
+    algo = algos.get(ns.algo)
+    own = {f.name for f in dataclasses.fields(algo.config)}
+    given = {k: getattr(ns, k) for k in loss_names if getattr(ns, k) is not None}
+    foreign = sorted(given.keys() - own)
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        parser.error(f"{flags} does not apply to --algo {ns.algo}")
+    values = {
+        f.name: getattr(ns, f.name) for f in dataclasses.fields(LearnerConfig) if f.name != "loss"
+    }
+    try:
+        return LearnerConfig(**values, loss=algo.make_config(given)), parser
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
+        raise  # unreachable: parser.error exits

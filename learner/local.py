@@ -20,21 +20,20 @@ class LocalActors:
     def __init__(
         self,
         count: int,
-        endpoint: str,
         run_dir: Path,
         *,
         log_level: str = "info",
         keys_dirs: list[Path] | None = None,
     ) -> None:
         self.count = count
-        self.endpoint = endpoint
         self.run_dir = run_dir
         self.log_level = log_level
         self.keys_dirs = keys_dirs or []
         self.procs: list[subprocess.Popen] = []
         self._reported: set[int] = set()
 
-    def start(self) -> None:
+    def start(self, endpoint: str) -> None:
+        """Start the actors, connecting to the learner at ``endpoint``."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for i in range(self.count):
             cmd = [
@@ -42,7 +41,7 @@ class LocalActors:
                 "-m",
                 "actor",
                 "--learner",
-                self.endpoint,
+                endpoint,
                 "--actor-id",
                 f"local-{i}",
                 "--run-dir",

@@ -77,16 +77,6 @@ class ActorRegistry:
         if self.by_id.get(rec.actor_id) is rec:
             del self.by_id[rec.actor_id]
 
-    def check_seq(self, rec: ActorRecord, seq: int) -> int:
-        """Gap before ``seq`` within this incarnation (0 when in order); a sequence
-        number at or before the last one is a replay and returns -1."""
-        if seq <= rec.last_seq:
-            return -1
-        gap = seq - rec.last_seq - 1
-        rec.last_seq = seq
-        rec.seq_gaps += gap
-        return gap
-
     def expire(self, now: float) -> list[ActorRecord]:
         lost = [r for r in self.by_route.values() if now - r.last_seen > self.timeout_s]
         for r in lost:

@@ -1,31 +1,33 @@
-"""The learner process's event loop: sockets around the pure Trainer.
+"""The learner process's event loop: sockets around pure parts.
 
     bind ROUTER (actor traffic) and PUB (weights)
     loop until solved, out of budget, or asked to stop:
         poll the ROUTER (<= POLL_MS), handle a bounded number of messages:
-            Hello           -> register, reply Welcome + current Weights
-            Experience      -> check; a2c: hold until every live actor has sent one
-                               for this version, then update; a3c: update now
-            Gradient        -> check; apply now (a3c-grad)
-            Heartbeat       -> Pong;  WeightsRequest -> Weights;  Bye -> forget
-        after an update: publish Weights(version) on the PUB (never blocks)
+            Hello              -> admission.admit_hello; Welcome + current Weights
+            Experience/Gradient-> checks, admission.judge_batch; batcher.offer
+            Heartbeat -> Pong; WeightsRequest -> Weights; Bye -> forget the actor
+        while the batcher releases a batch: update, ack its senders, publish Weights
         every so often: declare silent actors lost, log progress, checkpoint
-    on the way out: Shutdown to every actor, final checkpoint, summary.json
+    on the way out: Shutdown to every actor, close the sockets
 
-A message that fails decoding or checking is dropped with a logged reason and
-counted; it never raises out of the loop.
+What to train on and when is the batcher's (batching.py, chosen by the coordination
+mode); who may send is admission's (admission.py); the update is the trainer's
+(trainer.py, with the algorithm's loss). A message that fails decoding or checking is
+dropped with a logged reason and counted; it never raises out of the loop.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zmq
 
+from learner.admission import Admitted, admit_hello, judge_batch
 from learner.auth import ZapHandler, user_id
+from learner.batching import Release, Submission, make_batcher
 from learner.config import LearnerConfig
 from learner.outbox import Outbox
 from learner.registry import ActorRecord, ActorRegistry
@@ -44,11 +46,11 @@ from protocol.messages import (
     WeightsRequest,
     Welcome,
 )
+from protocol.rollout import Rollout
 from protocol.spec import RunSpec
 
 POLL_MS = 20
 DRAIN = 64  # messages handled per poll before housekeeping runs again
-MAX_ENVS_PER_ACTOR = 4096
 
 
 @dataclass
@@ -65,24 +67,30 @@ class LearnerServer:
         trainer: Trainer,
         stats: RunStats,
         log,
+        *,
         target: float | None,
-        stop_requested,
-        checkpoint=None,
+        stop_requested: Callable[[], bool],
+        checkpoint: Callable[[], None] | None = None,
         curve: sockets.CurveKeys | None = None,
         authorized: dict[bytes, str] | None = None,
         trained_s: float = 0.0,
-        local_actors_alive=None,
+        local_actors_alive: Callable[[], bool] | None = None,
     ) -> None:
         self.cfg, self.spec, self.trainer, self.stats, self.log = cfg, spec, trainer, stats, log
         self.target = target
         self.stop_requested = stop_requested
-        self.local_actors_alive = local_actors_alive  # () -> bool, for --actors N > 0
-        self.checkpoint = checkpoint  # () -> None, saves a checkpoint
+        self.local_actors_alive = local_actors_alive
+        self.checkpoint = checkpoint
         self.learner_id = uuid.uuid4().hex[:12]
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
         self.shapes = {n: tuple(p.shape) for n, p in trainer.model.named_parameters()}
-        # a2c: this version's rollout per actor id, with the routing id to acknowledge
-        self.pending: dict[str, tuple[bytes, Experience]] = {}
+        self.batcher = make_batcher(
+            spec.coordination,
+            min_actors=cfg.first_update_actors,
+            min_actors_wait_s=cfg.min_actors_wait_s,
+            barrier_timeout_s=cfg.barrier_timeout_s,
+            max_batches_per_update=cfg.max_batches_per_update,
+        )
         self.ctx = sockets.new_context()
         # The ZAP handler must exist before the CURVE sockets accept a connection.
         self.zap = ZapHandler(self.ctx, authorized or {}, log) if curve is not None else None
@@ -99,8 +107,6 @@ class LearnerServer:
         )
         self._rejected_logged: dict[str, int] = {}
         self.milestones = sorted(cfg.milestones)  # not yet reached
-        # a3c: checked rollouts (with their routing ids) awaiting the next update
-        self.ready: list[tuple[bytes, Experience]] = []
 
     # --- the loop -------------------------------------------------------------------
 
@@ -115,6 +121,7 @@ class LearnerServer:
             pub=sockets.tcp(self.cfg.host, self.pub_port),
             learner_id=self.learner_id,
             algo=self.spec.algo,
+            coordination=self.spec.coordination,
             env=self.spec.env_id,
             version=self.trainer.version,
         )
@@ -135,7 +142,7 @@ class LearnerServer:
                     except zmq.Again:
                         break
                     self._handle_safely(frames)
-                self.train_ready()
+            self.train_released()
             now = time.monotonic()
             if now >= next_housekeeping:
                 for rec in self.registry.expire(now):
@@ -216,93 +223,53 @@ class LearnerServer:
             return
         if getattr(msg, "actor_id", rec.actor_id) != rec.actor_id:
             self._reject(
-                route,
-                "identity_mismatch",
-                f"{rec.actor_id} sent as {msg.actor_id[:64]!r}",
+                route, "identity_mismatch", f"{rec.actor_id} sent as {msg.actor_id[:64]!r}"
             )
             return
         rec.last_seen = time.monotonic()
-        if isinstance(msg, Experience):
-            self._experience(rec, msg)
-        elif isinstance(msg, Gradient):
-            self._gradient(rec, msg)
+        if isinstance(msg, (Experience, Gradient)):
+            self._batch(rec, msg)
         elif isinstance(msg, Heartbeat):
             self.outbox.reply(route, Pong(learner_id=self.learner_id, version=self.trainer.version))
         elif isinstance(msg, WeightsRequest):
             self.outbox.send_weights(route)
         elif isinstance(msg, Bye):
             self.registry.remove(rec)
-            self.pending.pop(rec.actor_id, None)
+            self.batcher.forget(rec.actor_id)
             self.log.info(
                 "actor_left",
                 actor_id=rec.actor_id,
                 incarnation=rec.incarnation,
                 reason=msg.reason[:200],
             )
-            self._maybe_sync_update()
         else:
             self._reject(route, "unexpected_type", msg.TYPE)
 
     def _hello(self, route: bytes, msg: Hello, header_frame) -> None:
         key_name = user_id(header_frame) if self.zap else None
-        if key_name is not None and key_name in self.registry.banned_keys:
-            self.outbox.reply(
-                route,
-                Error(code="quarantined", detail="this key sent too many bad messages", fatal=True),
-            )
-            self.stats.rejected["quarantined"] += 1
+        decision = admit_hello(
+            self.registry,
+            msg,
+            route,
+            key_name,
+            time.monotonic(),
+            authenticated=self.zap is not None,
+            run_seed=self.cfg.seed,
+            default_envs=self.spec.num_envs,
+            temperatures=self.cfg.temperatures,
+        )
+        if not isinstance(decision, Admitted):
+            self.outbox.reply(route, Error(code=decision.code, detail=decision.detail, fatal=True))
+            if decision.reason == "quarantined":
+                self.stats.rejected["quarantined"] += 1
+            else:
+                self._reject(route, decision.reason, decision.detail)
             return
-        if self.zap and key_name != msg.actor_id:
-            self.outbox.reply(
-                route,
-                Error(
-                    code="auth_identity",
-                    detail=f"key is {key_name!r}, not {msg.actor_id[:64]!r}",
-                    fatal=True,
-                ),
-            )
-            self._reject(
-                route, "identity_mismatch", f"key {key_name} claimed {msg.actor_id[:64]!r}"
-            )
-            return
-        if not 0 <= msg.num_envs <= MAX_ENVS_PER_ACTOR or not 0 <= msg.temperature <= 100:
-            self.outbox.reply(
-                route,
-                Error(
-                    code="bad_hello",
-                    detail=f"num_envs must be in [0, {MAX_ENVS_PER_ACTOR}], temperature in [0, 100]",
-                    fatal=True,
-                ),
-            )
-            self._reject(route, "bad_hello", "")
-            return
-        existing = self.registry.get(route)
-        if existing is not None and existing.incarnation == msg.incarnation:
-            rec = existing  # a repeated Hello: answer again
-        else:
-            now = time.monotonic()
-            index = self.registry.joins
-            temps = self.cfg.temperatures
-            rec, old = self.registry.join(
-                ActorRecord(
-                    actor_id=msg.actor_id,
-                    incarnation=msg.incarnation,
-                    routing_id=route,
-                    hostname=msg.hostname[:256],
-                    pid=msg.pid,
-                    num_envs=msg.num_envs or self.spec.num_envs,
-                    temperature=msg.temperature or temps[index % len(temps)],
-                    # From the actor id, not the join order: a run is repeatable
-                    # however the actors' start-up races.
-                    seed=self.cfg.seed * 10_007 + zlib.crc32(msg.actor_id.encode()) % 100_003,
-                    index=index,
-                    joined_at=now,
-                    last_seen=now,
-                    key_name=key_name,
-                )
-            )
+        rec = decision.record
+        if decision.new:
+            old = decision.replaced
             if old is not None:
-                self.pending.pop(old.actor_id, None)
+                self.batcher.forget(old.actor_id)
                 event = (
                     "actor_restarted" if old.incarnation != msg.incarnation else "actor_reconnected"
                 )
@@ -339,125 +306,111 @@ class LearnerServer:
         )
         self.outbox.send_weights(route)
 
-    def _accept_rollout(
-        self, rec: ActorRecord, msg: Experience | Gradient, steps: int
-    ) -> int | None:
-        """Checks common to experience and gradients. Counts the env steps and episodes
-        the rollout collected (trained on or not); returns the policy lag, or None when
-        the batch is dropped."""
-        if msg.incarnation != rec.incarnation:
-            self._reject(rec.routing_id, "wrong_incarnation", rec.actor_id)
-            return None
-        if msg.learner_id != self.learner_id:  # collected for an earlier learner
+    def _batch(self, rec: ActorRecord, msg: Experience | Gradient) -> None:
+        """A rollout or a gradient: check it, judge it, hand it to the batcher."""
+        wants = Gradient if self.spec.sends_gradients else Experience
+        if not isinstance(msg, wants):
+            self._reject(rec.routing_id, "unexpected_type", f"this run takes {wants.TYPE}")
+            return
+        try:
+            if isinstance(msg, Experience):
+                steps = checks.check_experience(msg, self.spec, rec.num_envs)
+            else:
+                checks.check_gradient(msg, self.shapes)
+                steps = msg.env_steps
+        except checks.InvalidMessage as exc:
+            self._reject(rec.routing_id, exc.reason, exc.detail)
+            # The credit comes back, and a sync actor collects again for this version.
+            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
+            return
+        verdict = judge_batch(
+            rec,
+            msg,
+            self.learner_id,
+            self.trainer.version,
+            0 if self.spec.sync else self.cfg.policy_lag_bound,
+        )
+        if verdict.kind == "reject":
+            self._reject(rec.routing_id, verdict.reason, verdict.detail)
+            return
+        if verdict.kind == "foreign":
             self.stats.dropped_stale += 1
-            return None
-        gap = self.registry.check_seq(rec, msg.seq)
-        if gap < 0:
-            self._reject(rec.routing_id, "replayed_seq", f"{rec.actor_id} seq {msg.seq}")
-            return None
-        if gap > 0:
+            return
+        if verdict.gap:
             self.log.warning(
                 "seq_gap",
                 actor_id=rec.actor_id,
                 incarnation=rec.incarnation,
-                missing=gap,
+                missing=verdict.gap,
                 seq=msg.seq,
             )
-        lag = self.trainer.version - msg.policy_version
-        if lag < 0:
-            self._reject(
-                rec.routing_id, "future_version", f"{msg.policy_version} > {self.trainer.version}"
-            )
-            return None
         self.stats.env_steps += steps
         self.stats.add_episodes(msg.arrays["ep_returns"])
         self._check_milestones()
-        if lag > (0 if self.spec.sync else self.spec.max_policy_lag):
+        if verdict.kind == "stale":
             self.stats.dropped_stale += 1
             self.stats.dropped_steps += steps
-            self.log.debug("batch_stale", actor_id=rec.actor_id, lag=lag)
+            self.log.debug("batch_stale", actor_id=rec.actor_id, lag=verdict.lag)
             self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
-            return None
+            return
         rec.batches += 1
-        self.stats.add_lag(lag)
-        return lag
-
-    def _experience(self, rec: ActorRecord, msg: Experience) -> None:
-        if self.spec.sends_gradients:
-            self._reject(rec.routing_id, "unexpected_type", "this run takes gradients")
-            return
-        try:
-            steps = checks.check_experience(msg, self.spec, rec.num_envs)
-        except checks.InvalidMessage as exc:
-            self._reject(rec.routing_id, exc.reason, exc.detail)
-            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
-            return
-        if self._accept_rollout(rec, msg, steps) is None:
-            return
-        if self.spec.sync:
-            self.pending[rec.actor_id] = (rec.routing_id, msg)
-            self._maybe_sync_update()
-        else:
-            # a3c: trained on as soon as the learner is free (see train_ready).
-            self.ready.append((rec.routing_id, msg))
-            if len(self.ready) >= self.cfg.max_batches_per_update:
-                self.train_ready()
-
-    def _gradient(self, rec: ActorRecord, msg: Gradient) -> None:
-        if not self.spec.sends_gradients:
-            self._reject(rec.routing_id, "unexpected_type", "this run takes experience")
-            return
-        try:
-            checks.check_gradient(msg, self.shapes)
-        except checks.InvalidMessage as exc:
-            self._reject(rec.routing_id, exc.reason, exc.detail)
-            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
-            return
-        if self._accept_rollout(rec, msg, msg.env_steps) is None:
-            return
-        result = self.trainer.apply_gradient(
-            msg.arrays,
-            transitions=msg.env_steps,
-            policy_loss=msg.policy_loss,
-            value_loss=msg.value_loss,
-            entropy=msg.entropy,
+        self.stats.add_lag(verdict.lag)
+        payload = Rollout.from_arrays(msg.arrays) if isinstance(msg, Experience) else msg
+        self.batcher.offer(
+            Submission(rec.actor_id, rec.routing_id, msg.seq, msg.policy_version, payload),
+            time.monotonic(),
         )
-        self._after_update(result, [(rec.routing_id, msg)])
+        if self.batcher.full():
+            self.train_released()
 
-    def _maybe_sync_update(self) -> None:
-        live = self.registry.live()
-        # The first update waits for --min-actors (default: the local actors), so how
-        # fast the actor processes start does not change what the first update sees.
-        if self.trainer.version == 0 and len(live) < self.cfg.first_update_actors:
-            return
-        if self.pending and live and all(r.actor_id in self.pending for r in live):
-            # Sorted by actor id: the update does not depend on arrival order.
-            batches = [self.pending[k] for k in sorted(self.pending)]
-            self.pending.clear()
-            self._after_update(self.trainer.train_on([m.arrays for _, m in batches]), batches)
+    # --- updates --------------------------------------------------------------------
 
-    def train_ready(self) -> None:
-        """a3c: one update on every rollout that arrived while the learner was busy.
-        When the learner keeps up that is one rollout per update; when it falls behind,
-        merging what has queued keeps the policy lag low instead of dropping batches.
-        At most --max-batches-per-update are merged, which bounds the memory an update
-        takes; what is not yet read stays in ZeroMQ's bounded queues (backpressure)."""
-        if self.ready:
-            batches, self.ready = self.ready, []
-            self._after_update(self.trainer.train_on([m.arrays for _, m in batches]), batches)
+    def train_released(self) -> None:
+        """Train on every batch the batcher releases now."""
+        live = {r.actor_id for r in self.registry.live()}
+        while (
+            release := self.batcher.take(live, self.trainer.version, time.monotonic())
+        ) is not None:
+            if release.reason:
+                self.log.warning(
+                    "barrier_released",
+                    reason=release.reason,
+                    missing=release.missing[:16],
+                    version=self.trainer.version,
+                    rollouts=len(release.items),
+                )
+            self._update(release)
 
-    def _after_update(
-        self, result: UpdateStats, batches: list[tuple[bytes, Experience | Gradient]]
-    ) -> None:
+    def _update(self, release: Release) -> None:
+        items = release.items
+        if self.spec.sends_gradients:
+            for sub in items:
+                g = sub.payload
+                self._after_update(
+                    self.trainer.apply_gradient(
+                        g.arrays,
+                        transitions=g.env_steps,
+                        policy_loss=g.policy_loss,
+                        value_loss=g.value_loss,
+                        entropy=g.entropy,
+                    ),
+                    [sub],
+                )
+        else:
+            self._after_update(self.trainer.train_on([s.payload for s in items]), items)
+
+    def _after_update(self, result: UpdateStats, items: list[Submission]) -> None:
         if self.cfg.debug_update_delay_s:
             time.sleep(self.cfg.debug_update_delay_s)
-        self.stats.batches += len(batches)
-        for route, msg in batches:
-            self.outbox.ack(route, msg.seq, self.trainer.version, trained=result.applied)
+        self.stats.batches += len(items)
+        # The ack says which version the sender's next rollout should use: the new one,
+        # or the same one when the update was skipped.
+        for sub in items:
+            self.outbox.ack(sub.route, sub.seq, self.trainer.version, trained=result.applied)
         self.stats.trained_steps += result.transitions
         if not result.applied:
             self.stats.skipped_updates += 1
-            self.log.warning("update_skipped", reason="non_finite", version=self.trainer.version)
+            self.log.warning("update_skipped", reason=result.skipped, version=self.trainer.version)
             return
         self.stats.add_update(
             result.grad_norm, result.policy_loss, result.value_loss, result.entropy
@@ -475,7 +428,7 @@ class LearnerServer:
                 wall_s=round(self.wall_s, 3),
             )
 
-    # --- sending --------------------------------------------------------------------
+    # --- bad input and lost actors ---------------------------------------------------
 
     def _reject(self, route: bytes, reason: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
@@ -490,11 +443,10 @@ class LearnerServer:
         if self.registry.bad_message(route):
             self.log.warning("actor_quarantined", actor=who, bad_messages=self.cfg.max_bad_messages)
             if rec is not None:
-                self.pending.pop(rec.actor_id, None)
-                self._maybe_sync_update()
+                self.batcher.forget(rec.actor_id)
 
     def _lost(self, rec: ActorRecord) -> None:
-        self.pending.pop(rec.actor_id, None)
+        self.batcher.forget(rec.actor_id)
         self.log.warning(
             "actor_lost",
             actor_id=rec.actor_id,
@@ -503,7 +455,6 @@ class LearnerServer:
             silent_s=round(time.monotonic() - rec.last_seen, 2),
             actors=len(self.registry.live()),
         )
-        self._maybe_sync_update()
 
     def shutdown(self, reason: str) -> None:
         """Tell every actor to stop, then close the sockets."""

@@ -1,25 +1,30 @@
 """The learner's pure core: the network, the optimizer, one update at a time.
 
-    trainer = Trainer(spec, TrainerConfig(...), device)
-    stats = trainer.train_on([experience.arrays, ...])   # a2c / a3c: experience in
-    stats = trainer.apply_gradient(gradient.arrays)      # a3c-grad: gradients in
+    trainer = Trainer(spec, algo, loss_cfg, TrainerConfig(...), device)
+    stats = trainer.train_on([rollout, ...])          # sync / async: rollouts in
+    stats = trainer.apply_gradient(gradient.arrays)   # gradients: gradients in
     publish(trainer.version, trainer.weights())
 
-Inputs are checked messages (protocol.checks); nothing here touches a socket. An
-update whose loss or gradient is not finite is skipped: the parameters and the
-optimizer state stay as they were, and the stats say so.
+The loss is the algorithm's (core/algos); nothing here depends on which one. Inputs are
+checked messages (protocol.checks); nothing here touches a socket. An update whose loss
+or gradient is not finite, or whose batch holds no valid transition, is skipped: the
+parameters and the optimizer state stay as they were (an Adam step on a zero gradient
+would still move the parameters), and the stats say why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from core.loss import LossConfig, a2c_loss
-from core.model import ActorCritic, ModelConfig, weights_to_arrays
+from core.algos import Algorithm
+from core.batch import Batch
+from core.models import ActorCritic, ModelConfig, weights_to_arrays
+from protocol.rollout import Rollout
 from protocol.spec import RunSpec
 
 
@@ -28,8 +33,6 @@ class TrainerConfig:
     lr: float = 1e-3
     optimizer: str = "adam"
     max_grad_norm: float = 0.5
-    normalize_advantages: bool = False
-    is_clip: float = 1.0
     seed: int = 1
 
 
@@ -41,75 +44,79 @@ class UpdateStats:
     value_loss: float
     entropy: float
     transitions: int
+    skipped: str = ""  # why not applied: "non_finite" or "no_valid_transitions"
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, eps=1e-5)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-5)
+    raise ValueError(f"unknown optimizer {name!r}")
 
 
 class Trainer:
-    def __init__(self, spec: RunSpec, cfg: TrainerConfig, device: torch.device) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        algo: Algorithm,
+        loss_cfg: Any,
+        cfg: TrainerConfig,
+        device: torch.device,
+    ) -> None:
         torch.manual_seed(cfg.seed)
         self.spec = spec
+        self.algo = algo
+        self.loss_cfg = loss_cfg
         self.cfg = cfg
         self.device = device
         self.model = ActorCritic(ModelConfig.from_spec(spec)).to(device)
         for p in self.model.parameters():
             p.grad = torch.zeros_like(p)
-        params = self.model.parameters()
-        if cfg.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
-        else:
-            self.optimizer = torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5)
-        self.loss_cfg = LossConfig(spec.gamma, spec.gae_lambda, spec.value_coef, spec.entropy_coef)
+        self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr)
         self.version = 0
 
-    def _tensor(self, arr: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, non_blocking=True)
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
-    def train_on(self, batches: Sequence[Mapping[str, np.ndarray]]) -> UpdateStats:
-        """One A2C update on rollouts from one or more actors, side by side on the env
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train_on(self, rollouts: Sequence[Rollout]) -> UpdateStats:
+        """One update on rollouts from one or more actors, side by side on the env
         axis: [T, N1 + N2 + ..., ...]."""
-        keys = ("obs", "actions", "logp", "rewards", "terminated", "truncated", "valid")
-        if len(batches) == 1:
-            b = {k: self._tensor(batches[0][k]) for k in keys}
-        else:
-            b = {k: self._tensor(np.concatenate([x[k] for x in batches], axis=1)) for k in keys}
-        terms = a2c_loss(
-            self.model,
-            b["obs"],
-            b["actions"],
-            b["rewards"],
-            b["terminated"],
-            b["truncated"],
-            b["valid"],
-            self.loss_cfg,
-            normalize_advantages=self.cfg.normalize_advantages,
-            behaviour_logp=b["logp"],
-            is_clip=self.cfg.is_clip,
-        )
+        batch = Batch.from_rollouts(rollouts, self.device)
+        transitions = batch.transitions
+        if transitions == 0:
+            return self._skipped(0, "no_valid_transitions")
+        terms = self.algo.loss(self.model, batch, self.loss_cfg)
         self.optimizer.zero_grad(set_to_none=False)
         if not torch.isfinite(terms.total):
-            return self._skipped(terms.transitions)
+            return self._skipped(transitions, "non_finite")
         terms.total.backward()
         return self._step(
-            terms.transitions,
-            terms.policy_loss.item(),
-            terms.value_loss.item(),
-            terms.entropy.item(),
+            transitions, terms.policy_loss.item(), terms.value_loss.item(), terms.entropy.item()
         )
 
     def apply_gradient(
         self,
         grads: Mapping[str, np.ndarray],
         *,
-        transitions: int = 0,
+        transitions: int,
         policy_loss: float = 0.0,
         value_loss: float = 0.0,
         entropy: float = 0.0,
     ) -> UpdateStats:
         """Apply gradients an actor computed (names ``grad/<param>``), exactly as if the
         loss had been backpropagated here."""
+        if transitions <= 0:
+            return self._skipped(0, "no_valid_transitions")
         self.optimizer.zero_grad(set_to_none=False)
         with torch.no_grad():
             for name, p in self.model.named_parameters():
-                p.grad.copy_(self._tensor(grads[f"grad/{name}"]))
+                p.grad.copy_(torch.as_tensor(np.asarray(grads[f"grad/{name}"])).to(self.device))
         return self._step(transitions, policy_loss, value_loss, entropy)
 
     def _step(
@@ -118,14 +125,14 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         if not torch.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=False)
-            return self._skipped(transitions)
+            return self._skipped(transitions, "non_finite")
         self.optimizer.step()
         self.version += 1
         return UpdateStats(True, float(norm), policy_loss, value_loss, entropy, transitions)
 
-    def _skipped(self, transitions: int) -> UpdateStats:
+    def _skipped(self, transitions: int, why: str) -> UpdateStats:
         nan = float("nan")
-        return UpdateStats(False, nan, nan, nan, nan, transitions)
+        return UpdateStats(False, nan, nan, nan, nan, transitions, why)
 
     def weights(self) -> dict[str, np.ndarray]:
         return weights_to_arrays(self.model)

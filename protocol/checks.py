@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from protocol.messages import Experience, Gradient, Weights
+from protocol.rollout import EPISODE_ARRAYS, EPISODE_DTYPES, ROLLOUT_ARRAYS, layout
 from protocol.spec import RunSpec
 
 # Rewards beyond this magnitude are treated as corrupt input, not as a signal.
@@ -47,35 +48,30 @@ def check_episodes(arrays: Mapping[str, np.ndarray]) -> None:
     k = rets.shape[0] if rets.ndim == 1 else -1
     if k > MAX_EPISODES_PER_BATCH:
         raise InvalidMessage("bad_shape", "too many episodes")
-    _expect(rets, "ep_returns", "<f8", (k,))
-    _expect(lens, "ep_lengths", "<i8", (k,))
+    _expect(rets, "ep_returns", EPISODE_DTYPES["ep_returns"], (k,))
+    _expect(lens, "ep_lengths", EPISODE_DTYPES["ep_lengths"], (k,))
     _finite(rets, "ep_returns")
     if (lens < 1).any():
         raise InvalidMessage("out_of_range", "ep_lengths must be >= 1")
 
 
 def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
-    """Raise ``InvalidMessage`` unless ``msg`` is a rollout of this run; return the
-    number of valid transitions in it."""
+    """Raise ``InvalidMessage`` unless ``msg`` is a rollout of this run (the layout of
+    protocol/rollout.py); return the number of valid transitions in it."""
     a = msg.arrays
-    missing = Experience.ARRAYS - a.keys()
+    missing = set(ROLLOUT_ARRAYS) - a.keys()
     if missing:
         raise InvalidMessage("missing_array", ",".join(sorted(missing)))
-    t, n = spec.rollout_len, num_envs
-    _expect(a["obs"], "obs", "<f4", (t + 1, n, *spec.obs_shape))
+    for name, (dtype, shape) in layout(spec, num_envs).items():
+        _expect(a[name], name, dtype, shape)
+    acts = a["actions"]
     if spec.action_kind == "discrete":
-        _expect(a["actions"], "actions", "<i8", (t, n))
-        acts = a["actions"]
         if acts.size and (acts.min() < 0 or acts.max() >= spec.action_n):
             raise InvalidMessage("out_of_range", f"actions must be in [0, {spec.action_n})")
     else:
-        _expect(a["actions"], "actions", "<f4", (t, n, *spec.action_shape))
-        _finite(a["actions"], "actions")
-    for name in ("logp", "rewards"):
-        _expect(a[name], name, "<f4", (t, n))
-    for name in ("terminated", "truncated", "valid"):
-        _expect(a[name], name, "|b1", (t, n))
-    _finite(a["obs"], "obs")
+        _finite(acts, "actions")
+    if a["obs"].dtype.kind == "f":
+        _finite(a["obs"], "obs")
     _finite(a["logp"], "logp")
     _finite(a["rewards"], "rewards")
     if np.abs(a["rewards"]).max(initial=0.0) > MAX_ABS_REWARD:
@@ -90,7 +86,7 @@ def check_params(
     """Exactly the named parameters, float32, the right shapes, finite."""
     # A Gradient carries episode arrays beside its "grad/" family; a Weights message
     # (no prefix) does not, so there a stray "ep_returns" is an unexpected parameter.
-    skip = ("ep_returns", "ep_lengths") if prefix else ()
+    skip = EPISODE_ARRAYS if prefix else ()
     names = {k for k in arrays if k.startswith(prefix) and k not in skip}
     want = {prefix + k for k in shapes}
     if names != want:

@@ -1,4 +1,4 @@
-"""Message types of the actor-learner protocol, schema version 1.
+"""Message types of the actor-learner protocol (``SCHEMA_VERSION`` below).
 
 A message is a multipart ZeroMQ message:
 
@@ -10,25 +10,10 @@ Each class below names its type, its scalar fields (with their Python types) and
 arrays it may carry. The codec enforces exactly this: unknown types, missing or extra
 fields, fields of the wrong type, and arrays not listed here are decode errors.
 
-Array names and shapes (T = rollout length, N = envs per actor, K = finished episodes):
-
-    Experience  obs          [T+1, N, *obs_shape]  observation before each step, plus the
-                                                   one after the last step (bootstrap)
-                actions      [T, N] int64 (Discrete) or [T, N, *act_shape] float32 (Box)
-                logp         [T, N] float32        log-prob of the action under the
-                                                   behaviour policy (for off-policy
-                                                   corrections; A3C ignores it)
-                rewards      [T, N] float32
-                terminated   [T, N] bool
-                truncated    [T, N] bool
-                valid        [T, N] bool           False for gymnasium's next-step
-                                                   autoreset steps, which are not
-                                                   transitions
-                ep_returns   [K] float64           episodes that finished in this rollout
-                ep_lengths   [K] int64
-    Gradient    grad/<param> shape of the parameter, float32
-                ep_returns, ep_lengths as above
-    Weights     <param>      shape of the parameter, float32
+Arrays: an Experience carries exactly the arrays of one rollout, whose names, dtypes
+and shapes are defined in protocol/rollout.py (from the RunSpec). A Gradient carries
+``grad/<param>`` float32 arrays (one per network parameter) plus the rollout's episode
+arrays; a Weights message carries ``<param>`` float32 arrays.
 
 Directions: actor -> learner on the learner's ROUTER (Hello, Experience, Gradient,
 Heartbeat, WeightsRequest, Bye); learner -> one actor on the ROUTER (Welcome, Weights,
@@ -45,7 +30,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from protocol.rollout import EPISODE_ARRAYS, ROLLOUT_ARRAYS
+
+# 2: RunSpec gained coordination, loss, obs_dtype, env_family and encoder and lost the
+#    learner-only fields; observations travel in the env's own dtype.
+SCHEMA_VERSION = 2
 
 # Array dtypes allowed on the wire, as numpy's little-endian type strings. Anything else
 # (objects, structured or void types, big-endian) is refused by the codec.
@@ -130,17 +119,14 @@ _ROLLOUT_FIELDS: dict[str, type] = {
     "learner_id": str,
     "policy_version": int,
 }
-_EPISODE_ARRAYS = frozenset({"ep_returns", "ep_lengths"})
+_EPISODE_ARRAYS = frozenset(EPISODE_ARRAYS)
 
 
 @dataclass(frozen=True)
 class Experience(ArrayMessage):
     TYPE: ClassVar[str] = "experience"
     FIELDS: ClassVar[dict[str, type]] = dict(_ROLLOUT_FIELDS)
-    ARRAYS: ClassVar[frozenset[str]] = (
-        frozenset({"obs", "actions", "logp", "rewards", "terminated", "truncated", "valid"})
-        | _EPISODE_ARRAYS
-    )
+    ARRAYS: ClassVar[frozenset[str]] = frozenset(ROLLOUT_ARRAYS)
     actor_id: str = ""
     incarnation: str = ""
     seq: int = 0

@@ -1,9 +1,17 @@
 """RunSpec: the settings a learner hands each actor in ``Welcome``.
 
 An actor needs only the learner's address; everything it must agree on with the
-learner (environment, rollout shape, network, loss constants for gradient-parallel
-A3C) arrives here. ``from_dict`` checks a received spec as strictly as the codec checks
-a header, so an actor never builds an environment from a malformed one.
+learner arrives here: the environment (id, family, spaces, observation dtype), the
+rollout shape, the network, how it coordinates with the learner, and, for actors that
+compute gradients, the loss settings. Nothing crosses the wire that no actor reads: the
+learner's own settings (optimizer, gradient clipping, staleness bound) stay on the
+learner. ``from_dict`` checks a received spec as strictly as the codec checks a header,
+so an actor never builds an environment from a malformed one.
+
+The protocol does not know the algorithms or the networks: ``algo`` and ``encoder`` are
+names and ``loss`` a map that the algorithm's own config class checks (core/algos,
+core/models). ``coordination`` is what the
+actor's loop depends on, and it is a closed set defined here.
 """
 
 from __future__ import annotations
@@ -13,8 +21,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-ALGOS = ("a2c", "a3c", "a3c-grad")
+# How actors and the learner take turns (the actor's loop dispatches on this):
+#   sync       collect with version V, send, wait until the learner released the
+#              barrier (Ack), load the weights the Ack names, repeat (A2C)
+#   async      collect and send continuously with the newest weights held (A3C, IMPALA)
+#   gradients  like async, but the actor computes the loss and sends gradients
+COORDINATIONS = ("sync", "async", "gradients")
 ACTION_KINDS = ("discrete", "box")
+# Observation dtypes an env may produce on the wire: float32 vectors, uint8 images.
+OBS_DTYPES = ("<f4", "|u1")
 
 
 class SpecError(ValueError):
@@ -35,22 +50,29 @@ class RunSpec:
     action_shape: tuple[int, ...] = ()
     action_low: tuple[float, ...] = ()
     action_high: tuple[float, ...] = ()
+    obs_dtype: str = "<f4"
+    env_family: str = "gymnasium"
+    env_kwargs: dict = field(default_factory=dict)
+    coordination: str = "async"
+    # The algorithm's loss settings (its config dataclass as a map); only actors that
+    # compute gradients read them, with the algorithm's own checks.
+    loss: dict = field(default_factory=dict)
+    encoder: str = "mlp"
     hidden: tuple[int, ...] = (64, 64)
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    value_coef: float = 0.5
-    entropy_coef: float = 0.01
-    max_grad_norm: float = 0.5
-    max_policy_lag: int = 4
     max_in_flight: int = 1
     heartbeat_s: float = 0.5
-    env_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise SpecError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        if not self.algo or len(self.algo) > 64:
+            raise SpecError("algo must be a name of 1 to 64 characters")
+        if self.coordination not in COORDINATIONS:
+            raise SpecError(f"coordination must be one of {COORDINATIONS}")
         if self.action_kind not in ACTION_KINDS:
             raise SpecError(f"action_kind must be one of {ACTION_KINDS}")
+        if self.obs_dtype not in OBS_DTYPES:
+            raise SpecError(f"obs_dtype must be one of {OBS_DTYPES}")
+        if not self.encoder or len(self.encoder) > 64:
+            raise SpecError("encoder must be a name of 1 to 64 characters")
         if not 1 <= self.num_envs <= 65536:
             raise SpecError("num_envs must be in [1, 65536]")
         if not 1 <= self.rollout_len <= 65536:
@@ -63,12 +85,10 @@ class RunSpec:
             size = math.prod(self.action_shape) if self.action_shape else 0
             if size < 1 or len(self.action_low) != size or len(self.action_high) != size:
                 raise SpecError("a box action space needs action_shape and matching low/high")
+            if any(lo > hi for lo, hi in zip(self.action_low, self.action_high, strict=True)):
+                raise SpecError("action_low must not exceed action_high")
         if not self.hidden or any(not 1 <= h <= 65536 for h in self.hidden):
             raise SpecError("hidden sizes must be in [1, 65536]")
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise SpecError("gamma and gae_lambda must be in [0, 1]")
-        if self.max_policy_lag < 0:
-            raise SpecError("max_policy_lag must be >= 0")
         if not 1 <= self.max_in_flight <= 1024:
             raise SpecError("max_in_flight must be in [1, 1024]")
         if not self.heartbeat_s > 0:
@@ -76,12 +96,15 @@ class RunSpec:
 
     @property
     def sync(self) -> bool:
-        """A2C: actors wait for the next weights after every rollout."""
-        return self.algo == "a2c"
+        return self.coordination == "sync"
 
     @property
     def sends_gradients(self) -> bool:
-        return self.algo == "a3c-grad"
+        return self.coordination == "gradients"
+
+    @property
+    def action_dtype(self) -> str:
+        return "<i8" if self.action_kind == "discrete" else "<f4"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

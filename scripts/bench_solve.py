@@ -15,22 +15,17 @@ whole process for reference. A run that does not solve within ``--max-seconds`` 
 as infinitely slow in the medians (so the median is honest about failures).
 
 No project imports here (the learner runs in a subprocess), so this file also runs as
-``python scripts/bench_solve.py``. The table and machine-info helpers are shared with
-bench_throughput.py.
+``python scripts/bench_solve.py``. Tables and report files come from scripts/report.py,
+running a process from scripts/procs.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
 import importlib.util
 import json
 import math
-import os
 import shlex
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -40,7 +35,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts import runlog  # noqa: E402
+from scripts.procs import run_process  # noqa: E402
+from scripts.report import machine_lines, markdown_table, write_report  # noqa: E402
+from scripts.runlog import machine_info  # noqa: E402
 
 OURS = "ours"
 PEERS = ("sb3-a2c", "sb3-ppo")
@@ -105,12 +102,6 @@ def _fmt(v: float | None, digits: int = 1) -> str:
     return f"{v:.{digits}f}"
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def solve_table(summary: dict[str, dict]) -> str:
     rows = []
     for name, s in summary.items():
@@ -144,55 +135,7 @@ def speedup_line(sp: dict[str, Any] | None) -> str:
     )
 
 
-# --- machine ------------------------------------------------------------------------
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-machine_info = runlog.machine_info
-
-
-def machine_lines(info: dict[str, Any]) -> str:
-    return "\n".join(f"- {k}: {v}" for k, v in info.items())
-
-
-def write_report(out_dir: Path, title: str, body: str, results: dict) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.md").write_text(f"# {title}\n\n{body}\n")
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-
-
 # --- running ------------------------------------------------------------------------
-
-
-def run_process(cmd: list[str], log_path: Path, timeout_s: float) -> tuple[int | None, float, str]:
-    """(exit code or None on timeout, seconds, stdout). stderr goes to ``log_path``.
-    The child leads its own process group, so a timed-out learner is stopped with the
-    actors it started."""
-    t0 = time.perf_counter()
-    with open(log_path, "wb") as err:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, start_new_session=True
-        )
-        try:
-            out, _ = proc.communicate(timeout=timeout_s)
-            code: int | None = proc.returncode
-        except subprocess.TimeoutExpired:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                with contextlib.suppress(ProcessLookupError):  # the group may be gone
-                    os.killpg(proc.pid, sig)
-                try:
-                    out, _ = proc.communicate(timeout=10)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-            code = None
-    return code, time.perf_counter() - t0, (out or b"").decode(errors="replace")
 
 
 def run_ours(seed: int, ours_args: str, max_seconds: float, out_dir: Path) -> dict:

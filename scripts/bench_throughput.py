@@ -49,14 +49,9 @@ from protocol.checks import check_experience
 from protocol.codec import decode, encode
 from protocol.messages import Experience
 from protocol.spec import RunSpec
-from scripts.bench_solve import (
-    ROOT,
-    machine_info,
-    machine_lines,
-    markdown_table,
-    run_process,
-    write_report,
-)
+from scripts.procs import ROOT, run_process
+from scripts.report import machine_lines, markdown_table, write_report
+from scripts.runlog import machine_info
 
 ENV_ID = "CartPole-v1"
 POLL_MS = 5000

@@ -12,12 +12,10 @@ learners, aggregates and writes the report.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -34,8 +32,9 @@ if __package__ in (None, ""):
 
 from core.cli import arg, build_parser, parse_config  # noqa: E402
 from scripts import runlog  # noqa: E402
+from scripts.procs import ROOT, stop_process  # noqa: E402
+from scripts.report import markdown_table  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 ALGOS = ("a2c", "a3c", "a3c-grad")
 THRESHOLDS = (195.0, 475.0)  # CartPole-v0's and CartPole-v1's "solved" returns
 TIMEOUT_MARGIN_S = 60.0  # start-up, shutdown and the final checkpoint on top of --max-seconds
@@ -170,22 +169,12 @@ def execute(cmd: list[str], run_dir: Path, timeout_s: float) -> tuple[int | None
         try:
             return proc.wait(timeout=timeout_s), False, time.monotonic() - start
         except subprocess.TimeoutExpired:
-            _stop_group(proc)
-            return proc.returncode, True, time.monotonic() - start
+            # SIGTERM first: the learner stops its actors and writes its summary.
+            code = stop_process(proc, KILL_GRACE_S, group=True)
+            return code, True, time.monotonic() - start
         except BaseException:  # Ctrl-C: leave no learner or actor behind
-            _stop_group(proc)
+            stop_process(proc, KILL_GRACE_S, group=True)
             raise
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the run's process group (the learner stops its actors and writes its
-    summary); SIGKILL to whatever of the group is left ``KILL_GRACE_S`` later."""
-    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=KILL_GRACE_S)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def describe(result: RunResult) -> str:
@@ -286,7 +275,7 @@ def format_table(rows: list[dict]) -> str:
         "hit cap",
         "crashed",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cells_by_algo = []
     for row in rows:
         n = row["runs"]
         cells = [row["algo"]] + [f"{row[f'reached_{t:g}']}/{n}" for t in THRESHOLDS]
@@ -307,8 +296,8 @@ def format_table(rows: list[dict]) -> str:
             f"{row['capped']}/{n}",
             f"{row['crashed']}/{n}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells_by_algo.append(cells)
+    return markdown_table(head, cells_by_algo)
 
 
 def group(runs: list[RunResult], algos: tuple[str, ...]) -> dict[str, list[RunResult]]:
@@ -524,7 +513,7 @@ def format_runs(runs: list[RunResult], out: Path) -> list[str]:
     """One row per run, failed runs in bold, then the failed runs named."""
     head = ["algo", "seed", "outcome", "wall s", "env steps", "episodes", "final mean return"]
     head += [f"{t:g} reached at (steps, s)" for t in THRESHOLDS] + ["run dir"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in runs:
         s = r.summary
         marks = [
@@ -538,13 +527,14 @@ def format_runs(runs: list[RunResult], out: Path) -> list[str]:
         cells = [r.algo, str(r.seed), f"**{r.outcome}**" if r.outcome in FAILED else r.outcome]
         cells += [_num(s.get("wall_s"), 1), _num(s.get("env_steps")), _num(s.get("episodes"))]
         cells += [_num(s.get("mean_return_100"), 1), *marks, f"`{where}`"]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
     failed = [
         f"{r.algo} seed {r.seed}: {r.outcome} (exit {r.returncode}; see `{r.run_dir}/console.log`)"
         for r in runs
         if r.outcome in FAILED
     ]
-    return [*lines, "", "Failed runs (counted as not solved): " + ("; ".join(failed) or "none.")]
+    table = markdown_table(head, rows)
+    return [table, "", "Failed runs (counted as not solved): " + ("; ".join(failed) or "none.")]
 
 
 def write_report(

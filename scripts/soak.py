@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.procs import Proc, free_port_pair, start_actor  # noqa: E402
+from scripts.procs import Proc, free_port_pair, start_actor  # noqa: E402
 
 FAULTS = ("kill_restart", "freeze_thaw", "term_restart")
 

@@ -1,8 +1,7 @@
 """Rollout collection from a gymnasium vector env: no sockets, no torch.
 
 ``RolloutCollector.collect(act)`` steps the envs T times with actions from ``act`` and
-returns the arrays of one Experience message (layout in core/loss.py and
-protocol/messages.py). It keeps the state that spans rollouts: the current
+returns one ``Rollout`` (protocol/rollout.py, allocated from the run spec). It keeps the state that spans rollouts: the current
 observation, which envs autoreset on their next step, and the running return and
 length of each episode.
 
@@ -24,6 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protocol.rollout import Rollout
+from protocol.spec import RunSpec
+
 # act(obs [N, *obs_shape]) -> (actions [N] or [N, *act_shape], logp [N])
 ActFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -44,20 +46,18 @@ class RolloutCollector:
     def __init__(
         self,
         envs,
-        rollout_len: int,
+        spec: RunSpec,
         *,
-        action_dtype: np.dtype,
-        action_shape: tuple[int, ...] = (),
         seed: int | None = None,
         max_failures: int = 5,
         on_env_error: Callable[[str, BaseException], None] | None = None,
+        to_env: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.envs = envs
-        self.t_len = rollout_len
+        self.spec = spec
         self.n = envs.num_envs
-        self.obs_shape = tuple(envs.single_observation_space.shape)
-        self.action_dtype = np.dtype(action_dtype)
-        self.action_shape = tuple(action_shape)
+        self.obs_dtype = np.dtype(spec.obs_dtype)
+        self.to_env = to_env if to_env is not None else (lambda a: a)
         self.max_failures = max_failures
         self.on_env_error = on_env_error
         self.stats = CollectorStats()
@@ -67,7 +67,7 @@ class RolloutCollector:
 
     def _reset(self, seed: int | None) -> None:
         obs, _ = self.envs.reset(seed=seed)
-        self.obs = np.asarray(obs, dtype=np.float32)  # [N, *obs]
+        self.obs = np.asarray(obs, dtype=self.obs_dtype)  # [N, *obs]
         self.autoreset = np.zeros(self.n, dtype=bool)  # next step is an autoreset step
         self.ep_return = np.zeros(self.n, dtype=np.float64)
         self.ep_len = np.zeros(self.n, dtype=np.int64)
@@ -93,65 +93,50 @@ class RolloutCollector:
                     self.on_env_error("reset", reset_exc)
         raise EnvFailure(f"environment reset failed {self.max_failures} times in a row") from exc
 
-    def collect(self, act: ActFn) -> dict[str, np.ndarray]:
-        t_len, n = self.t_len, self.n
+    def collect(self, act: ActFn) -> Rollout:
         # Fresh arrays every rollout: the previous ones may still be in flight
         # (ZeroMQ sends large frames without copying).
-        obs = np.empty((t_len + 1, n, *self.obs_shape), dtype=np.float32)  # [T+1, N, *obs]
-        actions = np.empty((t_len, n, *self.action_shape), dtype=self.action_dtype)  # [T, N, *act]
-        logp = np.empty((t_len, n), dtype=np.float32)
-        rewards = np.zeros((t_len, n), dtype=np.float32)
-        terminated = np.zeros((t_len, n), dtype=bool)
-        truncated = np.zeros((t_len, n), dtype=bool)
-        valid = np.empty((t_len, n), dtype=bool)
+        r = Rollout.allocate(self.spec, self.n)
+        t_len = r.num_steps
         ep_returns: list[np.ndarray] = []
         ep_lengths: list[np.ndarray] = []
         failed = False
         for t in range(t_len):
-            obs[t] = self.obs
+            r.obs[t] = self.obs
             a, lp = act(self.obs)
-            actions[t] = a
-            logp[t] = lp
-            valid[t] = ~self.autoreset
+            r.actions[t] = a
+            r.logp[t] = lp
+            r.valid[t] = ~self.autoreset
             try:
-                next_obs, r, term, trunc, _ = self.envs.step(a)
+                next_obs, rew, term, trunc, _ = self.envs.step(self.to_env(a))
             except Exception as exc:  # noqa: BLE001 - any env error is the env's
                 failed = True
-                valid[t] = False
+                r.valid[t] = False
                 if t > 0:
-                    truncated[t - 1] |= valid[t - 1] & ~terminated[t - 1]
+                    r.truncated[t - 1] |= r.valid[t - 1] & ~r.terminated[t - 1]
                 self._recover("step", exc)
                 continue
-            step_valid = valid[t]
-            rewards[t] = np.where(step_valid, r, 0.0)
-            terminated[t] = term & step_valid
-            truncated[t] = trunc & step_valid
-            self.ep_return += rewards[t]
+            step_valid = r.valid[t]
+            r.rewards[t] = np.where(step_valid, rew, 0.0)
+            r.terminated[t] = term & step_valid
+            r.truncated[t] = trunc & step_valid
+            self.ep_return += r.rewards[t]
             self.ep_len += step_valid
-            done = terminated[t] | truncated[t]
+            done = r.terminated[t] | r.truncated[t]
             if done.any():
                 ep_returns.append(self.ep_return[done].copy())
                 ep_lengths.append(self.ep_len[done].copy())
                 self.ep_return[done] = 0.0
                 self.ep_len[done] = 0
             self.autoreset = done
-            self.obs = np.asarray(next_obs, dtype=np.float32)
-        obs[t_len] = self.obs
+            self.obs = np.asarray(next_obs, dtype=self.obs_dtype)
+        r.obs[t_len] = self.obs
         self._failures_in_a_row = self._failures_in_a_row + 1 if failed else 0
         if self._failures_in_a_row >= self.max_failures:
             raise EnvFailure(f"environment raised in {self._failures_in_a_row} rollouts in a row")
-        rets = np.concatenate(ep_returns) if ep_returns else np.zeros(0, dtype=np.float64)
-        lens = np.concatenate(ep_lengths) if ep_lengths else np.zeros(0, dtype=np.int64)
-        self.stats.env_steps += int(valid.sum())
-        self.stats.episodes += len(rets)
-        return {
-            "obs": obs,
-            "actions": actions,
-            "logp": logp,
-            "rewards": rewards,
-            "terminated": terminated,
-            "truncated": truncated,
-            "valid": valid,
-            "ep_returns": rets,
-            "ep_lengths": lens,
-        }
+        if ep_returns:
+            r.ep_returns = np.concatenate(ep_returns)
+            r.ep_lengths = np.concatenate(ep_lengths)
+        self.stats.env_steps += r.transitions
+        self.stats.episodes += len(r.ep_returns)
+        return r

@@ -1,0 +1,82 @@
+"""Everything an actor builds from the run spec, with no socket in sight.
+
+    acting = build_acting(spec, num_envs=16, seed=123, temperature=1.0)
+    acting.policy.load(weights, version)
+    rollout = acting.collect()                      # a protocol.rollout.Rollout
+    grads, terms = acting.gradients(rollout)        # gradient coordination only
+    acting.close()
+
+The actor process (actor/) and the learner's serial mode (learner/serial.py) both use
+it, so the two build exactly the same envs, policy and collector from the same spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core import algos
+from core.collector import RolloutCollector
+from core.envs import check_env_matches, make_vec_env
+from core.gradients import rollout_gradients
+from core.models import ModelConfig, param_shapes
+from core.policy import Policy
+from protocol.rollout import Rollout
+from protocol.spec import RunSpec
+
+
+@dataclass
+class Acting:
+    spec: RunSpec
+    envs: Any  # a gymnasium VectorEnv
+    policy: Policy
+    collector: RolloutCollector
+    shapes: dict[str, tuple[int, ...]]  # parameter shapes, for checking Weights
+    algo: algos.Algorithm | None  # gradient coordination only
+    loss_cfg: Any
+
+    def collect(self) -> Rollout:
+        return self.collector.collect(self.policy.act)
+
+    def gradients(self, rollout: Rollout) -> tuple[dict[str, np.ndarray], algos.LossTerms]:
+        assert self.algo is not None, "gradients are computed only under gradient coordination"
+        return rollout_gradients(self.policy.model, rollout, self.algo, self.loss_cfg)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def build_acting(
+    spec: RunSpec,
+    *,
+    num_envs: int,
+    seed: int,
+    temperature: float,
+    max_env_failures: int = 5,
+    on_env_error: Callable[[str, BaseException], None] | None = None,
+) -> Acting:
+    """Raises ValueError (including core.envs.EnvSpecError) when the spec cannot be
+    built here: an unknown env, algorithm, encoder or loss setting."""
+    algo, loss_cfg = None, None
+    if spec.sends_gradients:
+        algo = algos.get(spec.algo)
+        loss_cfg = algo.make_config(spec.loss)
+    policy = Policy(ModelConfig.from_spec(spec), temperature=temperature, seed=seed)
+    envs = make_vec_env(spec.env_id, num_envs, spec.env_kwargs, spec.env_family)
+    try:
+        check_env_matches(envs, spec.obs_shape, spec.obs_dtype)
+        collector = RolloutCollector(
+            envs,
+            spec,
+            seed=seed,
+            max_failures=max_env_failures,
+            on_env_error=on_env_error,
+            to_env=policy.to_env,
+        )
+    except BaseException:
+        envs.close()
+        raise
+    return Acting(spec, envs, policy, collector, param_shapes(policy.model), algo, loss_cfg)

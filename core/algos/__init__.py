@@ -1,0 +1,70 @@
+"""The algorithm table: name -> loss + coordination mode (see base.py for the contract).
+
+| name       | coordination | loss | what crosses the wire |
+|------------|--------------|------|-----------------------|
+| a2c        | sync         | A2C  | rollouts; one update per barrier (a rollout from every live actor) |
+| a3c        | async        | A2C  | rollouts; updates as they come (what queued is merged) |
+| a3c-grad   | gradients    | A2C  | gradients computed by the actors on their own rollouts |
+
+A new algorithm: one module with its config dataclass and loss function, one
+``register`` line below, and its tests.
+"""
+
+from __future__ import annotations
+
+from core.algos.a2c import A2CConfig, a2c_loss
+from core.algos.base import Algorithm, LossTerms, config_dict
+
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register(algo: Algorithm) -> Algorithm:
+    """Add ``algo`` to the table (a test may register its own); returns it."""
+    if algo.name in ALGORITHMS:
+        raise ValueError(f"algorithm {algo.name!r} is already registered")
+    ALGORITHMS[algo.name] = algo
+    return algo
+
+
+def get(name: str) -> Algorithm:
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}") from None
+
+
+register(
+    Algorithm(
+        "a2c",
+        "sync",
+        A2CConfig,
+        a2c_loss,
+        lr=4e-3,
+        max_policy_lag=4,
+        summary="synchronous: one update on a rollout from every live actor",
+    )
+)
+register(
+    Algorithm(
+        "a3c",
+        "async",
+        A2CConfig,
+        a2c_loss,
+        lr=2e-3,
+        max_policy_lag=4,
+        summary="asynchronous: actors send rollouts, updates as they come",
+    )
+)
+register(
+    Algorithm(
+        "a3c-grad",
+        "gradients",
+        A2CConfig,
+        a2c_loss,
+        lr=2e-3,
+        max_policy_lag=4,
+        summary="asynchronous: actors send gradients of the A2C loss",
+    )
+)
+
+__all__ = ["ALGORITHMS", "Algorithm", "LossTerms", "config_dict", "get", "register"]

@@ -1,0 +1,80 @@
+"""What an algorithm is: a loss with its own config, and a coordination mode.
+
+    algo = core.algos.get("a3c")
+    cfg = algo.config(entropy_coef=0.01)           # frozen, checks itself
+    batch = Batch.from_rollouts(rollouts, device)  # core/batch.py
+    terms = algo.loss(model, batch, cfg)           # LossTerms; terms.total.backward()
+
+The coordination mode (protocol/spec.py: sync, async, gradients) says how actors and
+the learner take turns; the learner's loop and the actor's loop dispatch on it, never
+on the algorithm's name. Adding an algorithm is one module (its config dataclass and
+loss function) and one ``register`` call (core/algos/__init__.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from protocol.spec import COORDINATIONS
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """A loss and the terms the learner logs; ``total`` carries the gradient."""
+
+    total: torch.Tensor
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+    entropy: torch.Tensor
+    transitions: int
+
+
+# loss(model, batch, cfg) -> LossTerms
+LossFn = Callable[[Any, Any, Any], LossTerms]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    coordination: str  # one of protocol.spec.COORDINATIONS
+    config: type  # frozen dataclass of the loss settings; fields made with core.cli.arg
+    loss: LossFn
+    lr: float  # default learning rate
+    max_policy_lag: int  # default staleness bound (async and gradients)
+    summary: str  # one line for --help and the README
+
+    def __post_init__(self) -> None:
+        if self.coordination not in COORDINATIONS:
+            raise ValueError(f"coordination must be one of {COORDINATIONS}")
+        if not dataclasses.is_dataclass(self.config):
+            raise ValueError("config must be a dataclass")
+
+    def make_config(self, values: Mapping[str, Any] | None = None) -> Any:
+        """The loss config from a map (flags, or a RunSpec's ``loss``); unknown keys and
+        wrong types raise ValueError with the field's name."""
+        values = dict(values or {})
+        names = {f.name: f for f in dataclasses.fields(self.config)}
+        unknown = values.keys() - names.keys()
+        if unknown:
+            raise ValueError(f"{self.name} has no loss setting {sorted(map(str, unknown))[:4]}")
+        for name, value in values.items():
+            typ = names[name].type
+            if typ in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+                values[name] = float(value)
+            elif typ in ("bool", bool) and not isinstance(value, bool):
+                raise ValueError(f"loss setting {name} must be a bool")
+            elif typ in ("float", float, "int", int) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                raise ValueError(f"loss setting {name} must be a number")
+        return self.config(**values)
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A loss config as the map a RunSpec carries."""
+    return dataclasses.asdict(cfg)

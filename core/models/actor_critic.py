@@ -1,0 +1,111 @@
+"""The actor-critic network: an encoder (encoders.py) and an action head (heads.py),
+with its config beside it.
+
+    policy:  obs -> policy encoder -> Linear -> head output (logits, or Gaussian mean)
+    value:   obs -> value encoder  -> Linear -> V(obs)
+
+The policy and value encoders are one shared module when the encoder says so
+(``SHARED``), two copies otherwise. Weights cross the wire as a flat
+``{parameter name: float32 array}`` map (``weights_to_arrays``, ``load_arrays``); never
+pickled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.models.encoders import build_encoder, orthogonal
+from core.models.heads import build_head
+from protocol.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    obs_shape: tuple[int, ...]
+    action_kind: str  # "discrete" | "box"
+    action_n: int = 0  # Discrete: number of actions
+    action_shape: tuple[int, ...] = ()  # Box
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+    encoder: str = "mlp"
+    hidden: tuple[int, ...] = (64, 64)
+    obs_dtype: str = "<f4"
+
+    def __post_init__(self) -> None:
+        if self.action_kind not in ("discrete", "box"):
+            raise ValueError(f"action_kind must be discrete or box, got {self.action_kind!r}")
+        if not self.obs_shape or math.prod(self.obs_shape) < 1 or not self.hidden:
+            raise ValueError("obs_shape must be non-empty and hidden non-empty")
+        if self.action_kind == "box" and not self.action_low:
+            # Unbounded unless told: the head clips into these for the env only.
+            size = math.prod(self.action_shape)
+            object.__setattr__(self, "action_low", (-math.inf,) * size)
+            object.__setattr__(self, "action_high", (math.inf,) * size)
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec) -> ModelConfig:
+        return cls(
+            obs_shape=tuple(spec.obs_shape),
+            action_kind=spec.action_kind,
+            action_n=spec.action_n,
+            action_shape=tuple(spec.action_shape),
+            action_low=tuple(spec.action_low),
+            action_high=tuple(spec.action_high),
+            encoder=spec.encoder,
+            hidden=tuple(spec.hidden),
+            obs_dtype=spec.obs_dtype,
+        )
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.head = build_head(cfg)
+        self.policy_encoder = build_encoder(cfg.encoder, cfg.obs_shape, cfg.hidden)
+        shared = getattr(self.policy_encoder, "SHARED", False)
+        self.value_encoder = (
+            None if shared else build_encoder(cfg.encoder, cfg.obs_shape, cfg.hidden)
+        )
+        feat = self.policy_encoder.out_dim
+        # A small last-layer gain keeps the first policy close to uniform.
+        self.policy_out = orthogonal(nn.Linear(feat, self.head.out_dim), 0.01)
+        self.value_out = orthogonal(nn.Linear(feat, 1), 1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs [..., *obs_shape] -> (policy output [..., out_dim], value [...])."""
+        feat = self.policy_encoder(obs)  # [..., feat]
+        value_feat = feat if self.value_encoder is None else self.value_encoder(obs)
+        return self.policy_out(feat), self.value_out(value_feat).squeeze(-1)
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The policy output alone (what acting needs; the value is not evaluated)."""
+        return self.policy_out(self.policy_encoder(obs))
+
+    def distribution(self, out: torch.Tensor) -> torch.distributions.Distribution:
+        return self.head.distribution(out)
+
+
+def param_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def weights_to_arrays(model: nn.Module) -> dict[str, np.ndarray]:
+    """Parameters as contiguous float32 CPU arrays, keyed by parameter name."""
+    return {
+        name: p.detach().to("cpu", torch.float32).contiguous().numpy()
+        for name, p in model.named_parameters()
+    }
+
+
+@torch.no_grad()
+def load_arrays(model: nn.Module, arrays: Mapping[str, np.ndarray]) -> None:
+    """Copy checked arrays (see protocol.checks.check_weights) into the parameters."""
+    for name, p in model.named_parameters():
+        p.copy_(torch.as_tensor(np.asarray(arrays[name])))

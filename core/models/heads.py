@@ -1,0 +1,103 @@
+"""Action heads: how the policy's output becomes a distribution over actions.
+
+Each head owns, for its kind of action space: the output size, the torch distribution
+the loss uses (log-prob, entropy), sampling in numpy on the actor (cheaper than
+building a torch distribution every step, reproducible from the actor's generator),
+and the map from a sampled action to what the env accepts. The numpy and torch
+log-probs must agree, or every importance ratio pi/mu is wrong (tests/test_models.py).
+
+``temperature`` divides the logits (Categorical) or scales the std (Gaussian): the
+per-actor exploration setting of asynchronous methods (Mnih et al. 2016, section 4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class CategoricalHead(nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.out_dim = n
+        self.action_shape: tuple[int, ...] = ()
+        self.action_dtype = np.dtype(np.int64)
+
+    def distribution(self, out: torch.Tensor) -> torch.distributions.Distribution:
+        return torch.distributions.Categorical(logits=out)
+
+    def flat_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return actions  # [T, N]
+
+    def sample(
+        self, out: np.ndarray, rng: np.random.Generator, temperature: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """out [N, n] -> (actions [N] int64, logp [N] float32): Gumbel-max."""
+        logits = out.astype(np.float64) / temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        gumbel = -np.log(-np.log(rng.random(logits.shape)))
+        actions = np.argmax(log_probs + gumbel, axis=1)  # [N]
+        logp = np.take_along_axis(log_probs, actions[:, None], axis=1)[:, 0]
+        return actions.astype(np.int64), logp.astype(np.float32)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        return actions
+
+
+class GaussianHead(nn.Module):
+    """A diagonal Gaussian with a state-independent log-std, bounded to
+    [LOG_STD_MIN, LOG_STD_MAX] so the policy can neither collapse nor explode.
+
+    The env gets the sample clipped into its bounds and reshaped to its action shape;
+    the rollout keeps the unclipped sample, whose log-prob is exact. (A tanh squash
+    would need a log-det correction and distorts the mean near the bounds; clipping is
+    what the A2C/PPO baselines do.)"""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    def __init__(self, shape: tuple[int, ...], low: tuple[float, ...], high: tuple[float, ...]):
+        super().__init__()
+        self.action_shape = tuple(shape)
+        self.out_dim = math.prod(shape)
+        self.action_dtype = np.dtype(np.float32)
+        self.low = np.asarray(low, dtype=np.float32).reshape(shape)
+        self.high = np.asarray(high, dtype=np.float32).reshape(shape)
+        self.log_std = nn.Parameter(torch.zeros(self.out_dim))
+
+    def _log_std(self) -> torch.Tensor:
+        return self.log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
+    def distribution(self, out: torch.Tensor) -> torch.distributions.Distribution:
+        std = self._log_std().exp().expand_as(out)
+        return torch.distributions.Independent(torch.distributions.Normal(out, std), 1)
+
+    def flat_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return actions.reshape(*actions.shape[:2], self.out_dim)  # [T, N, act_dim]
+
+    def sample(
+        self, out: np.ndarray, rng: np.random.Generator, temperature: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """out [N, act_dim] -> (actions [N, *action_shape] float32, logp [N] float32)."""
+        log_std = self._log_std().detach().numpy().astype(np.float64) + math.log(temperature)
+        noise = rng.standard_normal(out.shape)
+        actions = out.astype(np.float64) + np.exp(log_std) * noise  # [N, act_dim]
+        logp = (-0.5 * noise**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(axis=1)
+        return (
+            actions.astype(np.float32).reshape(len(out), *self.action_shape),
+            logp.astype(np.float32),
+        )
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        return np.clip(actions, self.low, self.high)
+
+
+def build_head(spec) -> nn.Module:
+    """The head for a RunSpec's action space."""
+    if spec.action_kind == "discrete":
+        return CategoricalHead(spec.action_n)
+    return GaussianHead(spec.action_shape, spec.action_low, spec.action_high)

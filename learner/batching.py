@@ -1,0 +1,145 @@
+"""How checked submissions become updates: one batcher per coordination mode.
+
+    batcher = make_batcher(spec.coordination, cfg)
+    batcher.offer(submission)                      # a checked rollout or gradient
+    release = batcher.take(live_ids, version, now) # None, or what to train on now
+    batcher.forget(actor_id)                       # the actor left, was lost or banned
+
+- ``SyncBarrier`` (sync): one submission per live actor for the current version, then
+  one update on all of them. It never waits forever; every state in which it could is
+  bounded (tests/test_batching.py has one test each):
+    * an actor's rollout was rejected: the learner acks it untrained, so the actor sends
+      another for the same version (it never waits for weights that cannot come);
+    * an actor is quarantined, said bye or went silent: it is no longer live, and its
+      submission is forgotten;
+    * fewer actors than --min-actors ever join (one died at start-up): the first update
+      waits at most ``min_actors_wait_s`` after the first submission;
+    * a live actor never sends (a stuck env, a hostile peer that only heartbeats): once a
+      submission is waiting, the others get ``barrier_timeout_s``, then the update goes
+      ahead without them (their late rollouts are dropped as stale and acked);
+    * an update is skipped (no valid transition, a non-finite loss): the acks carry the
+      unchanged version, and actors collect again with the weights they have.
+- ``AsyncQueue`` (async): whatever queued while the learner was busy, merged into one
+  update, at most ``max_batch`` (bounding the update's memory; the rest waits in
+  ZeroMQ's bounded queues). When the learner keeps up that is one rollout per update.
+- ``AsyncQueue(max_batch=1)`` (gradients): each gradient applied as it arrives.
+
+No sockets, no torch: the server passes ids and times in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Submission:
+    """A checked rollout (or gradient) waiting for an update, with what the ack needs."""
+
+    actor_id: str
+    route: bytes
+    seq: int
+    version: int  # the policy version it was collected with
+    payload: Any  # a protocol.rollout.Rollout, or a Gradient message
+
+
+@dataclass
+class Release:
+    items: list[Submission]
+    # Live actors the update goes ahead without, and why ("" when none is missing).
+    missing: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+class SyncBarrier:
+    def __init__(self, min_actors: int, min_actors_wait_s: float, barrier_timeout_s: float):
+        self.min_actors = min_actors
+        self.min_actors_wait_s = min_actors_wait_s
+        self.barrier_timeout_s = barrier_timeout_s
+        self.pending: dict[str, Submission] = {}
+        self.first_at: float | None = None  # when the oldest pending submission arrived
+        self.started_at: float | None = None  # the run's first submission
+
+    def offer(self, sub: Submission, now: float) -> None:
+        old = self.pending.get(sub.actor_id)
+        if old is not None and old.version > sub.version:
+            return  # never replace a newer rollout with an older one
+        self.pending[sub.actor_id] = sub
+        if self.first_at is None:
+            self.first_at = now
+        if self.started_at is None:
+            self.started_at = now
+
+    def forget(self, actor_id: str) -> None:
+        self.pending.pop(actor_id, None)
+        if not self.pending:
+            self.first_at = None
+
+    def full(self) -> bool:
+        return False
+
+    def take(self, live: set[str], version: int, now: float) -> Release | None:
+        # Only this version's rollouts count; older ones are stale (the server drops
+        # them before they get here, this is the barrier's own guard).
+        for k in [k for k, s in self.pending.items() if s.version != version]:
+            del self.pending[k]
+        if not self.pending:
+            self.first_at = None
+            return None
+        missing = sorted(live - self.pending.keys())
+        reason = ""
+        if version == 0 and len(live | self.pending.keys()) < self.min_actors:
+            # The first update waits for --min-actors (repeatable runs), but not forever.
+            assert self.started_at is not None
+            if now - self.started_at < self.min_actors_wait_s:
+                return None
+            reason = "min_actors_wait"
+        elif missing:
+            assert self.first_at is not None
+            if now - self.first_at < self.barrier_timeout_s:
+                return None
+            reason = "barrier_timeout"
+        # Sorted by actor id: the update does not depend on arrival order.
+        items = [self.pending[k] for k in sorted(self.pending)]
+        self.pending.clear()
+        self.first_at = None
+        return Release(items, missing if reason else [], reason)
+
+
+class AsyncQueue:
+    def __init__(self, max_batch: int) -> None:
+        self.max_batch = max_batch
+        self.queue: list[Submission] = []
+
+    def offer(self, sub: Submission, now: float) -> None:
+        self.queue.append(sub)
+
+    def forget(self, actor_id: str) -> None:
+        pass  # what an actor sent before it left is still good data
+
+    def full(self) -> bool:
+        return len(self.queue) >= self.max_batch
+
+    def take(self, live: set[str], version: int, now: float) -> Release | None:
+        if not self.queue:
+            return None
+        items, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+        return Release(items)
+
+
+def make_batcher(
+    coordination: str,
+    *,
+    min_actors: int,
+    min_actors_wait_s: float,
+    barrier_timeout_s: float,
+    max_batches_per_update: int,
+) -> SyncBarrier | AsyncQueue:
+    if coordination == "sync":
+        return SyncBarrier(min_actors, min_actors_wait_s, barrier_timeout_s)
+    if coordination == "async":
+        return AsyncQueue(max_batches_per_update)
+    if coordination == "gradients":
+        return AsyncQueue(1)
+    raise ValueError(f"unknown coordination {coordination!r}")

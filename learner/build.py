@@ -1,0 +1,241 @@
+"""All the wiring of a learner in one place: from a checked LearnerConfig to the parts
+that run (the run spec, the trainer, the stats, the checkpointer, the server, the local
+actors). Nothing is patched onto an object after construction.
+
+    parts = build(cfg, run_dir, log, stop_requested)   # may raise BuildError
+    outcome = parts.run()
+    parts.close(outcome)                               # shutdown, final checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core import algos
+from core.envs import EnvSpecError, describe, reward_threshold
+from core.models.encoders import default_encoder
+from learner.auth import load_learner_keys
+from learner.checkpoint import CheckpointConfig, Checkpointer
+from learner.config import LearnerConfig
+from learner.local import LocalActors
+from learner.resume import IncompatibleResume, compare
+from learner.server import LearnerServer, Outcome
+from learner.stats import RunStats
+from learner.trainer import Trainer, TrainerConfig
+from protocol.spec import RunSpec
+
+
+class BuildError(ValueError):
+    """The configuration cannot run here (unknown env, no CUDA, bad keys, a checkpoint
+    trained with other settings); the message says which and why."""
+
+
+def build_spec(cfg: LearnerConfig) -> RunSpec:
+    """The run spec actors get, from the flags and the environment's spaces."""
+    env = describe(cfg.env)
+    encoder = (
+        cfg.encoder
+        if cfg.encoder != "auto"
+        else default_encoder(env["obs_shape"], env["obs_dtype"])
+    )
+    return RunSpec(
+        env_id=cfg.env,
+        algo=cfg.algo,
+        coordination=cfg.algorithm.coordination,
+        loss=algos.config_dict(cfg.loss),
+        num_envs=cfg.envs,
+        rollout_len=cfg.rollout_len,
+        encoder=encoder,
+        hidden=cfg.hidden,
+        max_in_flight=cfg.max_in_flight,
+        heartbeat_s=cfg.heartbeat_s,
+        **env,
+    )
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BuildError("--device cuda: CUDA is not available here")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@dataclass
+class Parts:
+    cfg: LearnerConfig
+    spec: RunSpec
+    device: torch.device
+    trainer: Trainer
+    stats: RunStats
+    rng: np.random.Generator
+    checkpointer: Checkpointer
+    target: float | None
+    trained_s: float
+    log: object
+    server: LearnerServer | None = None  # None in serial mode
+    actors: LocalActors | None = None
+    serial_t0: float | None = None  # serial mode: when training started
+
+    def wall_s(self) -> float:
+        if self.server is not None:
+            return self.server.wall_s
+        elapsed = 0.0 if self.serial_t0 is None else time.monotonic() - self.serial_t0
+        return self.trained_s + elapsed
+
+    def save_checkpoint(self, wall_s: float) -> Path:
+        state = {
+            "trainer": self.trainer.state_dict(),
+            "counters": {**self.stats.counters(), "wall_s": wall_s},
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "spec": json.loads(json.dumps(self.spec.to_dict())),
+            "config": json.loads(json.dumps(self.cfg.resolved())),
+        }
+        path = self.checkpointer.save(state, step=self.stats.env_steps)
+        self.log.info(
+            "checkpoint_saved",
+            path=str(path),
+            version=self.trainer.version,
+            env_steps=self.stats.env_steps,
+        )
+        return path
+
+
+def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], bool]) -> Parts:
+    try:
+        spec = build_spec(cfg)
+    except (EnvSpecError, ValueError) as exc:
+        raise BuildError(str(exc)) from None
+    device = pick_device(cfg.device)
+    curve, authorized = None, {}
+    if cfg.keys:
+        try:
+            curve, authorized = load_learner_keys(Path(cfg.keys))
+        except (OSError, ValueError) as exc:
+            raise BuildError(f"--keys {cfg.keys}: {exc}") from None
+        log.info("curve_enabled", keys=cfg.keys, authorized=sorted(authorized.values()))
+    trainer = Trainer(
+        spec,
+        cfg.algorithm,
+        cfg.loss,
+        TrainerConfig(
+            lr=cfg.learning_rate,
+            optimizer=cfg.optimizer,
+            max_grad_norm=cfg.max_grad_norm,
+            seed=cfg.seed,
+        ),
+        device,
+    )
+    parts = Parts(
+        cfg=cfg,
+        spec=spec,
+        device=device,
+        trainer=trainer,
+        stats=RunStats(),
+        rng=np.random.default_rng(cfg.seed),
+        checkpointer=Checkpointer(
+            CheckpointConfig(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+        ),
+        target=cfg.target_return if cfg.target_return is not None else reward_threshold(cfg.env),
+        trained_s=0.0,
+        log=log,
+    )
+    if cfg.resume:
+        _resume(parts)
+    if cfg.serial:
+        return parts
+    # Local actors use the keys of the authorised actors whose directories sit beside
+    # the learner's (the layout `make keys` writes).
+    keys_root = Path(cfg.keys).parent if cfg.keys else None
+    actor_keys = (
+        [keys_root / n for n in sorted(authorized.values()) if (keys_root / n).is_dir()]
+        if keys_root
+        else []
+    )
+    if cfg.keys and cfg.actors and not actor_keys:
+        raise BuildError(
+            f"--actors {cfg.actors} with --keys: no actor key directories beside {cfg.keys}"
+        )
+    actors = LocalActors(cfg.actors, run_dir, log_level=cfg.log_level, keys_dirs=actor_keys)
+    parts.actors = actors
+    parts.server = LearnerServer(
+        cfg,
+        spec,
+        trainer,
+        parts.stats,
+        log,
+        target=parts.target,
+        stop_requested=stop_requested,
+        checkpoint=lambda: parts.save_checkpoint(parts.wall_s()),
+        curve=curve,
+        authorized=authorized,
+        trained_s=parts.trained_s,
+        local_actors_alive=(lambda: actors.any_alive(log)) if cfg.actors else None,
+    )
+    return parts
+
+
+def _resume(parts: Parts) -> None:
+    log, cfg = parts.log, parts.cfg
+    found = parts.checkpointer.load_latest(log)
+    if found is None:
+        log.warning("resume_found_nothing", directory=str(parts.checkpointer.cfg.directory))
+        return
+    path, state = found
+    try:
+        changed = compare(
+            state.get("spec", {}), state.get("config", {}), parts.spec.to_dict(), cfg.resolved()
+        )
+    except IncompatibleResume as exc:
+        raise BuildError(f"--resume from {path}: {exc}") from None
+    parts.trainer.load_state_dict(state["trainer"])
+    # The optimizer state carries the old learning rate: set the current one explicitly.
+    parts.trainer.set_lr(cfg.learning_rate)
+    parts.stats.restore(state["counters"])
+    torch.set_rng_state(state["torch_rng"])
+    parts.rng.bit_generator.state = state["numpy_rng"]
+    parts.trained_s = float(state["counters"].get("wall_s", 0.0))
+    if changed:
+        log.info(
+            "resume_settings_changed",
+            **{k: [_plain(a), _plain(b)] for k, (a, b) in changed.items()},
+        )
+    log.info(
+        "resumed",
+        path=str(path),
+        version=parts.trainer.version,
+        env_steps=parts.stats.env_steps,
+        updates=parts.stats.updates,
+        wall_s=parts.trained_s,
+        lr=parts.trainer.lr,
+    )
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def finish(parts: Parts, outcome: Outcome, wall_s: float) -> dict:
+    """The summary of a finished run (what summary.json holds)."""
+    s = parts.stats
+    return {
+        "solved": outcome.solved,
+        "wall_s": round(wall_s, 3),
+        "env_steps": s.env_steps,
+        "episodes": s.episodes,
+        "updates": s.updates,
+        "mean_return_100": s.mean_return_100,
+        "algo": parts.cfg.algo,
+        "env": parts.cfg.env,
+        "seed": parts.cfg.seed,
+        "actors": parts.cfg.actors
+        or (len(parts.server.registry.ids_seen) if parts.server is not None else 0),
+    }

@@ -1,0 +1,75 @@
+"""What a resumed run may change: compare the checkpoint's run spec and settings with
+the current ones. Pure; the shell refuses or applies and logs.
+
+Incompatible (the checkpoint's network, optimizer state or data would not fit): the
+environment, the algorithm and its coordination, the network, the observation and
+action spaces, the optimizer. Everything else (learning rate, loss settings, gradient
+clipping, stopping rules, actors, ports, ...) is applied from the current flags, and
+the differences are reported so the log says what changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INCOMPATIBLE_SPEC = (
+    "env_id",
+    "env_family",
+    "env_kwargs",
+    "algo",
+    "coordination",
+    "encoder",
+    "hidden",
+    "obs_shape",
+    "obs_dtype",
+    "action_kind",
+    "action_n",
+    "action_shape",
+    "action_low",
+    "action_high",
+)
+INCOMPATIBLE_CONFIG = ("optimizer",)
+# Settings of where and how long, not of what is learned: not worth a log line.
+IGNORED_CONFIG = ("resume", "run_dir", "port", "pub_port", "host", "keys", "log_level")
+
+
+class IncompatibleResume(ValueError):
+    """The checkpoint cannot continue under the current flags."""
+
+
+def compare(
+    saved_spec: dict[str, Any],
+    saved_config: dict[str, Any],
+    spec: dict[str, Any],
+    config: dict[str, Any],
+) -> dict[str, tuple[Any, Any]]:
+    """The settings that changed, as {name: (saved, now)}; raises IncompatibleResume
+    naming every incompatible difference."""
+    bad = [k for k in INCOMPATIBLE_SPEC if saved_spec.get(k) != spec.get(k)]
+    bad += [k for k in INCOMPATIBLE_CONFIG if saved_config.get(k) != config.get(k)]
+    if bad:
+        details = ", ".join(
+            f"{k}: {_get(saved_spec, saved_config, k)!r} -> {_get(spec, config, k)!r}" for k in bad
+        )
+        raise IncompatibleResume(
+            f"the checkpoint was trained with different {', '.join(bad)} ({details}); "
+            "resume with the original settings or start a new --run-dir"
+        )
+    changed: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(saved_config) | set(config)):
+        if key in IGNORED_CONFIG or key == "loss":
+            continue
+        if saved_config.get(key) != config.get(key):
+            changed[key] = (saved_config.get(key), config.get(key))
+    saved_loss, loss = saved_config.get("loss") or {}, config.get("loss") or {}
+    for key in sorted(set(saved_loss) | set(loss)):
+        if saved_loss.get(key) != loss.get(key):
+            changed[key] = (saved_loss.get(key), loss.get(key))
+    for key in ("num_envs", "rollout_len", "max_in_flight", "heartbeat_s"):
+        if saved_spec.get(key) != spec.get(key):
+            changed[key] = (saved_spec.get(key), spec.get(key))
+    return changed
+
+
+def _get(spec: dict, config: dict, key: str) -> Any:
+    return spec[key] if key in spec else config.get(key)

@@ -1,0 +1,179 @@
+"""Real processes for scripts and integration tests: start a learner or an actor, read
+their JSON logs, wait for events with a bound, and stop what was started for sure.
+
+``stop_process`` is the one way every script stops a child (or a child's process
+group). Standard library only, so a script can import this before anything heavy.
+Tests import it from here too; scripts never import from tests/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stop_process(
+    popen: subprocess.Popen, timeout_s: float = 5.0, *, group: bool = False
+) -> int | None:
+    """Stop a child, each step bounded: SIGTERM (and SIGCONT, so a frozen child acts on
+    it), up to ``timeout_s`` for it to exit, then SIGKILL and up to ``timeout_s`` again.
+
+    With ``group`` the signals go to the child's whole process group (start it with
+    ``start_new_session=True``), and SIGKILL goes to the group even when the leader
+    has exited: it sweeps up whatever the leader started and left behind (a learner's
+    local actors). Returns the exit code, or None if the child outlived SIGKILL
+    (uninterruptible sleep)."""
+
+    def send(sig: int) -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError):  # the group may be gone
+                os.killpg(popen.pid, sig)
+        elif popen.poll() is None:
+            popen.send_signal(sig)
+
+    for sigs in ((signal.SIGTERM, signal.SIGCONT), (signal.SIGKILL,)):
+        if group or popen.poll() is None:
+            for sig in sigs:
+                send(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            popen.wait(timeout=timeout_s)
+    return popen.poll()
+
+
+def run_process(
+    cmd: list[str], log_path: Path, timeout_s: float, stop_timeout_s: float = 10.0
+) -> tuple[int | None, float, str]:
+    """Run ``cmd`` to the end: (exit code or None on timeout, seconds, stdout). stderr
+    goes to ``log_path``. The child leads its own process group, so a timed-out (or
+    Ctrl-C'd) learner is stopped with the actors it started."""
+    t0 = time.perf_counter()
+    # stdout to a file, not a pipe: nobody has to drain it while the child is stopped.
+    with open(log_path, "wb") as err, tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+        try:
+            code: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            stop_process(proc, stop_timeout_s, group=True)
+            code = None
+        except BaseException:  # Ctrl-C: leave no learner or actor behind
+            stop_process(proc, stop_timeout_s, group=True)
+            raise
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return code, time.perf_counter() - t0, text
+
+
+class Proc:
+    """One ``python -m ...`` child whose JSON log lines are read back from ``log_path``."""
+
+    def __init__(self, args: list[str], log_path: Path, stderr_path: Path) -> None:
+        self.log_path = log_path
+        self.stderr_path = stderr_path
+        self._err = open(stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+        self.popen = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._err, env=env
+        )
+
+    def events(self, name: str | None = None) -> list[dict]:
+        if not self.log_path.exists():
+            return []
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+            if name is None or ev.get("event") == name:
+                out.append(ev)
+        return out
+
+    def wait_for(
+        self, name: str, timeout: float = 60.0, where: Callable[[dict], bool] = lambda e: True
+    ) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ev in self.events(name):
+                if where(ev):
+                    return ev
+            if self.popen.poll() is not None and not any(where(e) for e in self.events(name)):
+                raise AssertionError(
+                    f"{self.log_path.name}: exited {self.popen.returncode} before {name!r}\n"
+                    + self.stderr_path.read_text()[-3000:]
+                )
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{self.log_path.name}: no {name!r} within {timeout}s\n"
+            + self.stderr_path.read_text()[-3000:]
+        )
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def stop(self) -> None:
+        stop_process(self.popen, 5.0)
+        self._err.close()
+
+
+def start_learner(run_dir: Path, *args: str) -> Proc:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Proc(
+        ["-m", "learner", "--run-dir", str(run_dir), "--port", "0", *args],
+        run_dir / "learner.jsonl",
+        run_dir / "learner.stderr",
+    )
+
+
+def start_actor(run_dir: Path, endpoint: str, actor_id: str, *args: str) -> Proc:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Proc(
+        [
+            "-m",
+            "actor",
+            "--learner",
+            endpoint,
+            "--actor-id",
+            actor_id,
+            "--run-dir",
+            str(run_dir),
+            *args,
+        ],
+        run_dir / f"actor-{actor_id}.jsonl",
+        run_dir / f"actor-{actor_id}.stderr",
+    )
+
+
+def endpoint_of(learner: Proc, timeout: float = 60.0) -> str:
+    return learner.wait_for("learner_listening", timeout)["endpoint"]
+
+
+def free_port_pair() -> int:
+    """A port P with P and P+1 free right now (a learner binds P and P+1)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
