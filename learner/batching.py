@@ -58,23 +58,22 @@ class SyncBarrier:
         self.min_actors_wait_s = min_actors_wait_s
         self.barrier_timeout_s = barrier_timeout_s
         self.pending: dict[str, Submission] = {}
-        self.first_at: float | None = None  # when the oldest pending submission arrived
+        self.arrived: dict[str, float] = {}  # when each pending submission arrived
         self.started_at: float | None = None  # the run's first submission
+        self.released = False  # the first release has happened (min_actors no longer applies)
 
     def offer(self, sub: Submission, now: float) -> None:
         old = self.pending.get(sub.actor_id)
         if old is not None and old.version > sub.version:
             return  # never replace a newer rollout with an older one
         self.pending[sub.actor_id] = sub
-        if self.first_at is None:
-            self.first_at = now
+        self.arrived[sub.actor_id] = now
         if self.started_at is None:
             self.started_at = now
 
     def forget(self, actor_id: str) -> None:
         self.pending.pop(actor_id, None)
-        if not self.pending:
-            self.first_at = None
+        self.arrived.pop(actor_id, None)
 
     def full(self) -> bool:
         return False
@@ -83,27 +82,27 @@ class SyncBarrier:
         # Only this version's rollouts count; older ones are stale (the server drops
         # them before they get here, this is the barrier's own guard).
         for k in [k for k, s in self.pending.items() if s.version != version]:
-            del self.pending[k]
+            self.forget(k)
         if not self.pending:
-            self.first_at = None
             return None
         missing = sorted(live - self.pending.keys())
         reason = ""
-        if version == 0 and len(live | self.pending.keys()) < self.min_actors:
+        first = not self.released and version == 0
+        if first and len(live | self.pending.keys()) < self.min_actors:
             # The first update waits for --min-actors (repeatable runs), but not forever.
             assert self.started_at is not None
             if now - self.started_at < self.min_actors_wait_s:
                 return None
             reason = "min_actors_wait"
         elif missing:
-            assert self.first_at is not None
-            if now - self.first_at < self.barrier_timeout_s:
+            if now - min(self.arrived.values()) < self.barrier_timeout_s:
                 return None
             reason = "barrier_timeout"
         # Sorted by actor id: the update does not depend on arrival order.
         items = [self.pending[k] for k in sorted(self.pending)]
         self.pending.clear()
-        self.first_at = None
+        self.arrived.clear()
+        self.released = True
         return Release(items, missing if reason else [], reason)
 
 

@@ -23,7 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+# 2: the run spec and resolved settings are stored (resume checks them); the network
+# is an encoder plus a head, so parameter names differ from format 1.
+FORMAT_VERSION = 2
 _FINAL = re.compile(r"ckpt-(\d{12,})\.pt")
 _NDARRAY = "__ndarray__"
 

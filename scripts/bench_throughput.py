@@ -39,10 +39,11 @@ import numpy as np
 import torch
 import zmq
 
-from actor.policy import Policy
-from actor.rollout import RolloutCollector
-from core.envs import describe_spaces, make_vec_env
-from core.model import ModelConfig
+from core import algos
+from core.acting import build_acting
+from core.envs import describe
+from core.models import ModelConfig
+from core.policy import Policy
 from learner.trainer import Trainer, TrainerConfig
 from protocol import sockets
 from protocol.checks import check_experience
@@ -63,7 +64,8 @@ def run_spec(num_envs: int, rollout_len: int, algo: str = "a2c") -> RunSpec:
         algo=algo,
         num_envs=num_envs,
         rollout_len=rollout_len,
-        **describe_spaces(ENV_ID),
+        coordination=algos.get(algo).coordination,
+        **describe(ENV_ID),
     )
 
 
@@ -104,9 +106,8 @@ def _experience(arrays: dict[str, np.ndarray], seq: int) -> Experience:
 
 def _collector(num_envs: int, rollout_len: int, seed: int = 0) -> tuple:
     spec = run_spec(num_envs, rollout_len)
-    envs = make_vec_env(ENV_ID, num_envs)
-    collector = RolloutCollector(envs, rollout_len, action_dtype=np.int64, seed=seed)
-    return spec, collector, Policy(ModelConfig.from_spec(spec), seed=seed)
+    acting = build_acting(spec, num_envs=num_envs, seed=seed, temperature=1.0)
+    return spec, acting.collector, acting.policy
 
 
 def rollout_rate(num_envs: int, rollout_len: int, seconds: float) -> dict:
@@ -116,9 +117,9 @@ def rollout_rate(num_envs: int, rollout_len: int, seconds: float) -> dict:
 
     def step() -> None:
         t0 = time.perf_counter()
-        arrays = collector.collect(policy.act)
+        rollout = collector.collect(policy.act)
         t1 = time.perf_counter()
-        encode(_experience(arrays, 0))
+        encode(_experience(rollout.arrays(), 0))
         spent["collect"] += t1 - t0
         spent["encode"] += time.perf_counter() - t1
 
@@ -156,7 +157,7 @@ def wire_cost(num_envs: int, rollout_len: int, seconds: float, distinct: int = 4
     def step() -> None:
         sent["seq"] += 1
         t0 = clock()
-        frames = encode(_experience(batches[sent["seq"] % distinct], sent["seq"]))
+        frames = encode(_experience(batches[sent["seq"] % distinct].arrays(), sent["seq"]))
         t1 = clock()
         dealer.send_multipart(frames, copy=False)
         t2 = clock()
@@ -196,7 +197,8 @@ def learner_rate(actors: int, seconds: float, num_envs: int = 32, rollout_len: i
         batches = [collector.collect(policy.act) for _ in range(actors)]
     finally:
         collector.envs.close()
-    trainer = Trainer(spec, TrainerConfig(), torch.device("cpu"))
+    algo = algos.get("a2c")
+    trainer = Trainer(spec, algo, algo.make_config(), TrainerConfig(), torch.device("cpu"))
     iters, elapsed = timed(lambda: trainer.train_on(batches), seconds)
     samples = actors * num_envs * rollout_len
     return {

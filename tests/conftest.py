@@ -21,6 +21,7 @@ from protocol.spec import RunSpec  # noqa: E402
 CARTPOLE = RunSpec(
     env_id="CartPole-v1",
     algo="a2c",
+    coordination="sync",
     num_envs=3,
     rollout_len=5,
     obs_shape=(4,),

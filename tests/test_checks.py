@@ -249,6 +249,8 @@ def test_box_spec_round_trips():
         action_low=(-2.0,),
         action_high=(2.0,),
         env_kwargs={"g": 9.81},
+        coordination="gradients",
+        loss={"gamma": 0.9, "normalize_advantages": True},
     )
     out = RunSpec.from_dict(decode(encode(Welcome("L", spec.to_dict(), 1, 1.0, 0))).run)
     assert out == spec
@@ -257,15 +259,16 @@ def test_box_spec_round_trips():
 
 
 def test_spec_ints_accepted_for_floats(cartpole_spec):
-    out = RunSpec.from_dict({**cartpole_spec.to_dict(), "gamma": 1})
-    assert out.gamma == 1.0 and type(out.gamma) is float
+    out = RunSpec.from_dict({**cartpole_spec.to_dict(), "heartbeat_s": 1})
+    assert out.heartbeat_s == 1.0 and type(out.heartbeat_s) is float
 
 
 @pytest.mark.parametrize(
     "change",
     [
         {"unknown": 1},
-        {b"gamma": 0.9},
+        {b"heartbeat_s": 0.9},
+        {"gamma": 0.9},  # a loss setting travels inside "loss", not beside it
         {"num_envs": "3"},
         {"num_envs": 3.0},
         {"num_envs": True},
@@ -274,14 +277,20 @@ def test_spec_ints_accepted_for_floats(cartpole_spec):
         {"obs_shape": [4.0]},
         {"obs_shape": [True]},
         {"hidden": "64"},
-        {"gamma": "0.99"},
-        {"gamma": float("nan")},
-        {"gamma": True},
+        {"heartbeat_s": "0.99"},
+        {"heartbeat_s": float("nan")},
+        {"heartbeat_s": True},
+        {"loss": [1]},
+        {"loss": {1: 2}},
         {"env_kwargs": {1: 2}},
         {"env_kwargs": [1]},
         {"action_low": ["x"]},
-        {"algo": "ppo"},
-        {"algo": "A2C"},
+        {"algo": ""},
+        {"algo": "x" * 65},
+        {"coordination": "ppo"},
+        {"obs_dtype": "<f8"},
+        {"obs_dtype": "|O"},
+        {"encoder": ""},
         {"action_kind": "multi"},
         {"num_envs": 0},
         {"rollout_len": 0},
@@ -289,9 +298,8 @@ def test_spec_ints_accepted_for_floats(cartpole_spec):
         {"obs_shape": [4, 0]},
         {"action_n": 1},
         {"hidden": []},
-        {"gamma": 1.5},
-        {"gae_lambda": -0.1},
-        {"max_policy_lag": -1},
+        {"max_in_flight": 0},
+        {"action_kind": "box", "action_shape": [1], "action_low": [1.0], "action_high": [0.0]},
         {"heartbeat_s": 0.0},
     ],
     ids=str,

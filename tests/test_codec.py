@@ -152,12 +152,12 @@ def test_every_dtype_and_shape_over_zmq(zmq_pair):
 # encoding choices) breaks these on purpose. If the change is intended, bump
 # SCHEMA_VERSION and re-pin.
 GOLDEN_HEARTBEAT = (
-    "84a17601a474797065a9686561727462656174a66669656c647385a86163746f725f6964a26131"
+    "84a17602a474797065a9686561727462656174a66669656c647385a86163746f725f6964a26131"
     "ab696e6361726e6174696f6ea26931a373657107ae706f6c6963795f76657273696f6e03ac6261"
     "636b707265737375726500a661727261797390"
 )
 GOLDEN_EXPERIENCE = (
-    "84a17601a474797065aa657870657269656e6365a66669656c647385a86163746f725f6964a261"
+    "84a17602a474797065aa657870657269656e6365a66669656c647385a86163746f725f6964a261"
     "31ab696e6361726e6174696f6ea26931a373657101aa6c6561726e65725f6964a14cae706f6c69"
     "63795f76657273696f6e02a66172726179739593a36f6273a33c66349302010293a7616374696f"
     "6e73a33c693892010193a772657761726473a33c663492010193aa7465726d696e61746564a37c"
@@ -261,9 +261,9 @@ def test_reject_header_too_large():
         pack([1, "pong", {}, []]),  # not a map
         pack("pong"),
         pack(pong_header()) + b"\x00",  # trailing data
-        pack({"v": 1, "type": "pong", "fields": {}}),  # key missing
+        pack({"v": SCHEMA_VERSION, "type": "pong", "fields": {}}),  # key missing
         pack({**pong_header(), "extra": 1}),  # key extra
-        pack({b"v": 1, b"type": "pong", b"fields": {}, b"arrays": []}),  # bytes keys
+        pack({b"v": SCHEMA_VERSION, b"type": "pong", b"fields": {}, b"arrays": []}),  # bytes keys
         pack(pong_header(fields=msgpack.ExtType(5, b"xx"))),  # ext type
         pack({1: 2}),  # non-str map key
         b"\x91" * 10_000 + b"\xc0",  # nested 10,000 deep
@@ -273,7 +273,7 @@ def test_reject_bad_header(raw):
     reject([raw], "bad_header")
 
 
-@pytest.mark.parametrize("version", [0, 2, -1, True, 1.0, "1", None, [1]])
+@pytest.mark.parametrize("version", [0, 1, 3, -1, True, 2.0, "2", None, [2]])
 def test_reject_schema_version(version):
     reject([pack(pong_header(v=version))], "schema_version")
 
@@ -308,7 +308,7 @@ def test_reject_bad_fields(fields):
 def test_reject_bad_float_field(value):
     fields = {"actor_id": "a", "incarnation": "i", "hostname": "h", "pid": 1}
     header = {
-        "v": 1,
+        "v": SCHEMA_VERSION,
         "type": "hello",
         "fields": {**fields, "num_envs": 0, "temperature": value},
         "arrays": [],
@@ -318,10 +318,10 @@ def test_reject_bad_float_field(value):
 
 def test_int_accepted_for_float_and_bool_needs_bool():
     fields = {"actor_id": "a", "incarnation": "i", "hostname": "h", "pid": 1, "num_envs": 0}
-    header = {"v": 1, "type": "hello", "fields": {**fields, "temperature": 2}, "arrays": []}
+    header = {"v": SCHEMA_VERSION, "type": "hello", "fields": {**fields, "temperature": 2}, "arrays": []}
     out = decode([pack(header)])
     assert out.temperature == 2.0 and type(out.temperature) is float
-    error = {"v": 1, "type": "error", "fields": {"code": "c", "detail": "d", "fatal": 1}}
+    error = {"v": SCHEMA_VERSION, "type": "error", "fields": {"code": "c", "detail": "d", "fatal": 1}}
     reject([pack({**error, "arrays": []})], "bad_fields")
 
 
@@ -373,7 +373,7 @@ def test_reject_unknown_array(type_name, fields, name):
         "policy_version": 0,
     }
     header = {
-        "v": 1,
+        "v": SCHEMA_VERSION,
         "type": type_name,
         "fields": {**rollout, **fields},
         "arrays": [[name, "<f4", [1]]],

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from protocol.codec import REASONS as CODEC_REASONS
 from protocol.codec import DecodeError, decode, encode
-from protocol.messages import DTYPES, MESSAGE_TYPES, Message
+from protocol.messages import DTYPES, MESSAGE_TYPES, SCHEMA_VERSION, Message
 
 FUZZ = settings(
     max_examples=300,
@@ -293,7 +293,7 @@ def test_msgpack_valid_headers(header, data):
 def test_field_maps_with_mixed_key_types(fields):
     # str and bytes keys together once made the error message itself raise TypeError.
     for type_name in ("hello", "welcome", "gradient", "error"):
-        header = {"v": 1, "type": type_name, "fields": fields, "arrays": []}
+        header = {"v": SCHEMA_VERSION, "type": type_name, "fields": fields, "arrays": []}
         decode_totally([msgpack.packb(header, use_bin_type=True)])
 
 
@@ -303,7 +303,7 @@ def _raw_welcome(run: bytes) -> bytes:
 
     fields = {"learner_id": "L", "pub_port": 1, "temperature": 1.0, "seed": 0}
     body = b"".join(p(k) + p(v) for k, v in fields.items())
-    top = [p("v"), p(1), p("type"), p("welcome"), p("fields")]
+    top = [p("v"), p(SCHEMA_VERSION), p("type"), p("welcome"), p("fields")]
     # map of 4 keys; "fields" is a map of 5 whose last value is ``run``; "arrays" is [].
     return b"".join([b"\x84", *top, b"\x85", body, p("run"), run, p("arrays"), b"\x90"])
 

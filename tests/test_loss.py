@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.loss import LossConfig, a2c_loss, advantages_and_returns
-from core.model import ActorCritic, ModelConfig
+from core.algos.a2c import A2CConfig, a2c_loss
+from core.algos.returns import advantages_and_returns
+from core.batch import Batch
+from core.models import ActorCritic, ModelConfig
 
 # --- slow references, one python loop per (t, env) ---
 
@@ -218,7 +220,7 @@ def make_model(action_kind: str = "discrete", seed: int = 0) -> ActorCritic:
         obs_shape=(4,),
         action_kind=action_kind,
         action_n=3 if action_kind == "discrete" else 0,
-        action_dim=2 if action_kind == "box" else 0,
+        action_shape=(2,) if action_kind == "box" else (),
         hidden=(16,),
     )
     return ActorCritic(cfg)
@@ -230,7 +232,7 @@ def make_batch(model: ActorCritic, t_len: int = 12, n_envs: int = 5, seed: int =
     if model.cfg.action_kind == "discrete":
         actions = torch.randint(0, model.cfg.action_n, (t_len, n_envs), generator=g)  # [T, N]
     else:
-        actions = torch.randn(t_len, n_envs, model.cfg.action_dim, generator=g)  # [T, N, A]
+        actions = torch.randn(t_len, n_envs, 2, generator=g)  # [T, N, A]
     return {
         "obs": torch.randn(t_len + 1, n_envs, 4, generator=g),  # [T+1, N, obs]
         "actions": actions,
@@ -242,7 +244,19 @@ def make_batch(model: ActorCritic, t_len: int = 12, n_envs: int = 5, seed: int =
 
 
 def loss(model, batch, **cfg):
-    return a2c_loss(model, **batch, cfg=LossConfig(**cfg))
+    """The A2C loss without importance weights unless asked (these batches carry no
+    behaviour log-probs)."""
+    t = batch["rewards"]
+    tensors = {"behaviour_logp": torch.zeros_like(t), **batch}
+    return a2c_loss(model, Batch(**tensors), A2CConfig(**{"is_clip": 0.0, **cfg}))
+
+
+def policy_params(model):
+    return [*model.policy_encoder.parameters(), *model.policy_out.parameters()]
+
+
+def value_params(model):
+    return [*model.value_encoder.parameters(), *model.value_out.parameters()]
 
 
 def assert_same_terms(a, b):
@@ -326,18 +340,18 @@ def test_policy_gradient_does_not_reach_the_value_net():
     model = make_model()
     batch = make_batch(model)
     loss(model, batch).policy_loss.backward()
-    for name, p in model.value.named_parameters():
-        assert p.grad is None or not p.grad.any(), f"policy loss moved value.{name}"
-    assert any(p.grad is not None and p.grad.any() for p in model.policy.parameters())
+    for p in value_params(model):
+        assert p.grad is None or not p.grad.any(), "policy loss moved the value net"
+    assert any(p.grad is not None and p.grad.any() for p in policy_params(model))
 
 
 def test_value_gradient_does_not_reach_the_policy_net():
     model = make_model()
     batch = make_batch(model)
     loss(model, batch).value_loss.backward()
-    for name, p in model.policy.named_parameters():
-        assert p.grad is None or not p.grad.any(), f"value loss moved policy.{name}"
-    assert any(p.grad is not None and p.grad.any() for p in model.value.parameters())
+    for p in policy_params(model):
+        assert p.grad is None or not p.grad.any(), "value loss moved the policy net"
+    assert any(p.grad is not None and p.grad.any() for p in value_params(model))
 
 
 def test_entropy_bonus_lowers_the_total():
@@ -356,7 +370,7 @@ def test_entropy_gradient_raises_entropy():
     terms = loss(model, batch, value_coef=0.0, entropy_coef=1.0)
     (-terms.entropy).backward()
     with torch.no_grad():
-        for p in model.policy.parameters():
+        for p in policy_params(model):
             p -= 0.5 * p.grad
     assert loss(model, batch).entropy.item() > terms.entropy.item()
 

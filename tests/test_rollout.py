@@ -1,4 +1,5 @@
-"""RolloutCollector on tiny deterministic envs: the layout core/loss.py relies on."""
+"""RolloutCollector on tiny deterministic envs: the layout protocol/rollout.py defines
+and the losses rely on."""
 
 from __future__ import annotations
 
@@ -7,9 +8,22 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from actor.policy import Policy
-from actor.rollout import EnvFailure, RolloutCollector
-from core.model import ModelConfig
+from core.collector import EnvFailure, RolloutCollector
+from core.models import ModelConfig
+from core.policy import Policy
+from protocol.spec import RunSpec
+
+
+def spec(t_len: int) -> RunSpec:
+    return RunSpec(
+        env_id="Counter",
+        algo="a2c",
+        num_envs=1,
+        rollout_len=t_len,
+        obs_shape=(2,),
+        action_kind="discrete",
+        action_n=2,
+    )
 
 
 class Counter(gym.Env):
@@ -51,63 +65,61 @@ def zeros_policy(obs):
 
 def test_layout_with_termination_truncation_and_autoreset():
     envs = make([lambda: Counter(3, True), lambda: Counter(2, False)])
-    col = RolloutCollector(envs, 5, action_dtype=np.int64, seed=0)
+    col = RolloutCollector(envs, spec(5), seed=0)
     r = col.collect(zeros_policy)
     # env 0: steps 0,1,2 then terminated at t=2; t=3 is the autoreset step; t=4 is a new episode.
-    assert r["valid"][:, 0].tolist() == [True, True, True, False, True]
-    assert r["terminated"][:, 0].tolist() == [False, False, True, False, False]
-    assert not r["truncated"][:, 0].any()
-    assert r["rewards"][:, 0].tolist() == [1, 2, 3, 0, 1]
+    assert r.valid[:, 0].tolist() == [True, True, True, False, True]
+    assert r.terminated[:, 0].tolist() == [False, False, True, False, False]
+    assert not r.truncated[:, 0].any()
+    assert r.rewards[:, 0].tolist() == [1, 2, 3, 0, 1]
     # obs[t+1] after the terminal step is the final real observation, then the reset one.
-    assert r["obs"][3, 0].tolist() == [3, 0] and r["obs"][4, 0].tolist() == [0, 1]
+    assert r.obs[3, 0].tolist() == [3, 0] and r.obs[4, 0].tolist() == [0, 1]
     # env 1: truncated at t=1 and t=4 (t=2 is the autoreset step).
-    assert r["truncated"][:, 1].tolist() == [False, True, False, False, True]
-    assert r["valid"][:, 1].tolist() == [True, True, False, True, True]
-    assert r["obs"][2, 1].tolist() == [2, 0], "final observation of the truncated episode"
-    assert r["obs"].shape == (6, 2, 2) and r["actions"].shape == (5, 2)
-    assert sorted(r["ep_returns"].tolist()) == [3.0, 3.0, 6.0]
-    assert sorted(r["ep_lengths"].tolist()) == [2, 2, 3]
+    assert r.truncated[:, 1].tolist() == [False, True, False, False, True]
+    assert r.valid[:, 1].tolist() == [True, True, False, True, True]
+    assert r.obs[2, 1].tolist() == [2, 0], "final observation of the truncated episode"
+    assert r.obs.shape == (6, 2, 2) and r.actions.shape == (5, 2)
+    assert sorted(r.ep_returns.tolist()) == [3.0, 3.0, 6.0]
+    assert sorted(r.ep_lengths.tolist()) == [2, 2, 3]
     assert col.stats.env_steps == 8 and col.stats.episodes == 3
 
 
 def test_state_carries_across_rollouts():
     envs = make([lambda: Counter(3, True)])
-    col = RolloutCollector(envs, 3, action_dtype=np.int64)
+    col = RolloutCollector(envs, spec(3))
     first = col.collect(zeros_policy)
-    assert first["terminated"][2, 0] and len(first["ep_returns"]) == 1
+    assert first.terminated[2, 0] and len(first.ep_returns) == 1
     second = col.collect(zeros_policy)
     # The first step of the next rollout is the autoreset step.
-    assert second["valid"][:, 0].tolist() == [False, True, True]
-    assert second["obs"][0, 0].tolist() == [3, 0] and second["obs"][1, 0].tolist() == [0, 1]
-    assert first["obs"] is not second["obs"], "fresh arrays per rollout (zero-copy sends)"
+    assert second.valid[:, 0].tolist() == [False, True, True]
+    assert second.obs[0, 0].tolist() == [3, 0] and second.obs[1, 0].tolist() == [0, 1]
+    assert first.obs is not second.obs, "fresh arrays per rollout (zero-copy sends)"
 
 
 def test_env_error_costs_the_episode_not_the_actor():
     errors = []
     envs = make([lambda: Counter(100, True, fail_at=(3,))])
-    col = RolloutCollector(
-        envs, 6, action_dtype=np.int64, seed=0, on_env_error=lambda w, e: errors.append(w)
-    )
+    col = RolloutCollector(envs, spec(6), seed=0, on_env_error=lambda w, e: errors.append(w))
     r = col.collect(zeros_policy)
     assert errors == ["step"]
     # Step t=2 failed: it is not a transition, and the step before it is cut (truncated)
     # so its value bootstraps from the observation before the failure.
-    assert r["valid"][:, 0].tolist() == [True, True, False, True, True, True]
-    assert r["truncated"][:, 0].tolist() == [False, True, False, False, False, False]
-    assert r["obs"][3, 0].tolist() == [0, 1], "the env was reset"
-    assert len(r["ep_returns"]) == 0 and col.stats.episodes_lost == 1
+    assert r.valid[:, 0].tolist() == [True, True, False, True, True, True]
+    assert r.truncated[:, 0].tolist() == [False, True, False, False, False, False]
+    assert r.obs[3, 0].tolist() == [0, 1], "the env was reset"
+    assert len(r.ep_returns) == 0 and col.stats.episodes_lost == 1
 
 
 def test_env_that_keeps_failing_raises_env_failure():
     envs = make([lambda: Counter(100, True, fail_at=tuple(range(1, 1000)))])
-    col = RolloutCollector(envs, 4, action_dtype=np.int64, max_failures=3)
+    col = RolloutCollector(envs, spec(4), max_failures=3)
     with pytest.raises(EnvFailure):
         for _ in range(10):
             col.collect(zeros_policy)
 
 
 def test_policy_sampling_and_never_loading_older_weights():
-    cfg = ModelConfig(obs_shape=(2,), action_kind="discrete", action_n=2, action_dim=0, hidden=(8,))
+    cfg = ModelConfig(obs_shape=(2,), action_kind="discrete", action_n=2, hidden=(8,))
     pol = Policy(cfg, seed=3)
     obs = np.zeros((1000, 2), dtype=np.float32)
     a, logp = pol.act(obs)

@@ -1,24 +1,31 @@
-"""The learner's pure core: gradients applied from an actor equal a local update, and
-non-finite losses or gradients never reach the parameters."""
+"""The learner's pure core: gradients applied from an actor equal a local update with
+every loss setting honoured on both sides, and non-finite losses or gradients never
+reach the parameters."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
-from core.loss import LossConfig, rollout_gradients
+from core import algos
+from core.gradients import rollout_gradients
 from learner.trainer import Trainer, TrainerConfig
 from protocol.checks import check_gradient
 from protocol.codec import decode, encode
 from protocol.messages import Gradient
+from protocol.rollout import Rollout
 from protocol.spec import RunSpec
 from tests.conftest import experience_arrays
 
+A2C = algos.get("a3c-grad")
 SPEC = RunSpec(
     env_id="CartPole-v1",
     algo="a3c-grad",
+    coordination="gradients",
     num_envs=3,
     rollout_len=5,
     obs_shape=(4,),
@@ -26,41 +33,51 @@ SPEC = RunSpec(
     action_n=2,
     hidden=(8, 8),
 )
+CPU = torch.device("cpu")
+
+
+def trainer(loss_cfg=None, **kw) -> Trainer:
+    return Trainer(SPEC, A2C, loss_cfg or A2C.make_config(), TrainerConfig(**kw), CPU)
 
 
 def params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
-def actor_gradient(model: torch.nn.Module, rollout: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What an a3c-grad actor sends: the real function, on a copy of the weights it holds."""
-    cfg = LossConfig(SPEC.gamma, SPEC.gae_lambda, SPEC.value_coef, SPEC.entropy_coef)
-    return rollout_gradients(copy.deepcopy(model), rollout, cfg)[0]
+def rollout(seed: int = 0, behaviour_p: float | None = None) -> Rollout:
+    arrays = experience_arrays(SPEC, SPEC.num_envs, seed=seed)
+    if behaviour_p is not None:  # a behaviour policy far from the current one
+        arrays["logp"] = np.full_like(arrays["logp"], np.log(behaviour_p))
+    return Rollout.from_arrays(arrays)
 
 
-def test_applied_gradient_changes_weights_exactly_as_a_local_update():
-    cfg = TrainerConfig(lr=1e-2, is_clip=0.0, seed=3)
-    remote = Trainer(SPEC, cfg, torch.device("cpu"))
-    local = Trainer(SPEC, cfg, torch.device("cpu"))
+@pytest.mark.parametrize(
+    "loss_settings",
+    [
+        {"is_clip": 0.0},
+        # The settings gradient-computing actors used to ignore: now they travel in the
+        # run spec, so both sides compute the same loss.
+        {"is_clip": 1.0, "normalize_advantages": True, "entropy_coef": 0.01, "gae_lambda": 0.9},
+    ],
+)
+def test_applied_gradient_changes_weights_exactly_as_a_local_update(loss_settings):
+    loss_cfg = A2C.make_config(loss_settings)
+    spec = dataclasses.replace(SPEC, loss=algos.config_dict(loss_cfg))
+    remote, local = trainer(loss_cfg, lr=1e-2, seed=3), trainer(loss_cfg, lr=1e-2, seed=3)
+    # What the actor builds from the spec it received (core/acting.py does the same).
+    actor_cfg = A2C.make_config(spec.loss)
     before = params(remote.model)
     for step in range(3):
-        rollout = experience_arrays(SPEC, SPEC.num_envs, seed=step)
-        grads = actor_gradient(remote.model, rollout)
-        # Through the wire and the checks, as the learner receives it.
+        r = rollout(step, behaviour_p=0.9)
+        grads, terms = rollout_gradients(copy.deepcopy(remote.model), r, A2C, actor_cfg)
         msg = decode(
             encode(
-                Gradient(
-                    arrays={
-                        **grads,
-                        "ep_returns": rollout["ep_returns"],
-                        "ep_lengths": rollout["ep_lengths"],
-                    }
-                )
+                Gradient(arrays={**grads, "ep_returns": r.ep_returns, "ep_lengths": r.ep_lengths})
             )
         )
         check_gradient(msg, {n: tuple(p.shape) for n, p in remote.model.named_parameters()})
-        applied = remote.apply_gradient(msg.arrays)
-        trained = local.train_on([rollout])
+        applied = remote.apply_gradient(msg.arrays, transitions=terms.transitions)
+        trained = local.train_on([r])
         assert applied.applied and trained.applied
         assert abs(applied.grad_norm - trained.grad_norm) < 1e-5
     for name, p in remote.model.named_parameters():
@@ -71,49 +88,61 @@ def test_applied_gradient_changes_weights_exactly_as_a_local_update():
     assert remote.version == local.version == 3
 
 
+def test_an_actor_ignoring_the_settings_would_be_caught():
+    # The equivalence above can fail: gradients from a loss without the settings differ.
+    on = A2C.make_config({"is_clip": 1.0, "normalize_advantages": True})
+    off = A2C.make_config({"is_clip": 0.0})
+    model = trainer(on).model
+    r = rollout(0, behaviour_p=0.9)
+    g_on, _ = rollout_gradients(copy.deepcopy(model), r, A2C, on)
+    g_off, _ = rollout_gradients(copy.deepcopy(model), r, A2C, off)
+    assert any(not np.allclose(g_on[k], g_off[k], atol=1e-6) for k in g_on)
+
+
 def test_non_finite_loss_skips_the_update():
-    trainer = Trainer(SPEC, TrainerConfig(), torch.device("cpu"))
-    before = params(trainer.model)
-    rollout = experience_arrays(SPEC, SPEC.num_envs)
-    rollout["rewards"] = rollout["rewards"].copy()
-    rollout["rewards"][0, 0] = np.nan  # past the checks only by a bug; the trainer still holds
-    stats = trainer.train_on([rollout])
-    assert not stats.applied and trainer.version == 0
-    for name, p in trainer.model.named_parameters():
+    t = trainer()
+    before = params(t.model)
+    arrays = experience_arrays(SPEC, SPEC.num_envs)
+    arrays["rewards"] = arrays["rewards"].copy()
+    arrays["rewards"][0, 0] = np.nan  # past the checks only by a bug; the trainer still holds
+    stats = t.train_on([Rollout.from_arrays(arrays)])
+    assert not stats.applied and stats.skipped == "non_finite" and t.version == 0
+    for name, p in t.model.named_parameters():
         assert torch.equal(p, before[name])
-    assert not trainer.optimizer.state, "the optimizer never stepped"
+    assert not t.optimizer.state, "the optimizer never stepped"
 
 
 def test_non_finite_gradient_skips_the_update():
-    trainer = Trainer(SPEC, TrainerConfig(), torch.device("cpu"))
-    before = params(trainer.model)
+    t = trainer()
+    before = params(t.model)
     grads = {
-        f"grad/{n}": np.zeros(p.shape, dtype=np.float32)
-        for n, p in trainer.model.named_parameters()
+        f"grad/{n}": np.zeros(p.shape, dtype=np.float32) for n, p in t.model.named_parameters()
     }
-    grads["grad/policy.0.weight"][0, 0] = np.inf
-    assert not trainer.apply_gradient(grads).applied
-    for name, p in trainer.model.named_parameters():
+    first = next(iter(grads))
+    grads[first].flat[0] = np.inf
+    assert not t.apply_gradient(grads, transitions=10).applied
+    for name, p in t.model.named_parameters():
         assert torch.equal(p, before[name])
     # A good gradient afterwards is applied normally.
-    grads["grad/policy.0.weight"][0, 0] = 1.0
-    assert trainer.apply_gradient(grads).applied and trainer.version == 1
+    grads[first].flat[0] = 1.0
+    assert t.apply_gradient(grads, transitions=10).applied and t.version == 1
 
 
 def test_truncated_importance_weights_leave_on_policy_data_unchanged():
-    a = Trainer(SPEC, TrainerConfig(is_clip=1.0, seed=5), torch.device("cpu"))
-    b = Trainer(SPEC, TrainerConfig(is_clip=0.0, seed=5), torch.device("cpu"))
-    rollout = experience_arrays(SPEC, SPEC.num_envs)
+    clip, plain = A2C.make_config({"is_clip": 1.0}), A2C.make_config({"is_clip": 0.0})
+    a, b = trainer(clip, seed=5), trainer(plain, seed=5)
+    arrays = experience_arrays(SPEC, SPEC.num_envs)
     with torch.no_grad():
-        out, _ = a.model(torch.from_numpy(rollout["obs"][:-1]))
+        out, _ = a.model(torch.from_numpy(arrays["obs"][:-1]))
         logp = torch.distributions.Categorical(logits=out).log_prob(
-            torch.from_numpy(rollout["actions"])
+            torch.from_numpy(arrays["actions"])
         )
-    rollout["logp"] = logp.numpy().astype(np.float32)
-    sa, sb = a.train_on([rollout]), b.train_on([rollout])
+    arrays["logp"] = logp.numpy().astype(np.float32)
+    r = Rollout.from_arrays(arrays)
+    sa, sb = a.train_on([r]), b.train_on([r])
     assert abs(sa.policy_loss - sb.policy_loss) < 1e-6
     # Off-policy data (behaviour much likelier than now) is down-weighted.
-    rollout["logp"] = np.zeros_like(rollout["logp"])
-    c = Trainer(SPEC, TrainerConfig(is_clip=1.0, seed=5), torch.device("cpu"))
-    d = Trainer(SPEC, TrainerConfig(is_clip=0.0, seed=5), torch.device("cpu"))
-    assert abs(c.train_on([rollout]).policy_loss) < abs(d.train_on([rollout]).policy_loss)
+    arrays["logp"] = np.zeros_like(arrays["logp"])
+    r = Rollout.from_arrays(arrays)
+    c, d = trainer(clip, seed=5), trainer(plain, seed=5)
+    assert abs(c.train_on([r]).policy_loss) < abs(d.train_on([r]).policy_loss)
