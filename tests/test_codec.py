@@ -318,10 +318,19 @@ def test_reject_bad_float_field(value):
 
 def test_int_accepted_for_float_and_bool_needs_bool():
     fields = {"actor_id": "a", "incarnation": "i", "hostname": "h", "pid": 1, "num_envs": 0}
-    header = {"v": SCHEMA_VERSION, "type": "hello", "fields": {**fields, "temperature": 2}, "arrays": []}
+    header = {
+        "v": SCHEMA_VERSION,
+        "type": "hello",
+        "fields": {**fields, "temperature": 2},
+        "arrays": [],
+    }
     out = decode([pack(header)])
     assert out.temperature == 2.0 and type(out.temperature) is float
-    error = {"v": SCHEMA_VERSION, "type": "error", "fields": {"code": "c", "detail": "d", "fatal": 1}}
+    error = {
+        "v": SCHEMA_VERSION,
+        "type": "error",
+        "fields": {"code": "c", "detail": "d", "fatal": 1},
+    }
     reject([pack({**error, "arrays": []})], "bad_fields")
 
 

@@ -16,8 +16,8 @@ import zmq
 from protocol.codec import decode, encode
 from protocol.messages import Experience, Hello, Weights, Welcome
 from protocol.spec import RunSpec
+from scripts.procs import endpoint_of, free_port_pair, start_actor, start_learner
 from tests.conftest import experience_arrays
-from tests.procs import endpoint_of, free_port_pair, start_actor, start_learner
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.procs import endpoint_of, start_actor, start_learner
+from scripts.procs import endpoint_of, start_actor, start_learner
 
 pytestmark = pytest.mark.slow
 

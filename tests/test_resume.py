@@ -1,0 +1,71 @@
+"""--resume through the real learner (serial mode, so no sockets): the checkpoint
+records the run spec and settings; incompatible changes are refused with the fields
+named, compatible ones are applied explicitly (the learning rate is the current flag's,
+not the optimizer state's) and logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from learner.__main__ import main
+
+BASE = ["--serial", "--algo", "a2c", "--actors", "1", "--seed", "2", "--envs", "4"]
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+
+
+def events(run_dir, name):
+    lines = (run_dir / "learner.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == name]
+
+
+def first_run(run_dir):
+    assert main([*BASE, "--max-env-steps", "3000", "--run-dir", str(run_dir)]) == 0
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_resume_applies_a_new_learning_rate_and_logs_the_change(tmp_path):
+    before = first_run(tmp_path)
+    argv = [*BASE, "--max-env-steps", "6000", "--lr", "0.0005", "--entropy-coef", "0.01"]
+    assert main([*argv, "--resume", "--run-dir", str(tmp_path)]) == 0
+    (resumed,) = events(tmp_path, "resumed")
+    assert resumed["lr"] == 0.0005, "the optimizer state's old rate must not win"
+    assert resumed["env_steps"] == before["env_steps"]
+    (changed,) = events(tmp_path, "resume_settings_changed")
+    assert changed["lr"] == [0.004, 0.0005]
+    assert changed["entropy_coef"] == [0.0, 0.01]
+    after = json.loads((tmp_path / "summary.json").read_text())
+    assert after["env_steps"] >= 6000 and after["updates"] > before["updates"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--hidden", "32,32"], "hidden"),
+        (["--algo", "a3c"], "algo"),
+        (["--env", "Acrobot-v1"], "env_id"),
+        (["--optimizer", "rmsprop"], "optimizer"),
+    ],
+)
+def test_resume_refuses_an_incompatible_change_naming_the_field(tmp_path, capsys, flags, named):
+    first_run(tmp_path)
+    capsys.readouterr()
+    argv = [*BASE, *flags, "--max-env-steps", "6000", "--resume", "--run-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err and "--resume" in err
+    assert not events(tmp_path, "resumed")
