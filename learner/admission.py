@@ -94,6 +94,38 @@ def admit_hello(
     return Admitted(rec, old, True)
 
 
+def join_events(decision: Admitted, live: int) -> list[tuple[str, dict]]:
+    """The log events of an admission: a restart or reconnect of a known actor id, then
+    the join itself (none for a repeated Hello)."""
+    if not decision.new:
+        return []
+    rec, old, events = decision.record, decision.replaced, []
+    if old is not None:
+        events.append(
+            (
+                "actor_restarted" if old.incarnation != rec.incarnation else "actor_reconnected",
+                {
+                    "actor_id": rec.actor_id,
+                    "incarnation": rec.incarnation,
+                    "old_incarnation": old.incarnation,
+                    "old_last_seq": old.last_seq,
+                    "old_seq_gaps": old.seq_gaps,
+                },
+            )
+        )
+    joined = {
+        "actor_id": rec.actor_id,
+        "incarnation": rec.incarnation,
+        "host": rec.hostname,
+        "pid": rec.pid,
+        "envs": rec.num_envs,
+        "temperature": rec.temperature,
+        "seed": rec.seed,
+        "actors": live,
+    }
+    return [*events, ("actor_joined", joined)]
+
+
 @dataclass(frozen=True)
 class Verdict:
     kind: str  # "reject" | "foreign" | "stale" | "accept"

@@ -2,10 +2,11 @@
 sockets. For debugging an algorithm and for tests of the learning maths.
 
     for each round:
-        each actor: take the newest weights (async, gradients) or the released version
-                    (sync), collect a rollout, [gradients: compute them], offer it
-        train on whatever the batcher releases (the same batcher, trainer and stats as
-        the networked learner), then check the stopping rules
+        each actor: take the current weights, collect a rollout, [gradients: compute
+                    them], offer it to the batcher; async and gradients: train on it
+                    at once
+        train on whatever the batcher releases (the same batcher, updater, trainer and
+        stats as the networked learner), then check the stopping rules
 
 Actors are built by core/acting.py from the same run spec a networked actor gets, with
 the same seeds, so a serial run is what a networked run does without the timing: fully
@@ -17,12 +18,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from core.acting import build_acting
+from core.acting import Acting, build_acting
 from learner.admission import actor_seed
 from learner.batching import Submission, make_batcher
 from learner.build import Parts
 from learner.server import Outcome
-from learner.trainer import UpdateStats
+from learner.updates import Updater
+from protocol.messages import Gradient
+from protocol.rollout import Rollout
 
 
 def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
@@ -34,6 +37,7 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
         barrier_timeout_s=cfg.barrier_timeout_s,
         max_batches_per_update=cfg.max_batches_per_update,
     )
+    updater = Updater(spec, trainer, stats, log)
     ids = [f"serial-{i}" for i in range(cfg.actors)]
     actors = [
         build_acting(
@@ -55,26 +59,14 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
                 rollout = acting.collect()
                 stats.env_steps += rollout.transitions
                 stats.add_episodes(rollout.ep_returns)
-                seq += 1
-                if spec.sends_gradients:
-                    grads, terms = acting.gradients(rollout)
-                    result = trainer.apply_gradient(
-                        grads,
-                        transitions=terms.transitions,
-                        policy_loss=terms.policy_loss.item(),
-                        value_loss=terms.value_loss.item(),
-                        entropy=terms.entropy.item(),
-                    )
-                    _count(stats, result, log, trainer.version)
-                    continue
                 stats.add_lag(trainer.version - acting.policy.version)
-                batcher.offer(
-                    Submission(actor_id, b"", seq, acting.policy.version, rollout),
-                    time.monotonic(),
-                )
-                if spec.coordination == "async":
-                    _train(batcher, ids, trainer, stats, log)
-            _train(batcher, ids, trainer, stats, log)
+                seq += 1
+                payload = _gradient(acting, rollout) if spec.sends_gradients else rollout
+                sub = Submission(actor_id, b"", seq, acting.policy.version, payload)
+                batcher.offer(sub, time.monotonic())
+                if not spec.sync:  # async and gradients: an update per rollout
+                    updater.run_released(batcher, set(ids))
+            updater.run_released(batcher, set(ids))
             now = time.monotonic()
             if now >= next_progress:
                 log.info(
@@ -92,20 +84,16 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
             acting.close()
 
 
-def _train(batcher, ids, trainer, stats, log) -> None:
-    while (release := batcher.take(set(ids), trainer.version, time.monotonic())) is not None:
-        stats.batches += len(release.items)
-        result = trainer.train_on([s.payload for s in release.items])
-        _count(stats, result, log, trainer.version)
-
-
-def _count(stats, result: UpdateStats, log, version: int) -> None:
-    stats.trained_steps += result.transitions
-    if not result.applied:
-        stats.skipped_updates += 1
-        log.warning("update_skipped", reason=result.skipped, version=version)
-        return
-    stats.add_update(result.grad_norm, result.policy_loss, result.value_loss, result.entropy)
+def _gradient(acting: Acting, rollout: Rollout) -> Gradient:
+    """What a gradient-computing actor would send for ``rollout``."""
+    grads, terms = acting.gradients(rollout)
+    return Gradient(
+        arrays={**grads, "ep_returns": rollout.ep_returns, "ep_lengths": rollout.ep_lengths},
+        env_steps=terms.transitions,
+        policy_loss=terms.policy_loss.item(),
+        value_loss=terms.value_loss.item(),
+        entropy=terms.entropy.item(),
+    )
 
 
 def _should_stop(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome | None:

@@ -12,7 +12,7 @@
 
 What to train on and when is the batcher's (batching.py, chosen by the coordination
 mode); who may send is admission's (admission.py); the update is the trainer's
-(trainer.py, with the algorithm's loss). A message that fails decoding or checking is
+(trainer.py, with the algorithm's loss), run by updates.py. A message that fails decoding or checking is
 dropped with a logged reason and counted; it never raises out of the loop.
 """
 
@@ -25,14 +25,15 @@ from dataclasses import dataclass
 
 import zmq
 
-from learner.admission import Admitted, admit_hello, judge_batch
+from learner.admission import Admitted, admit_hello, join_events, judge_batch
 from learner.auth import ZapHandler, user_id
-from learner.batching import Release, Submission, make_batcher
+from learner.batching import Submission, make_batcher
 from learner.config import LearnerConfig
 from learner.outbox import Outbox
 from learner.registry import ActorRecord, ActorRegistry
 from learner.stats import RunStats
-from learner.trainer import Trainer, UpdateStats
+from learner.trainer import Trainer
+from learner.updates import Updater
 from protocol import checks, sockets
 from protocol.codec import DecodeError, decode
 from protocol.messages import (
@@ -104,6 +105,15 @@ class LearnerServer:
         self.t0: float | None = None  # first actor welcomed: training starts
         self.outbox = Outbox(
             self.router, self.pub, self.learner_id, lambda: trainer.version, trainer.weights
+        )
+        self.updater = Updater(
+            spec,
+            trainer,
+            stats,
+            log,
+            ack=self.outbox.ack,
+            publish=self.outbox.publish_weights,
+            debug_delay_s=cfg.debug_update_delay_s,
         )
         self._rejected_logged: dict[str, int] = {}
         self.milestones = sorted(cfg.milestones)  # not yet reached
@@ -266,32 +276,10 @@ class LearnerServer:
                 self._reject(route, decision.reason, decision.detail)
             return
         rec = decision.record
-        if decision.new:
-            old = decision.replaced
-            if old is not None:
-                self.batcher.forget(old.actor_id)
-                event = (
-                    "actor_restarted" if old.incarnation != msg.incarnation else "actor_reconnected"
-                )
-                self.log.info(
-                    event,
-                    actor_id=rec.actor_id,
-                    incarnation=rec.incarnation,
-                    old_incarnation=old.incarnation,
-                    old_last_seq=old.last_seq,
-                    old_seq_gaps=old.seq_gaps,
-                )
-            self.log.info(
-                "actor_joined",
-                actor_id=rec.actor_id,
-                incarnation=rec.incarnation,
-                host=rec.hostname,
-                pid=rec.pid,
-                envs=rec.num_envs,
-                temperature=rec.temperature,
-                seed=rec.seed,
-                actors=len(self.registry.live()),
-            )
+        for event, fields in join_events(decision, len(self.registry.live())):
+            self.log.info(event, **fields)
+        if decision.replaced is not None:
+            self.batcher.forget(decision.replaced.actor_id)
         if self.t0 is None:
             self.t0 = time.monotonic()
         self.outbox.reply(
@@ -367,55 +355,7 @@ class LearnerServer:
 
     def train_released(self) -> None:
         """Train on every batch the batcher releases now."""
-        live = {r.actor_id for r in self.registry.live()}
-        while (
-            release := self.batcher.take(live, self.trainer.version, time.monotonic())
-        ) is not None:
-            if release.reason:
-                self.log.warning(
-                    "barrier_released",
-                    reason=release.reason,
-                    missing=release.missing[:16],
-                    version=self.trainer.version,
-                    rollouts=len(release.items),
-                )
-            self._update(release)
-
-    def _update(self, release: Release) -> None:
-        items = release.items
-        if self.spec.sends_gradients:
-            for sub in items:
-                g = sub.payload
-                self._after_update(
-                    self.trainer.apply_gradient(
-                        g.arrays,
-                        transitions=g.env_steps,
-                        policy_loss=g.policy_loss,
-                        value_loss=g.value_loss,
-                        entropy=g.entropy,
-                    ),
-                    [sub],
-                )
-        else:
-            self._after_update(self.trainer.train_on([s.payload for s in items]), items)
-
-    def _after_update(self, result: UpdateStats, items: list[Submission]) -> None:
-        if self.cfg.debug_update_delay_s:
-            time.sleep(self.cfg.debug_update_delay_s)
-        self.stats.batches += len(items)
-        # The ack says which version the sender's next rollout should use: the new one,
-        # or the same one when the update was skipped.
-        for sub in items:
-            self.outbox.ack(sub.route, sub.seq, self.trainer.version, trained=result.applied)
-        self.stats.trained_steps += result.transitions
-        if not result.applied:
-            self.stats.skipped_updates += 1
-            self.log.warning("update_skipped", reason=result.skipped, version=self.trainer.version)
-            return
-        self.stats.add_update(
-            result.grad_norm, result.policy_loss, result.value_loss, result.entropy
-        )
-        self.outbox.publish_weights()
+        self.updater.run_released(self.batcher, {r.actor_id for r in self.registry.live()})
 
     def _check_milestones(self) -> None:
         while self.milestones and self.stats.solved(self.milestones[0]):

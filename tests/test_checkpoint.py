@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from learner.checkpoint import (
+    FORMAT_VERSION,
     CheckpointConfig,
     Checkpointer,
     UnreadableCheckpoint,
@@ -80,7 +81,7 @@ def test_round_trip_restores_model_optimizer_counters_and_rngs(tmp_path):
 
     loaded_path, got = ckpt.load_latest()
     assert loaded_path == path
-    assert got["format_version"] == 1
+    assert got["format_version"] == FORMAT_VERSION == 2
     assert all(t.device.type == "cpu" for t in _tensors(got))
 
     model2 = nn.Linear(4, 2)
@@ -176,8 +177,8 @@ def test_corrupt_newest_falls_back_to_previous_and_reports_it(tmp_path, damage):
     [
         ([1, 2, 3], "not a dict"),
         ({"model": {}}, "missing format_version"),
-        ({"format_version": 2}, "format_version is 2"),
-        ({"format_version": 1, "numpy_rng": {"__ndarray__": "<f8", "data": [0.5]}}, "numpy_rng"),
+        ({"format_version": 1}, "format_version is 1"),
+        ({"format_version": 2, "numpy_rng": {"__ndarray__": "<f8", "data": [0.5]}}, "numpy_rng"),
     ],
 )
 def test_wrong_shape_or_version_is_skipped(tmp_path, payload, reason):
@@ -209,7 +210,7 @@ def test_pickled_object_is_refused_not_executed(tmp_path):
     ckpt.save({"counters": {"env_steps": 1}}, step=1)
     evil = ckpt.cfg.directory / "ckpt-000000000002.pt"
     marker = tmp_path / "marker"
-    torch.save({"format_version": 1, "payload": Exploit(marker)}, evil)
+    torch.save({"format_version": 2, "payload": Exploit(marker)}, evil)
     torch.load(evil, weights_only=False)  # the exploit is real: unrestricted loading runs it
     assert marker.exists()
     marker.unlink()
@@ -226,7 +227,7 @@ def test_pickled_object_is_refused_not_executed(tmp_path):
     [
         (lambda marker: {"payload": Exploit(marker)}, "Unsupported global"),
         (lambda marker: {"counters": {"env_steps": np.int64(3)}}, "Unsupported global"),
-        (lambda marker: {"format_version": 2}, "format_version is 2"),
+        (lambda marker: {"format_version": 1}, "format_version is 1"),
     ],
 )
 def test_save_refuses_state_that_would_not_load(tmp_path, make_state, match):

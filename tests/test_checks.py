@@ -319,7 +319,7 @@ def test_spec_from_dict_rejects_missing_required(missing, cartpole_spec):
 
 def test_spec_from_dict_fills_defaults(cartpole_spec):
     d = {k: cartpole_spec.to_dict()[k] for k in ("env_id", "algo", "num_envs", "rollout_len")}
-    d.update(obs_shape=[4], action_kind="discrete", action_n=2)
+    d.update(obs_shape=[4], action_kind="discrete", action_n=2, coordination="sync")
     assert RunSpec.from_dict(d) == cartpole_spec
 
 
