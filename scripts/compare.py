@@ -30,12 +30,14 @@ if __package__ in (None, ""):
     # importable the way `python -m scripts.compare` finds them.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core import algos  # noqa: E402
 from core.cli import arg, build_parser, parse_config  # noqa: E402
 from scripts import runlog  # noqa: E402
 from scripts.procs import ROOT, stop_process  # noqa: E402
 from scripts.report import markdown_table  # noqa: E402
 
-ALGOS = ("a2c", "a3c", "a3c-grad")
+# Every registered algorithm, in table order (core/algos is the one list).
+ALGOS = tuple(algos.ALGORITHMS)
 THRESHOLDS = (195.0, 475.0)  # CartPole-v0's and CartPole-v1's "solved" returns
 TIMEOUT_MARGIN_S = 60.0  # start-up, shutdown and the final checkpoint on top of --max-seconds
 KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL of a run that overran

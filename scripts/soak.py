@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core import algos  # noqa: E402
 from scripts.procs import Proc, free_port_pair, start_actor  # noqa: E402
 
 FAULTS = ("kill_restart", "freeze_thaw", "term_restart")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of the fault phase")
     parser.add_argument("--actors", type=int, default=3, help="actor processes")
-    parser.add_argument("--algo", default="a3c", choices=("a2c", "a3c", "a3c-grad"))
+    parser.add_argument("--algo", default="a3c", choices=tuple(algos.ALGORITHMS))
     parser.add_argument(
         "--seed", type=int, default=1, help="seed for the learner and the fault schedule"
     )
