@@ -300,17 +300,8 @@ class LearnerServer:
         if not isinstance(msg, wants):
             self._reject(rec.routing_id, "unexpected_type", f"this run takes {wants.TYPE}")
             return
-        try:
-            if isinstance(msg, Experience):
-                steps = checks.check_experience(msg, self.spec, rec.num_envs)
-            else:
-                checks.check_gradient(msg, self.shapes)
-                steps = msg.env_steps
-        except checks.InvalidMessage as exc:
-            self._reject(rec.routing_id, exc.reason, exc.detail)
-            # The credit comes back, and a sync actor collects again for this version.
-            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
-            return
+        # Identity, sequence and version first: a rollout that then fails the content
+        # checks still arrived (its sequence number is used, not a gap).
         verdict = judge_batch(
             rec,
             msg,
@@ -323,6 +314,17 @@ class LearnerServer:
             return
         if verdict.kind == "foreign":
             self.stats.dropped_stale += 1
+            return
+        try:
+            if isinstance(msg, Experience):
+                steps = checks.check_experience(msg, self.spec, rec.num_envs)
+            else:
+                checks.check_gradient(msg, self.shapes)
+                steps = msg.env_steps
+        except checks.InvalidMessage as exc:
+            self._reject(rec.routing_id, exc.reason, exc.detail)
+            # The credit comes back, and a sync actor collects again for this version.
+            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
             return
         if verdict.gap:
             self.log.warning(

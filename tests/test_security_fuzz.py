@@ -70,7 +70,12 @@ def malformed_experiences(welcome: Welcome, actor_id: str, make_rollout) -> list
     spec = RunSpec.from_dict(welcome.run)
     t, n = spec.rollout_len, spec.num_envs
 
-    def exp(seq: int = 1, **changes: object) -> Experience:
+    counter = iter(range(1, 1_000_000))
+
+    def exp(seq: int | None = None, **changes: object) -> Experience:
+        # Each its own sequence number: the learner judges the sequence before the
+        # contents, so a reused one would be rejected as a replay, not for its contents.
+        seq = next(counter) if seq is None else seq
         arrays = make_rollout(spec, n, seed=seq)
         fields = {
             "actor_id": actor_id,

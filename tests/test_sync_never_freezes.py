@@ -242,3 +242,15 @@ def test_fewer_actors_than_min_actors_train_after_min_actors_wait(tmp_path):
         if actor:
             actor.stop()
         learner.stop()
+
+
+@pytest.mark.slow
+def test_a_rejected_rollout_is_not_reported_as_a_lost_one(tmp_path, zctx):
+    learner = start_learner(tmp_path, *A2C)
+    try:
+        peer, version = join_raw(zctx, endpoint_of(learner), "raw")
+        assert not peer.await_ack(peer.send_rollout(version, nan_obs=True), 10).trained
+        peer.await_ack(peer.send_rollout(version), 10)
+        assert learner.events("seq_gap") == []
+    finally:
+        learner.stop()
