@@ -49,6 +49,9 @@ from protocol.spec import RunSpec, SpecError
 
 POLL_MS = 50
 BACKPRESSURE_AFTER_S = 0.05
+# sync: an unacknowledged rollout expires after this many --learner-timeout (it may be
+# waiting in the barrier for other actors, up to the learner's --barrier-timeout-s).
+SYNC_ACK_PATIENCE = 4
 HELLO_EVERY_S = 1.0
 
 EXIT_OK = 0
@@ -91,9 +94,12 @@ class ActorClient:
         self.rollouts_sent = 0
         self.unacked: dict[int, float] = {}  # seq -> when sent, awaiting the learner's Ack
         self.credit_waits = 0
-        # sync: the last rollout sent in this session, and the version its Ack named.
+        # sync: the last rollout sent in this session, the version it was collected
+        # with, and the version its Ack (or a newer Pong) named.
         self.last_sent_seq: int | None = None
+        self.last_sent_version = -1
         self.release_version: int | None = None
+        self.learner_version = -1  # the newest version the current learner reported
 
     # --- the loop -------------------------------------------------------------------
 
@@ -154,7 +160,10 @@ class ActorClient:
                 if isinstance(msg, Welcome):
                     self._welcome(msg)
                 elif isinstance(msg, Weights) and self.acting and msg.learner_id == self.learner_id:
-                    self._load_weights(msg)
+                    if not self._load_weights(msg):
+                        # The learner's network is not the one this actor built from its
+                        # run spec (another code version): nothing it sends could be used.
+                        raise Stop(EXIT_PROTOCOL, "weights_mismatch")
                     self.log.info("weights_received", version=self.acting.policy.version)
                     return
 
@@ -184,6 +193,7 @@ class ActorClient:
         pub = self.transport.subscribe(msg.pub_port)
         self.learner_id = msg.learner_id
         self.last_sent_seq = self.release_version = None
+        self.learner_version = -1
         self.unacked.clear()
         self.last_heard = time.monotonic()
         self.log.info(
@@ -229,6 +239,7 @@ class ActorClient:
             self.unacked[self.seq] = time.monotonic()
             self.rollouts_sent += 1
             self.last_sent_seq, self.release_version = self.seq, None
+            self.last_sent_version = a.policy.version
 
     def _gradient_message(self, a: Acting, rollout: Rollout) -> Gradient:
         grads, terms = a.gradients(rollout)
@@ -261,12 +272,17 @@ class ActorClient:
     def _await_release(self, a: Acting) -> None:
         """sync: the learner acks the last rollout when its barrier is released (or when
         it dropped or rejected it) and names the version to collect with next; wait for
-        that Ack, then for those weights. An Ack that never comes expires (ack_missing)
-        and the actor goes on with the newest weights it has."""
+        that Ack, then for those weights. A lost Ack is made up for by a Pong reporting a
+        newer version than the rollout's (the barrier moved on); one that never comes
+        expires (ack_missing) and the actor goes on with the newest weights it has."""
         if self.last_sent_seq is None:
             return
         while self.last_sent_seq in self.unacked:
             self._check_stop()
+            if self.learner_version > self.last_sent_version:
+                self.unacked.pop(self.last_sent_seq, None)
+                self.release_version = self.learner_version
+                break
             self._pump(POLL_MS)
         asked = time.monotonic()
         need = self.release_version
@@ -305,11 +321,16 @@ class ActorClient:
                 self.unacked.pop(msg.seq, None)
                 if msg.seq == self.last_sent_seq:
                     self.release_version = msg.version
+            elif isinstance(msg, Pong) and msg.learner_id == self.learner_id:
+                self.learner_version = max(self.learner_version, msg.version)
         if newest is not None:
             self._load_weights(newest)
         now = time.monotonic()
-        for k in [k for k, t in self.unacked.items() if now - t > self.cfg.learner_timeout]:
-            del self.unacked[k]  # the learner dropped it under load: the credit comes back
+        # The learner dropped it under load: the credit comes back. A sync rollout may
+        # legitimately wait for the barrier (--barrier-timeout-s), so it gets longer.
+        limit = self.cfg.learner_timeout * (SYNC_ACK_PATIENCE if a.spec.sync else 1)
+        for k in [k for k, t in self.unacked.items() if now - t > limit]:
+            del self.unacked[k]
             self.log.warning("ack_missing", seq=k)
         if now - self.last_heartbeat >= a.spec.heartbeat_s:
             self.transport.try_send(
@@ -349,7 +370,8 @@ class ActorClient:
             self.log.info("learner_restarted", learner_id=msg.learner_id)
             raise Rejoin()
 
-    def _load_weights(self, msg: Weights) -> None:
+    def _load_weights(self, msg: Weights) -> bool:
+        """Load checked weights; False when they do not fit this actor's network."""
         a = self.acting
         assert a is not None
         try:
@@ -358,9 +380,10 @@ class ActorClient:
             self.log.warning(
                 "weights_rejected", reason=exc.reason, detail=exc.detail, version=msg.version
             )
-            return
+            return False
         if a.policy.load(msg.arrays, msg.version):
             self.log.debug("weights_loaded", version=msg.version)
+        return True
 
     # --- sending -------------------------------------------------------------------
 

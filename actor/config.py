@@ -36,6 +36,8 @@ class ActorConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.seed_offset < 0:
+            raise ValueError("--seed-offset must be >= 0 (seeds are non-negative)")
         if self.envs < 0:
             raise ValueError("--envs must be >= 0")
         if self.temperature < 0:

@@ -12,7 +12,7 @@
       another for the same version (it never waits for weights that cannot come);
     * an actor is quarantined, said bye or went silent: it is no longer live, and its
       submission is forgotten;
-    * fewer actors than --min-actors ever join (one died at start-up): the first update
+    * fewer actors than --min-actors ever send (one died at start-up): the first update
       waits at most ``min_actors_wait_s`` after the first submission;
     * a live actor never sends (a stuck env, a hostile peer that only heartbeats): once a
       submission is waiting, the others get ``barrier_timeout_s``, then the update goes
@@ -67,7 +67,9 @@ class SyncBarrier:
         if old is not None and old.version > sub.version:
             return  # never replace a newer rollout with an older one
         self.pending[sub.actor_id] = sub
-        self.arrived[sub.actor_id] = now
+        # The barrier's clock starts with an actor's first rollout for this version; a
+        # re-sent one (after a rejection) must not restart it.
+        self.arrived.setdefault(sub.actor_id, now)
         if self.started_at is None:
             self.started_at = now
 
@@ -88,8 +90,9 @@ class SyncBarrier:
         missing = sorted(live - self.pending.keys())
         reason = ""
         first = not self.released and version == 0
-        if first and len(live | self.pending.keys()) < self.min_actors:
-            # The first update waits for --min-actors (repeatable runs), but not forever.
+        if first and len(self.pending) < self.min_actors:
+            # The first update waits for rollouts from --min-actors actors (repeatable
+            # runs, however the actors' start-up races), but not forever.
             assert self.started_at is not None
             if now - self.started_at < self.min_actors_wait_s:
                 return None

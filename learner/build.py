@@ -122,18 +122,21 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         except (OSError, ValueError) as exc:
             raise BuildError(f"--keys {cfg.keys}: {exc}") from None
         log.info("curve_enabled", keys=cfg.keys, authorized=sorted(authorized.values()))
-    trainer = Trainer(
-        spec,
-        cfg.algorithm,
-        cfg.loss,
-        TrainerConfig(
-            lr=cfg.learning_rate,
-            optimizer=cfg.optimizer,
-            max_grad_norm=cfg.max_grad_norm,
-            seed=cfg.seed,
-        ),
-        device,
-    )
+    try:
+        trainer = Trainer(
+            spec,
+            cfg.algorithm,
+            cfg.loss,
+            TrainerConfig(
+                lr=cfg.learning_rate,
+                optimizer=cfg.optimizer,
+                max_grad_norm=cfg.max_grad_norm,
+                seed=cfg.seed,
+            ),
+            device,
+        )
+    except ValueError as exc:  # an unknown encoder, a network the spaces cannot take
+        raise BuildError(str(exc)) from None
     parts = Parts(
         cfg=cfg,
         spec=spec,
@@ -186,6 +189,14 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
 def _resume(parts: Parts) -> None:
     log, cfg = parts.log, parts.cfg
     found = parts.checkpointer.load_latest(log)
+    if found is None and parts.checkpointer.skipped:
+        # Checkpoints are there but none loads (corrupt, or an older format): starting
+        # over would silently lose the run, and pruning would delete them.
+        reasons = "; ".join(f"{p.name}: {why}" for p, why in parts.checkpointer.skipped[:3])
+        raise BuildError(
+            f"--resume: no checkpoint in {parts.checkpointer.cfg.directory} loads ({reasons}); "
+            "move them away to start over"
+        )
     if found is None:
         log.warning("resume_found_nothing", directory=str(parts.checkpointer.cfg.directory))
         return

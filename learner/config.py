@@ -147,6 +147,8 @@ class LearnerConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
         if self.actors < 0 or self.policy_lag_bound < 0 or self.checkpoint_every_s < 0:
             raise ValueError("--actors, --max-policy-lag and --checkpoint-every-s must be >= 0")
+        if not 0 <= self.seed < 2**31:
+            raise ValueError("--seed must be in [0, 2**31)")
         if not self.min_actors_wait_s > 0 or not self.barrier_timeout_s > 0:
             raise ValueError("--min-actors-wait-s and --barrier-timeout-s must be > 0")
         if self.serial and self.actors < 1:

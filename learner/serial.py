@@ -38,24 +38,27 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
         max_batches_per_update=cfg.max_batches_per_update,
     )
     updater = Updater(spec, trainer, stats, log)
-    ids = [f"serial-{i}" for i in range(cfg.actors)]
-    actors = [
-        build_acting(
-            spec,
-            num_envs=spec.num_envs,
-            seed=actor_seed(cfg.seed, actor_id),
-            temperature=cfg.temperatures[i % len(cfg.temperatures)],
-        )
-        for i, actor_id in enumerate(ids)
-    ]
-    log.info("serial_started", actors=len(actors), algo=spec.algo, env=spec.env_id)
-    parts.serial_t0 = time.monotonic()
-    next_progress = time.monotonic()
-    seq = 0
+    # The local actors' names, so the seeds are those of a networked run's actors.
+    ids = [f"local-{i}" for i in range(cfg.actors)]
+    actors: list[Acting] = []
     try:
+        for i, actor_id in enumerate(ids):
+            actors.append(
+                build_acting(
+                    spec,
+                    num_envs=spec.num_envs,
+                    seed=actor_seed(cfg.seed, actor_id),
+                    temperature=cfg.temperatures[i % len(cfg.temperatures)],
+                )
+            )
+        log.info("serial_started", actors=len(actors), algo=spec.algo, env=spec.env_id)
+        parts.serial_t0 = time.monotonic()
+        next_progress = last_checkpoint = time.monotonic()
+        seq = 0
         while True:
             for actor_id, acting in zip(ids, actors, strict=True):
-                acting.policy.load(trainer.weights(), trainer.version)
+                if trainer.version > acting.policy.version:
+                    acting.policy.load(trainer.weights(), trainer.version)
                 rollout = acting.collect()
                 stats.env_steps += rollout.transitions
                 stats.add_episodes(rollout.ep_returns)
@@ -76,6 +79,9 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
                     version=trainer.version,
                 )
                 next_progress = now + cfg.log_interval_s
+            if cfg.checkpoint_every_s and now - last_checkpoint >= cfg.checkpoint_every_s:
+                parts.save_checkpoint(parts.wall_s())
+                last_checkpoint = now
             outcome = _should_stop(parts, stop_requested)
             if outcome is not None:
                 return outcome

@@ -311,6 +311,9 @@ class LearnerServer:
         )
         if verdict.kind == "reject":
             self._reject(rec.routing_id, verdict.reason, verdict.detail)
+            # Acked all the same: the sender's credit comes back (a sync actor would
+            # otherwise wait for a release that never names it).
+            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
             return
         if verdict.kind == "foreign":
             self.stats.dropped_stale += 1
@@ -319,7 +322,9 @@ class LearnerServer:
             if isinstance(msg, Experience):
                 steps = checks.check_experience(msg, self.spec, rec.num_envs)
             else:
-                checks.check_gradient(msg, self.shapes)
+                checks.check_gradient(
+                    msg, self.shapes, max_steps=self.spec.rollout_len * rec.num_envs
+                )
                 steps = msg.env_steps
         except checks.InvalidMessage as exc:
             self._reject(rec.routing_id, exc.reason, exc.detail)

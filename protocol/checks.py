@@ -100,11 +100,15 @@ def check_params(
         _finite(arr, prefix + name)
 
 
-def check_gradient(msg: Gradient, shapes: Mapping[str, tuple[int, ...]]) -> None:
+def check_gradient(
+    msg: Gradient, shapes: Mapping[str, tuple[int, ...]], max_steps: int | None = None
+) -> None:
+    """``max_steps``: the most transitions one rollout of the sender can hold (T x N); a
+    gradient claiming more would inflate the step count the stopping rules use."""
     check_params(msg.arrays, shapes, prefix="grad/")
     check_episodes(msg.arrays)
-    if msg.env_steps < 0:
-        raise InvalidMessage("out_of_range", "env_steps must be >= 0")
+    if msg.env_steps < 0 or (max_steps is not None and msg.env_steps > max_steps):
+        raise InvalidMessage("out_of_range", f"env_steps must be in [0, {max_steps}]")
 
 
 def check_weights(msg: Weights, shapes: Mapping[str, tuple[int, ...]]) -> None:

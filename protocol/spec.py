@@ -30,6 +30,8 @@ COORDINATIONS = ("sync", "async", "gradients")
 ACTION_KINDS = ("discrete", "box")
 # Observation dtypes an env may produce on the wire: float32 vectors, uint8 images.
 OBS_DTYPES = ("<f4", "|u1")
+# Largest observation (values per step and env) and action space a spec may describe.
+MAX_ELEMENTS = 1 << 22
 
 
 class SpecError(ValueError):
@@ -79,14 +81,21 @@ class RunSpec:
             raise SpecError("rollout_len must be in [1, 65536]")
         if not self.obs_shape or any(d < 1 for d in self.obs_shape) or len(self.obs_shape) > 6:
             raise SpecError("obs_shape must have 1 to 6 positive dims")
-        if self.action_kind == "discrete" and self.action_n < 2:
-            raise SpecError("a discrete action space needs action_n >= 2")
+        if math.prod(self.obs_shape) > MAX_ELEMENTS:
+            raise SpecError(f"an observation may hold at most {MAX_ELEMENTS} values")
+        if self.action_kind == "discrete" and not 2 <= self.action_n <= MAX_ELEMENTS:
+            raise SpecError(f"a discrete action space needs 2 <= action_n <= {MAX_ELEMENTS}")
         if self.action_kind == "box":
             size = math.prod(self.action_shape) if self.action_shape else 0
-            if size < 1 or len(self.action_low) != size or len(self.action_high) != size:
-                raise SpecError("a box action space needs action_shape and matching low/high")
-            if any(lo > hi for lo, hi in zip(self.action_low, self.action_high, strict=True)):
-                raise SpecError("action_low must not exceed action_high")
+            if any(d < 1 for d in self.action_shape) or not 1 <= size <= MAX_ELEMENTS:
+                raise SpecError("a box action space needs an action_shape of positive dims")
+            if len(self.action_low) != size or len(self.action_high) != size:
+                raise SpecError("a box action space needs low/high matching its shape")
+            bounds = (*self.action_low, *self.action_high)
+            if any(math.isnan(b) for b in bounds) or any(
+                lo > hi for lo, hi in zip(self.action_low, self.action_high, strict=True)
+            ):
+                raise SpecError("action bounds must be numbers with low <= high")
         if not self.hidden or any(not 1 <= h <= 65536 for h in self.hidden):
             raise SpecError("hidden sizes must be in [1, 65536]")
         if not 1 <= self.max_in_flight <= 1024:

@@ -262,3 +262,30 @@ def test_make_batcher_picks_the_batcher_of_each_coordination_mode():
     assert isinstance(queue, AsyncQueue) and queue.max_batch == 5
     with pytest.raises(ValueError, match="unknown coordination"):
         make_batcher("lockstep", **kw, max_batches_per_update=8)
+
+
+# --- found in review: a re-sent rollout and a late joiner --------------------------------
+
+
+def test_a_re_sent_rollout_does_not_restart_the_barrier_clock():
+    # An actor that re-sends for the same version (its first was rejected) every few
+    # seconds must not keep a silent live actor's timeout from ever running out.
+    b = barrier()
+    live = {"a", "idle"}
+    for k in range(3):
+        b.offer(sub("a", 0, seq=k + 1), T0 + 4 * k)
+        assert b.take(live, 0, T0 + 4 * k) is None
+    release = b.take(live, 0, T0 + BARRIER)
+    assert release is not None and release.reason == "barrier_timeout"
+    assert release.missing == ["idle"] and payloads(release) == ["a/3"]
+
+
+def test_the_first_update_waits_for_min_actors_rollouts_not_for_joins():
+    # A late joiner that has not sent yet is still waited for (up to min_actors_wait_s):
+    # the first update never goes ahead with fewer than --min-actors rollouts early.
+    b = barrier(min_actors=2)
+    b.offer(sub("a", 0), T0)
+    assert b.take({"a", "b"}, 0, T0 + BARRIER + 1) is None, "b joined late but is awaited"
+    b.offer(sub("b", 0), T0 + BARRIER + 2)
+    release = b.take({"a", "b"}, 0, T0 + BARRIER + 2)
+    assert release is not None and release.reason == "" and payloads(release) == ["a/1", "b/1"]

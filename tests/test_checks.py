@@ -219,6 +219,9 @@ def test_gradient_needs_episodes_and_nonnegative_steps():
     reject("missing_array", check_gradient, gradient(params("grad/")), SHAPES)
     bad = {**params("grad/"), **episodes()}
     reject("out_of_range", check_gradient, gradient(bad, env_steps=-1), SHAPES)
+    # No more transitions than one rollout of the sender holds (T x N).
+    check_gradient(gradient(bad, env_steps=40), SHAPES, max_steps=40)
+    reject("out_of_range", check_gradient, gradient(bad, env_steps=41), SHAPES, 40)
     bad["ep_lengths"] = np.array([0], "<i8")
     bad["ep_returns"] = np.array([1.0], "<f8")
     reject("out_of_range", check_gradient, gradient(bad), SHAPES)
@@ -299,6 +302,20 @@ def test_spec_ints_accepted_for_floats(cartpole_spec):
         {"action_n": 1},
         {"hidden": []},
         {"max_in_flight": 0},
+        {"action_n": 1 << 23},
+        {"obs_shape": [1 << 12, 1 << 12]},
+        {
+            "action_kind": "box",
+            "action_shape": [-1, -2],
+            "action_low": [0.0] * 2,
+            "action_high": [1.0] * 2,
+        },
+        {
+            "action_kind": "box",
+            "action_shape": [1],
+            "action_low": [float("nan")],
+            "action_high": [1.0],
+        },
         {"action_kind": "box", "action_shape": [1], "action_low": [1.0], "action_high": [0.0]},
         {"heartbeat_s": 0.0},
     ],

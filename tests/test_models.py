@@ -18,7 +18,7 @@ from core.acting import build_acting
 from core.algos import get as get_algo
 from core.batch import Batch
 from core.envs import describe
-from core.models import ActorCritic, ModelConfig
+from core.models import ActorCritic, ModelConfig, weights_to_arrays
 from core.models.heads import CategoricalHead, GaussianHead
 from core.policy import Policy
 from protocol.spec import RunSpec
@@ -318,3 +318,43 @@ def test_policy_random_stream_differs_from_the_envs(seed):
     # Still reproducible from the seed.
     np.testing.assert_array_equal(draws, Policy(cfg, seed=seed).rng.random(5))
     assert not np.array_equal(draws, Policy(cfg, seed=seed + 1).rng.random(5))
+
+
+# --- found in review ------------------------------------------------------------------
+
+
+def test_published_weights_do_not_alias_the_live_parameters():
+    model = ActorCritic(ModelConfig(obs_shape=(4,), action_kind="discrete", action_n=2))
+    arrays = weights_to_arrays(model)
+    before = {k: v.copy() for k, v in arrays.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # what the next optimizer step does in place
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_log_std_gradient_passes_beyond_its_bounds():
+    head = GaussianHead((2,), (-1.0, -1.0), (1.0, 1.0))
+    with torch.no_grad():
+        head.log_std.fill_(10.0)  # far past LOG_STD_MAX
+    dist = head.distribution(torch.zeros(3, 2))
+    dist.entropy().sum().backward()
+    assert torch.allclose(dist.base_dist.scale, torch.full((3, 2), np.exp(2.0)))
+    assert head.log_std.grad is not None and (head.log_std.grad != 0).all(), (
+        "a plain clamp would pin the std at its bound forever"
+    )
+
+
+def test_uint8_observations_are_scaled_to_unit_range_inside_the_model():
+    torch.manual_seed(0)
+    img = ActorCritic(
+        ModelConfig(obs_shape=(3, 4), action_kind="discrete", action_n=2, obs_dtype="|u1")
+    )
+    flt = ActorCritic(ModelConfig(obs_shape=(3, 4), action_kind="discrete", action_n=2))
+    flt.load_state_dict(img.state_dict())
+    obs = torch.randint(0, 256, (5, 3, 4), dtype=torch.uint8)
+    out_img, v_img = img(obs)
+    out_flt, v_flt = flt(obs.float() / 255.0)
+    torch.testing.assert_close(out_img, out_flt)
+    torch.testing.assert_close(v_img, v_flt)

@@ -69,3 +69,18 @@ def test_resume_refuses_an_incompatible_change_naming_the_field(tmp_path, capsys
     err = capsys.readouterr().err
     assert named in err and "--resume" in err
     assert not events(tmp_path, "resumed")
+
+
+def test_resume_refuses_when_checkpoints_exist_but_none_loads(tmp_path, capsys):
+    first_run(tmp_path)
+    for path in (tmp_path / "checkpoints").glob("ckpt-*.pt"):
+        path.write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([*BASE, "--max-env-steps", "6000", "--resume", "--run-dir", str(tmp_path)])
+    assert info.value.code == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    # Nothing was overwritten or pruned.
+    assert all(
+        p.read_bytes() == b"not a checkpoint" for p in (tmp_path / "checkpoints").glob("*.pt")
+    )

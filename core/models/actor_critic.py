@@ -68,11 +68,10 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.head = build_head(cfg)
-        self.policy_encoder = build_encoder(cfg.encoder, cfg.obs_shape, cfg.hidden)
+        enc = (cfg.encoder, cfg.obs_shape, cfg.hidden, cfg.obs_dtype)
+        self.policy_encoder = build_encoder(*enc)
         shared = getattr(self.policy_encoder, "SHARED", False)
-        self.value_encoder = (
-            None if shared else build_encoder(cfg.encoder, cfg.obs_shape, cfg.hidden)
-        )
+        self.value_encoder = None if shared else build_encoder(*enc)
         feat = self.policy_encoder.out_dim
         # A small last-layer gain keeps the first policy close to uniform.
         self.policy_out = orthogonal(nn.Linear(feat, self.head.out_dim), 0.01)
@@ -97,9 +96,12 @@ def param_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def weights_to_arrays(model: nn.Module) -> dict[str, np.ndarray]:
-    """Parameters as contiguous float32 CPU arrays, keyed by parameter name."""
+    """Parameters as float32 CPU arrays of their own, keyed by parameter name. Copies:
+    on the CPU the tensor would otherwise share memory with the live parameter, and a
+    Weights message still queued (ZeroMQ sends large frames without copying) would go
+    out with the next update's values under this version's number."""
     return {
-        name: p.detach().to("cpu", torch.float32).contiguous().numpy()
+        name: p.detach().to("cpu", torch.float32).contiguous().numpy().copy()
         for name, p in model.named_parameters()
     }
 

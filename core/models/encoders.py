@@ -25,9 +25,14 @@ def orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
 class MLPEncoder(nn.Module):
     SHARED = False
 
-    def __init__(self, obs_shape: tuple[int, ...], hidden: tuple[int, ...]) -> None:
+    def __init__(
+        self, obs_shape: tuple[int, ...], hidden: tuple[int, ...], obs_dtype: str = "<f4"
+    ) -> None:
         super().__init__()
         self.obs_shape = tuple(obs_shape)
+        # uint8 observations (images) arrive as they travel; scaled to [0, 1] here, on
+        # the training device, never on the wire.
+        self.scale = 1.0 / 255.0 if obs_dtype == "|u1" else 1.0
         self.obs_dim = math.prod(obs_shape)
         sizes = [self.obs_dim, *hidden]
         layers: list[nn.Module] = []
@@ -39,6 +44,8 @@ class MLPEncoder(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         batch = obs.shape[: obs.dim() - len(self.obs_shape)]
         x = obs.reshape(*batch, self.obs_dim).float()  # [..., obs_dim]
+        if self.scale != 1.0:
+            x = x * self.scale
         return self.net(x)  # [..., out_dim]
 
 
@@ -51,7 +58,9 @@ def default_encoder(obs_shape: tuple[int, ...], obs_dtype: str) -> str:
     return "mlp"
 
 
-def build_encoder(name: str, obs_shape: tuple[int, ...], hidden: tuple[int, ...]) -> nn.Module:
+def build_encoder(
+    name: str, obs_shape: tuple[int, ...], hidden: tuple[int, ...], obs_dtype: str = "<f4"
+) -> nn.Module:
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
-    return ENCODERS[name](obs_shape, hidden)
+    return ENCODERS[name](obs_shape, hidden, obs_dtype)

@@ -70,7 +70,10 @@ class GaussianHead(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(self.out_dim))
 
     def _log_std(self) -> torch.Tensor:
-        return self.log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+        # The value is clamped, the gradient passes through (straight-through): a plain
+        # clamp has zero gradient outside the bounds and would pin the std there.
+        clamped = self.log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+        return self.log_std + (clamped - self.log_std).detach()
 
     def distribution(self, out: torch.Tensor) -> torch.distributions.Distribution:
         std = self._log_std().exp().expand_as(out)
