@@ -10,6 +10,7 @@ import signal
 import time
 from datetime import datetime
 
+import numpy as np
 import pytest
 import zmq
 
@@ -437,3 +438,49 @@ def test_frozen_subscriber_does_not_stall_training(tmp_path):
         if a0:
             a0.signal(signal.SIGCONT)
         stop_all(a0, a1, learner)
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "reason"),
+    [
+        # Weights that do not fit the network the actor built from the spec.
+        ({}, 2, "weights_mismatch"),
+        # A spec naming an algorithm this actor's code does not have (gradients need it).
+        ({"algo": "from-the-future", "coordination": "gradients"}, 4, "run_spec_unusable"),
+    ],
+)
+def test_actor_exits_cleanly_on_a_learner_it_cannot_work_with(tmp_path, change, code, reason):
+    """A learner of another code version: the actor says why and exits, rather than
+    heartbeating forever with weights it cannot load."""
+    port = free_port_pair()
+    ctx = zmq.Context()
+    ctx.linger = 0
+    router = ctx.socket(zmq.ROUTER)
+    router.bind(f"tcp://127.0.0.1:{port}")
+    actor = start_actor(tmp_path, f"tcp://127.0.0.1:{port}", "versioned")
+    try:
+        assert router.poll(30_000), "no hello"
+        route, *frames = router.recv_multipart()
+        assert isinstance(decode(frames), Hello)
+        spec = RunSpec(
+            env_id="CartPole-v1",
+            algo="a2c",
+            coordination="sync",
+            num_envs=2,
+            rollout_len=4,
+            obs_shape=(4,),
+            action_kind="discrete",
+            action_n=2,
+        )
+        spec_dict = {**spec.to_dict(), **change}
+        welcome = Welcome(learner_id="L", run=spec_dict, pub_port=port + 1, temperature=1.0, seed=1)
+        router.send_multipart([route, *encode(welcome)])
+        weights = Weights(learner_id="L", version=0, arrays={"w": np.zeros(3, "<f4")})
+        router.send_multipart([route, *encode(weights)])
+        assert actor.wait_exit(30) == code
+        (exit_event,) = actor.events("actor_exit")
+        assert exit_event["reason"] == reason
+    finally:
+        actor.stop()
+        router.close()
+        ctx.term()
