@@ -9,11 +9,11 @@ first the learner's Shutdown, then SIGTERM, then SIGKILL, each with a bounded wa
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from core.procs import stop_processes
 
 
 class LocalActors:
@@ -76,14 +76,6 @@ class LocalActors:
         return alive
 
     def stop(self, timeout_s: float = 3.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            alive = [p for p in self.procs if p.poll() is None]
-            if not alive:
-                return
-            if sig is not None:
-                for p in alive:
-                    p.send_signal(sig)
-                deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
-                time.sleep(0.05)
+        """After the learner's Shutdown: up to ``timeout_s`` for the actors to exit by
+        themselves, then SIGTERM, then SIGKILL, each bounded (core/procs.py)."""
+        stop_processes(self.procs, timeout_s, grace_s=timeout_s)

@@ -1,17 +1,16 @@
 """Real processes for scripts and integration tests: start a learner or an actor, read
 their JSON logs, wait for events with a bound, and stop what was started for sure.
 
-``stop_process`` is the one way every script stops a child (or a child's process
-group). Standard library only, so a script can import this before anything heavy.
+``core.procs.stop_process`` is the one way every script (and the learner) stops a
+child or a child's process group; it is re-exported here. Standard library only, so a
+script can import this before anything heavy.
 Tests import it from here too; scripts never import from tests/.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,34 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a file: make the packages importable
+    sys.path.insert(0, str(ROOT))
 
-
-def stop_process(
-    popen: subprocess.Popen, timeout_s: float = 5.0, *, group: bool = False
-) -> int | None:
-    """Stop a child, each step bounded: SIGTERM (and SIGCONT, so a frozen child acts on
-    it), up to ``timeout_s`` for it to exit, then SIGKILL and up to ``timeout_s`` again.
-
-    With ``group`` the signals go to the child's whole process group (start it with
-    ``start_new_session=True``), and SIGKILL goes to the group even when the leader
-    has exited: it sweeps up whatever the leader started and left behind (a learner's
-    local actors). Returns the exit code, or None if the child outlived SIGKILL
-    (uninterruptible sleep)."""
-
-    def send(sig: int) -> None:
-        if group:
-            with contextlib.suppress(ProcessLookupError):  # the group may be gone
-                os.killpg(popen.pid, sig)
-        elif popen.poll() is None:
-            popen.send_signal(sig)
-
-    for sigs in ((signal.SIGTERM, signal.SIGCONT), (signal.SIGKILL,)):
-        if group or popen.poll() is None:
-            for sig in sigs:
-                send(sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            popen.wait(timeout=timeout_s)
-    return popen.poll()
+from core.procs import stop_process  # noqa: E402
 
 
 def run_process(

@@ -12,8 +12,11 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+import logging  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import structlog  # noqa: E402
 
 from protocol import messages as m  # noqa: E402
 from protocol.spec import RunSpec  # noqa: E402
@@ -118,3 +121,15 @@ def cartpole_spec() -> RunSpec:
 def make_rollout():
     """``make_rollout(spec, num_envs, seed=0)`` -> the arrays of a valid Experience."""
     return experience_arrays
+
+
+@pytest.fixture
+def restore_logging():
+    """For tests that call a process's ``main()`` in-process: it configures structlog
+    and the root logger for the whole process; undo that afterwards."""
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()

@@ -5,10 +5,8 @@ trains every registered algorithm without sockets."""
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
-import structlog
 
 from core import algos
 from learner.__main__ import main
@@ -20,17 +18,6 @@ def toy():
     algos.register(TOY)  # the one registry line
     yield TOY
     del algos.ALGORITHMS[TOY.name]
-
-
-@pytest.fixture
-def restore_logging():
-    """main() configures structlog and the root logger for its process; undo it."""
-    yield
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
 
 
 @pytest.mark.slow

@@ -6,10 +6,8 @@ not the optimizer state's) and logged."""
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
-import structlog
 
 from learner.__main__ import main
 
@@ -17,13 +15,8 @@ BASE = ["--serial", "--algo", "a2c", "--actors", "1", "--seed", "2", "--envs", "
 
 
 @pytest.fixture(autouse=True)
-def restore_logging():
+def _logging(restore_logging):
     yield
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
 
 
 def events(run_dir, name):

@@ -1,0 +1,64 @@
+"""Stopping child processes for sure, each step bounded: the one way the learner (its
+local actors), the scripts and the tests stop what they started. Standard library
+only. No sockets here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+
+POLL_S = 0.05
+
+
+def stop_processes(
+    popens: Sequence[subprocess.Popen],
+    timeout_s: float = 5.0,
+    *,
+    group: bool = False,
+    grace_s: float = 0.0,
+) -> list[int | None]:
+    """Stop children, all at once: up to ``grace_s`` for them to exit by themselves
+    (they were asked, e.g. by the learner's Shutdown), then SIGTERM (and SIGCONT, so a
+    frozen child acts on it) and up to ``timeout_s``, then SIGKILL and up to
+    ``timeout_s`` again.
+
+    With ``group`` the signals go to each child's process group (start it with
+    ``start_new_session=True``), and SIGKILL goes to the group even when the leader has
+    exited: it sweeps up whatever the leader started and left behind (a learner's local
+    actors). Returns the exit codes, None for a child that outlived SIGKILL
+    (uninterruptible sleep)."""
+
+    def send(p: subprocess.Popen, sig: int) -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError):  # the group may be gone
+                os.killpg(p.pid, sig)
+        elif p.poll() is None:
+            p.send_signal(sig)
+
+    def wait(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(p.poll() is None for p in popens):
+            time.sleep(POLL_S)
+
+    wait(grace_s)
+    for sigs in ((signal.SIGTERM, signal.SIGCONT), (signal.SIGKILL,)):
+        for p in popens:
+            if group or p.poll() is None:
+                for sig in sigs:
+                    send(p, sig)
+        wait(timeout_s)
+    for p in popens:  # reap
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=0)
+    return [p.poll() for p in popens]
+
+
+def stop_process(
+    popen: subprocess.Popen, timeout_s: float = 5.0, *, group: bool = False
+) -> int | None:
+    """``stop_processes`` for one child."""
+    return stop_processes([popen], timeout_s, group=group)[0]
