@@ -25,10 +25,12 @@ import time
 import uuid
 
 from actor.config import ActorConfig
+from actor.credit import Credit
 from actor.transport import DEALER, Transport
 from core.acting import Acting, build_acting
 from core.collector import EnvFailure
 from protocol import checks, sockets
+from protocol.codec import encode
 from protocol.messages import (
     Ack,
     Bye,
@@ -92,14 +94,8 @@ class ActorClient:
         self.backpressure = 0
         self.backpressure_logged_at = 0.0
         self.rollouts_sent = 0
-        self.unacked: dict[int, float] = {}  # seq -> when sent, awaiting the learner's Ack
+        self.credit = Credit()  # rollouts awaiting an Ack; sync: the released version
         self.credit_waits = 0
-        # sync: the last rollout sent in this session, the version it was collected
-        # with, and the version its Ack (or a newer Pong) named.
-        self.last_sent_seq: int | None = None
-        self.last_sent_version = -1
-        self.release_version: int | None = None
-        self.learner_version = -1  # the newest version the current learner reported
 
     # --- the loop -------------------------------------------------------------------
 
@@ -192,9 +188,7 @@ class ActorClient:
             raise Stop(EXIT_ENV, "run_spec_unusable") from None
         pub = self.transport.subscribe(msg.pub_port)
         self.learner_id = msg.learner_id
-        self.last_sent_seq = self.release_version = None
-        self.learner_version = -1
-        self.unacked.clear()
+        self.credit.reset()
         self.last_heard = time.monotonic()
         self.log.info(
             "joined",
@@ -236,10 +230,8 @@ class ActorClient:
             )
             self._await_credit(a)
             self._send(msg)
-            self.unacked[self.seq] = time.monotonic()
+            self.credit.sent(self.seq, a.policy.version, time.monotonic())
             self.rollouts_sent += 1
-            self.last_sent_seq, self.release_version = self.seq, None
-            self.last_sent_version = a.policy.version
 
     def _gradient_message(self, a: Acting, rollout: Rollout) -> Gradient:
         grads, terms = a.gradients(rollout)
@@ -260,7 +252,7 @@ class ActorClient:
         """At most max_in_flight rollouts unacknowledged: wait (reading the learner's
         messages) until the learner has taken one."""
         waited, since = False, time.monotonic()
-        while len(self.unacked) >= a.spec.max_in_flight:
+        while self.credit.in_flight >= a.spec.max_in_flight:
             self._check_stop()
             if not waited:
                 self.credit_waits += 1
@@ -275,17 +267,11 @@ class ActorClient:
         that Ack, then for those weights. A lost Ack is made up for by a Pong reporting a
         newer version than the rollout's (the barrier moved on); one that never comes
         expires (ack_missing) and the actor goes on with the newest weights it has."""
-        if self.last_sent_seq is None:
-            return
-        while self.last_sent_seq in self.unacked:
+        while self.credit.waiting_for_release():
             self._check_stop()
-            if self.learner_version > self.last_sent_version:
-                self.unacked.pop(self.last_sent_seq, None)
-                self.release_version = self.learner_version
-                break
             self._pump(POLL_MS)
         asked = time.monotonic()
-        need = self.release_version
+        need = self.credit.release_version
         while need is not None and a.policy.version < need:
             self._check_stop()
             self._pump(POLL_MS)
@@ -318,19 +304,16 @@ class ActorClient:
                 elif source == DEALER:
                     raise Rejoin()
             elif isinstance(msg, Ack) and msg.learner_id == self.learner_id:
-                self.unacked.pop(msg.seq, None)
-                if msg.seq == self.last_sent_seq:
-                    self.release_version = msg.version
+                self.credit.acked(msg.seq, msg.version)
             elif isinstance(msg, Pong) and msg.learner_id == self.learner_id:
-                self.learner_version = max(self.learner_version, msg.version)
+                self.credit.pong(msg.version)
         if newest is not None:
             self._load_weights(newest)
         now = time.monotonic()
         # The learner dropped it under load: the credit comes back. A sync rollout may
         # legitimately wait for the barrier (--barrier-timeout-s), so it gets longer.
         limit = self.cfg.learner_timeout * (SYNC_ACK_PATIENCE if a.spec.sync else 1)
-        for k in [k for k, t in self.unacked.items() if now - t > limit]:
-            del self.unacked[k]
+        for k in self.credit.expire(now, limit):
             self.log.warning("ack_missing", seq=k)
         if now - self.last_heartbeat >= a.spec.heartbeat_s:
             self.transport.try_send(
@@ -390,7 +373,7 @@ class ActorClient:
     def _send(self, msg: Message) -> None:
         """Send, retrying at the high-water mark (counting backpressure, still reading
         the learner's messages) until sent."""
-        frames = self.transport.encode(msg)
+        frames = encode(msg)
         while not self.transport.try_send_frames(frames):
             self._note_backpressure("send")
             self._check_stop()

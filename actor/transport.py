@@ -64,10 +64,6 @@ class Transport:
     def try_send(self, msg: Message) -> bool:
         return self.try_send_frames(encode(msg))
 
-    @staticmethod
-    def encode(msg: Message) -> list:
-        return encode(msg)
-
     def try_send_frames(self, frames: list) -> bool:
         try:
             self.dealer.send_multipart(frames, zmq.NOBLOCK, copy=False)

@@ -9,6 +9,7 @@ scales them, on the device); everything else is as protocol/rollout.py defines i
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,11 +20,13 @@ from protocol.rollout import Rollout
 
 
 def _tensor(arr: np.ndarray, device: torch.device) -> torch.Tensor:
-    # Arrays decoded from frames are read-only views; torch wants writable memory, and
-    # a copy is made on the way to the device anyway.
-    if not arr.flags.writeable:
-        arr = arr.copy()
-    return torch.from_numpy(np.ascontiguousarray(arr)).to(device, non_blocking=True)
+    # Arrays decoded from frames are read-only views of them. No copy is made for that
+    # (on the CPU none is needed, on a GPU the transfer is the copy): torch only warns
+    # that it could write through, and no loss writes to its batch.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(np.ascontiguousarray(arr))
+    return tensor.to(device, non_blocking=True)
 
 
 @dataclass(frozen=True)

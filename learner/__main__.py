@@ -15,8 +15,8 @@ import torch
 from core import logs
 from learner.build import BuildError, Parts, build, finish
 from learner.config import parse
+from learner.outcome import Outcome
 from learner.serial import run_serial
-from learner.server import Outcome
 from protocol import sockets
 
 

@@ -9,7 +9,6 @@ actors). Nothing is patched onto an object after construction.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +24,9 @@ from learner.auth import load_learner_keys
 from learner.checkpoint import CheckpointConfig, Checkpointer
 from learner.config import LearnerConfig
 from learner.local import LocalActors
+from learner.outcome import Outcome
 from learner.resume import IncompatibleResume, compare
-from learner.server import LearnerServer, Outcome
+from learner.server import LearnerServer
 from learner.stats import RunStats
 from learner.trainer import Trainer, TrainerConfig
 from protocol.spec import RunSpec
@@ -96,8 +96,9 @@ class Parts:
             "counters": {**self.stats.counters(), "wall_s": wall_s},
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": self.rng.bit_generator.state,
-            "spec": json.loads(json.dumps(self.spec.to_dict())),
-            "config": json.loads(json.dumps(self.cfg.resolved())),
+            # Plain values only (lists, not tuples): what weights_only loading accepts.
+            "spec": self.spec.to_dict(),
+            "config": self.cfg.resolved(),
         }
         path = self.checkpointer.save(state, step=self.stats.env_steps)
         self.log.info(
@@ -217,7 +218,7 @@ def _resume(parts: Parts) -> None:
     if changed:
         log.info(
             "resume_settings_changed",
-            **{k: [_plain(a), _plain(b)] for k, (a, b) in changed.items()},
+            **{k: [old, new] for k, (old, new) in changed.items()},
         )
     log.info(
         "resumed",
@@ -228,10 +229,6 @@ def _resume(parts: Parts) -> None:
         wall_s=parts.trained_s,
         lr=parts.trainer.lr,
     )
-
-
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 def finish(parts: Parts, outcome: Outcome, wall_s: float) -> dict:

@@ -22,7 +22,7 @@ from core.acting import Acting, build_acting
 from learner.admission import actor_seed
 from learner.batching import Submission, make_batcher
 from learner.build import Parts
-from learner.server import Outcome
+from learner.outcome import Outcome, stopping_rule
 from learner.updates import Updater
 from protocol.messages import Gradient
 from protocol.rollout import Rollout
@@ -82,7 +82,14 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
             if cfg.checkpoint_every_s and now - last_checkpoint >= cfg.checkpoint_every_s:
                 parts.save_checkpoint(parts.wall_s())
                 last_checkpoint = now
-            outcome = _should_stop(parts, stop_requested)
+            outcome = stopping_rule(
+                cfg,
+                stats,
+                parts.target,
+                parts.wall_s(),
+                started=True,
+                stop_requested=stop_requested,
+            )
             if outcome is not None:
                 return outcome
     finally:
@@ -100,16 +107,3 @@ def _gradient(acting: Acting, rollout: Rollout) -> Gradient:
         value_loss=terms.value_loss.item(),
         entropy=terms.entropy.item(),
     )
-
-
-def _should_stop(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome | None:
-    cfg, stats = parts.cfg, parts.stats
-    if stats.solved(parts.target):
-        return Outcome(True, "solved")
-    if stop_requested():
-        return Outcome(False, "signal")
-    if cfg.max_env_steps and stats.env_steps >= cfg.max_env_steps:
-        return Outcome(False, "max_env_steps")
-    if cfg.max_seconds and parts.wall_s() >= cfg.max_seconds:
-        return Outcome(False, "max_seconds")
-    return None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import zmq
 
@@ -30,6 +29,7 @@ from learner.auth import ZapHandler, user_id
 from learner.batching import Submission, make_batcher
 from learner.config import LearnerConfig
 from learner.outbox import Outbox
+from learner.outcome import Outcome, stopping_rule
 from learner.registry import ActorRecord, ActorRegistry
 from learner.stats import RunStats
 from learner.trainer import Trainer
@@ -52,12 +52,6 @@ from protocol.spec import RunSpec
 
 POLL_MS = 20
 DRAIN = 64  # messages handled per poll before housekeeping runs again
-
-
-@dataclass
-class Outcome:
-    solved: bool
-    reason: str
 
 
 class LearnerServer:
@@ -178,21 +172,18 @@ class LearnerServer:
                 return outcome
 
     def _should_stop(self) -> Outcome | None:
-        if self.stats.solved(self.target):
-            return Outcome(True, "solved")
-        if self.stop_requested():
-            return Outcome(False, "signal")
-        if (
-            self.local_actors_alive is not None
-            and not self.local_actors_alive()
-            and not self.registry.live()
-        ):
-            return Outcome(False, "actors_exited")
-        if self.cfg.max_env_steps and self.stats.env_steps >= self.cfg.max_env_steps:
-            return Outcome(False, "max_env_steps")
-        if self.cfg.max_seconds and self.t0 is not None and self.wall_s >= self.cfg.max_seconds:
-            return Outcome(False, "max_seconds")
-        return None
+        outcome = stopping_rule(
+            self.cfg,
+            self.stats,
+            self.target,
+            self.wall_s,
+            started=self.t0 is not None,
+            stop_requested=self.stop_requested,
+        )
+        if outcome is None and self.local_actors_alive is not None:
+            if not self.local_actors_alive() and not self.registry.live():
+                return Outcome(False, "actors_exited")
+        return outcome
 
     # --- messages -------------------------------------------------------------------
 

@@ -101,7 +101,7 @@ def weights_to_arrays(model: nn.Module) -> dict[str, np.ndarray]:
     Weights message still queued (ZeroMQ sends large frames without copying) would go
     out with the next update's values under this version's number."""
     return {
-        name: p.detach().to("cpu", torch.float32).contiguous().numpy().copy()
+        name: p.detach().to("cpu", torch.float32, copy=True).numpy()
         for name, p in model.named_parameters()
     }
 
