@@ -220,7 +220,7 @@ class ActorClient:
                 self._gradient_message(a, rollout)
                 if a.spec.sends_gradients
                 else Experience(
-                    arrays=rollout.arrays(),
+                    arrays=rollout.wire_arrays(a.spec),
                     actor_id=self.actor_id,
                     incarnation=self.incarnation,
                     seq=self.seq,

@@ -5,28 +5,50 @@
 
 Observations keep their wire dtype (uint8 images stay uint8 until the model's encoder
 scales them, on the device); everything else is as protocol/rollout.py defines it.
+Frame-stacked observations arrive packed (each frame once, protocol/frames.py): only the
+frames and their indices go to the device, and the stacks are gathered there.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
-from protocol.rollout import Rollout
+from protocol.rollout import PackedObs, Rollout
 
 
-def _tensor(arr: np.ndarray, device: torch.device) -> torch.Tensor:
-    # Arrays decoded from frames are read-only views of them. No copy is made for that
-    # (on the CPU none is needed, on a GPU the transfer is the copy): torch only warns
-    # that it could write through, and no loss writes to its batch.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.from_numpy(np.ascontiguousarray(arr))
-    return tensor.to(device, non_blocking=True)
+def _host(parts: Sequence[np.ndarray], axis: int, pinned: bool) -> torch.Tensor:
+    """The parts concatenated on ``axis`` into one CPU tensor: page-locked when the
+    batch goes to a GPU (so the copy can run asynchronously), one copy in all."""
+    if len(parts) == 1 and not pinned:
+        # Arrays decoded from frames are read-only views of them. No copy is made for
+        # that (the loss never writes to its batch); torch only warns that it could.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(np.ascontiguousarray(parts[0]))
+    shape = list(parts[0].shape)
+    shape[axis] = sum(p.shape[axis] for p in parts)
+    dtype = torch.from_numpy(np.zeros(0, dtype=parts[0].dtype)).dtype
+    out = torch.empty(shape, dtype=dtype, pin_memory=pinned)
+    np.concatenate(parts, axis=axis, out=out.numpy())
+    return out
+
+
+def _tensors(parts: Sequence[np.ndarray], axis: int, device: torch.device) -> torch.Tensor:
+    return _host(parts, axis, device.type == "cuda").to(device, non_blocking=True)
+
+
+def _obs(parts: Sequence[np.ndarray | PackedObs], device: torch.device) -> torch.Tensor:
+    if not isinstance(parts[0], PackedObs):
+        return _tensors(parts, 1, device)
+    packed = PackedObs.concat(parts) if len(parts) > 1 else parts[0]
+    frames = _tensors([packed.frames], 0, device)  # [M, *frame]
+    idx = _tensors([packed.stack_idx], 0, device).long()  # [T+1, N, S]
+    return frames[idx]  # [T+1, N, S, *frame], gathered on the device
 
 
 @dataclass(frozen=True)
@@ -41,16 +63,25 @@ class Batch:
 
     @classmethod
     def from_rollouts(cls, rollouts: Sequence[Rollout], device: torch.device) -> Batch:
-        r = Rollout.concat(rollouts)
+        """Rollouts side by side on the env axis, [T, N1 + N2 + ...], on ``device``."""
+
+        def cat(name: str) -> torch.Tensor:
+            return _tensors([getattr(r, name) for r in rollouts], 1, device)
+
         return cls(
-            obs=_tensor(r.obs, device),
-            actions=_tensor(r.actions, device),
-            behaviour_logp=_tensor(r.logp, device),
-            rewards=_tensor(r.rewards, device),
-            terminated=_tensor(r.terminated, device),
-            truncated=_tensor(r.truncated, device),
-            valid=_tensor(r.valid, device),
+            obs=_obs([r.obs for r in rollouts], device),
+            actions=cat("actions"),
+            behaviour_logp=cat("logp"),
+            rewards=cat("rewards"),
+            terminated=cat("terminated"),
+            truncated=cat("truncated"),
+            valid=cat("valid"),
         )
+
+    def record_stream(self, stream: torch.cuda.Stream) -> None:
+        """Mark the tensors as used on ``stream`` (they were made on another one)."""
+        for f in fields(self):
+            getattr(self, f.name).record_stream(stream)
 
     @property
     def transitions(self) -> int:

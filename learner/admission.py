@@ -56,7 +56,11 @@ def admit_hello(
     run_seed: int,
     default_envs: int,
     temperatures: tuple[float, ...],
+    max_envs: int = MAX_ENVS_PER_ACTOR,
 ) -> HelloRefused | Admitted:
+    """``max_envs``: the most envs whose rollout fits under the frame limit
+    (protocol.rollout.max_envs); an actor asking for more is refused up front, not cut
+    off by ZeroMQ at its first rollout."""
     if key_name is not None and key_name in registry.banned_keys:
         return HelloRefused("quarantined", "this key sent too many bad messages", "quarantined")
     if authenticated and key_name != msg.actor_id:
@@ -70,6 +74,13 @@ def admit_hello(
             "bad_hello",
             f"num_envs must be in [0, {MAX_ENVS_PER_ACTOR}], temperature in [0, {MAX_TEMPERATURE:g}]",
             "bad_hello",
+        )
+    if (msg.num_envs or default_envs) > max_envs:
+        return HelloRefused(
+            "rollout_too_large",
+            f"--envs {msg.num_envs or default_envs}: a rollout would exceed the learner's frame "
+            f"limit; use --envs {max(max_envs, 1)} or fewer",
+            "rollout_too_large",
         )
     existing = registry.get(route)
     if existing is not None and existing.incarnation == msg.incarnation:

@@ -29,6 +29,7 @@ from learner.resume import IncompatibleResume, compare
 from learner.server import LearnerServer
 from learner.stats import RunStats
 from learner.trainer import Trainer, TrainerConfig
+from protocol.rollout import too_large
 from protocol.spec import RunSpec
 
 
@@ -39,7 +40,8 @@ class BuildError(ValueError):
 
 def build_spec(cfg: LearnerConfig) -> RunSpec:
     """The run spec actors get, from the flags and the environment's spaces."""
-    env = describe(cfg.env)
+    env_kwargs = cfg.env_kwargs_dict
+    env = describe(cfg.env, env_kwargs)
     encoder = (
         cfg.encoder
         if cfg.encoder != "auto"
@@ -56,6 +58,7 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
         hidden=cfg.hidden,
         max_in_flight=cfg.max_in_flight,
         heartbeat_s=cfg.heartbeat_s,
+        env_kwargs=env_kwargs,
         **env,
     )
 
@@ -115,6 +118,9 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         spec = build_spec(cfg)
     except (EnvSpecError, ValueError) as exc:
         raise BuildError(str(exc)) from None
+    oversize = "" if cfg.serial else too_large(spec, spec.num_envs, cfg.max_frame_bytes)
+    if oversize:
+        raise BuildError(oversize)
     device = pick_device(cfg.device)
     curve, authorized = None, {}
     if cfg.keys:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,13 +18,24 @@ from typing import Any
 
 from core import algos
 from core.cli import add_flags, arg
+from learner.presets import preset_for
 from protocol.sockets import DEFAULT_MAX_FRAME_BYTES
 
 
 @dataclass(frozen=True)
 class LearnerConfig:
     # What to train
-    env: str = arg("CartPole-v1", "gymnasium environment id")
+    env: str = arg(
+        "CartPole-v1", "environment id: a gymnasium id, or ALE/<Game>-v5 for Atari (ale-py)"
+    )
+    env_kwargs: str = arg(
+        "",
+        "JSON object of keyword arguments for the environment, e.g. '{\"repeat_action_probability\": 0}' for ALE",
+    )
+    preset: str = arg(
+        "auto",
+        "defaults for the env's family (learner/presets.py): auto (atari for ALE ids), atari, or none; flags given still win",
+    )
     algo: str = arg("a2c", "the algorithm, a row of core/algos: a2c, a3c, a3c-grad")
     seed: int = arg(1, "seed for the network, the learner's RNGs and the actors' env seeds")
     # Stopping rules
@@ -54,8 +66,11 @@ class LearnerConfig:
         "softmax temperatures handed to actors in join order, cycled (per-actor exploration)",
     )
     # Network and loss
-    encoder: str = arg("auto", "observation encoder: mlp; auto: chosen from the observation space")
-    hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the encoder")
+    encoder: str = arg(
+        "auto",
+        "observation encoder: mlp, cnn (Nature DQN); auto: cnn for uint8 images, mlp otherwise",
+    )
+    hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the MLP encoder")
     lr: float | None = arg(
         None,
         "learning rate; default per algorithm: 4e-3 for a2c (one update per rollout of every actor), 2e-3 for a3c and a3c-grad (about half the samples per update)",
@@ -147,6 +162,12 @@ class LearnerConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
         if self.actors < 0 or self.policy_lag_bound < 0 or self.checkpoint_every_s < 0:
             raise ValueError("--actors, --max-policy-lag and --checkpoint-every-s must be >= 0")
+        try:
+            kwargs = json.loads(self.env_kwargs) if self.env_kwargs else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--env-kwargs is not JSON: {exc}") from None
+        if not isinstance(kwargs, dict):
+            raise ValueError("--env-kwargs must be a JSON object")
         if not 0 <= self.seed < 2**31:
             raise ValueError("--seed must be in [0, 2**31)")
         if not self.min_actors_wait_s > 0 or not self.barrier_timeout_s > 0:
@@ -171,6 +192,10 @@ class LearnerConfig:
             value = getattr(self, name)
             if value is not None and name != "target_return" and not value > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0")
+
+    @property
+    def env_kwargs_dict(self) -> dict[str, Any]:
+        return json.loads(self.env_kwargs) if self.env_kwargs else {}
 
     @property
     def first_update_actors(self) -> int:
@@ -237,6 +262,14 @@ def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentP
     parser, loss_names = build_parser()
     ns = parser.parse_args(argv)
     try:
+        preset = preset_for(ns.env, ns.preset)
+    except ValueError as exc:
+        parser.error(f"--preset: {exc}")
+    if preset is not None:  # the preset's values become the defaults; given flags win
+        parser.set_defaults(**preset.flags)
+        ns = parser.parse_args(argv)
+    ns.preset = preset.name if preset is not None else "none"
+    try:
         algo = algos.get(ns.algo)
     except ValueError as exc:
         parser.error(f"--algo: {exc}")
@@ -249,8 +282,9 @@ def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentP
     values = {
         f.name: getattr(ns, f.name) for f in dataclasses.fields(LearnerConfig) if f.name != "loss"
     }
+    preset_loss = {k: v for k, v in (preset.loss if preset else {}).items() if k in own}
     try:
-        return LearnerConfig(**values, loss=algo.make_config(given)), parser
+        return LearnerConfig(**values, loss=algo.make_config({**preset_loss, **given})), parser
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits

@@ -4,12 +4,13 @@ The ROUTER carries replies to one actor (Welcome, Weights, Pong, Ack, Error,
 Shutdown); the PUB broadcasts Weights and Shutdown. No send ever blocks: the PUB drops
 at its high-water mark and a ROUTER send to a gone or saturated peer is dropped (the
 peer asks again). The encoded Weights message is cached per version, so publishing it
-and answering late joiners cost one encode per update.
+and answering late joiners cost one encode per update. The weights are handed in (a copy
+made where the update ran), never read off the live network here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import zmq
@@ -25,31 +26,30 @@ class Outbox:
         router: zmq.Socket,
         pub: zmq.Socket,
         learner_id: str,
-        version: Callable[[], int],
-        weights: Callable[[], dict[str, np.ndarray]],
+        version: int,
+        weights: dict[str, np.ndarray],
     ) -> None:
         self.router = router
         self.pub = pub
         self.learner_id = learner_id
+        self.set_weights(version, weights)
+
+    def set_weights(self, version: int, weights: dict[str, np.ndarray]) -> None:
+        """The weights (own arrays, not views of live parameters) that Welcome and the
+        broadcast send from now on."""
+        msg = Weights(arrays=weights, learner_id=self.learner_id, version=version)
         self.version = version
-        self.weights = weights  # read (copied off the device) only when the version moved
-        self._cached: tuple[int, list] | None = None
+        self._frames = encode(msg)
 
-    def _weights_frames(self) -> list:
-        version = self.version()
-        if self._cached is None or self._cached[0] != version:
-            msg = Weights(arrays=self.weights(), learner_id=self.learner_id, version=version)
-            self._cached = (version, encode(msg))
-        return self._cached[1]
-
-    def publish_weights(self) -> None:
+    def publish_weights(self, version: int, weights: dict[str, np.ndarray]) -> None:
+        self.set_weights(version, weights)
         try:
-            self.pub.send_multipart(self._weights_frames(), zmq.NOBLOCK, copy=False)
+            self.pub.send_multipart(self._frames, zmq.NOBLOCK, copy=False)
         except zmq.Again:  # PUB drops rather than blocks; kept for completeness
             pass
 
     def send_weights(self, route: bytes) -> None:
-        self._send(route, self._weights_frames())
+        self._send(route, self._frames)
 
     def ack(self, route: bytes, seq: int, version: int, *, trained: bool) -> None:
         """Return the actor's credit for rollout ``seq`` (see protocol.messages.Ack)."""

@@ -24,11 +24,18 @@ from collections.abc import Callable
 
 import zmq
 
-from learner.admission import Admitted, admit_hello, join_events, judge_batch
+from learner.admission import (
+    MAX_ENVS_PER_ACTOR,
+    Admitted,
+    admit_hello,
+    join_events,
+    judge_batch,
+)
 from learner.auth import ZapHandler, user_id
 from learner.batching import Submission, make_batcher
 from learner.config import LearnerConfig
 from learner.outbox import Outbox
+from learner.pipeline import TrainingThread
 from learner.outcome import Outcome, stopping_rule
 from learner.registry import ActorRecord, ActorRegistry
 from learner.stats import RunStats
@@ -47,7 +54,7 @@ from protocol.messages import (
     WeightsRequest,
     Welcome,
 )
-from protocol.rollout import Rollout
+from protocol.rollout import Rollout, max_envs
 from protocol.spec import RunSpec
 
 POLL_MS = 20
@@ -79,6 +86,7 @@ class LearnerServer:
         self.learner_id = uuid.uuid4().hex[:12]
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
         self.shapes = {n: tuple(p.shape) for n, p in trainer.model.named_parameters()}
+        self.max_envs = min(MAX_ENVS_PER_ACTOR, max_envs(spec, cfg.max_frame_bytes))
         self.batcher = make_batcher(
             spec.coordination,
             min_actors=cfg.first_update_actors,
@@ -98,7 +106,7 @@ class LearnerServer:
         self.trained_before = trained_s  # training seconds of earlier incarnations (resume)
         self.t0: float | None = None  # first actor welcomed: training starts
         self.outbox = Outbox(
-            self.router, self.pub, self.learner_id, lambda: trainer.version, trainer.weights
+            self.router, self.pub, self.learner_id, trainer.version, trainer.weights()
         )
         self.updater = Updater(
             spec,
@@ -109,6 +117,8 @@ class LearnerServer:
             publish=self.outbox.publish_weights,
             debug_delay_s=cfg.debug_update_delay_s,
         )
+        self.training = TrainingThread(self.updater, depth=1 if spec.sync else 2)
+        self._busy_mark = (time.monotonic(), 0.0)  # for the idle fraction in progress
         self._rejected_logged: dict[str, int] = {}
         self.milestones = sorted(cfg.milestones)  # not yet reached
 
@@ -158,6 +168,7 @@ class LearnerServer:
                     **self.stats.progress(now, self.wall_s),
                     actors=len(self.registry.live()),
                     version=self.trainer.version,
+                    train_busy=self._busy_fraction(now),
                 )
                 next_progress = now + self.cfg.log_interval_s
             if (
@@ -165,11 +176,20 @@ class LearnerServer:
                 and self.cfg.checkpoint_every_s
                 and self.wall_s - last_checkpoint >= self.cfg.checkpoint_every_s
             ):
+                self.drain()  # the checkpoint reads the network: no update may be running
                 self.checkpoint()
                 last_checkpoint = self.wall_s
             outcome = self._should_stop()
             if outcome is not None:
+                self.drain()
                 return outcome
+
+    def _busy_fraction(self, now: float) -> float:
+        """The share of the last progress interval the training thread spent in updates
+        (1 - the learner's idle fraction)."""
+        t, busy = self._busy_mark
+        self._busy_mark = (now, self.training.busy_s)
+        return round(min(1.0, (self.training.busy_s - busy) / max(now - t, 1e-9)), 3)
 
     def _should_stop(self) -> Outcome | None:
         outcome = stopping_rule(
@@ -258,6 +278,7 @@ class LearnerServer:
             run_seed=self.cfg.seed,
             default_envs=self.spec.num_envs,
             temperatures=self.cfg.temperatures,
+            max_envs=self.max_envs,
         )
         if not isinstance(decision, Admitted):
             self.outbox.reply(route, Error(code=decision.code, detail=decision.detail, fatal=True))
@@ -352,8 +373,19 @@ class LearnerServer:
     # --- updates --------------------------------------------------------------------
 
     def train_released(self) -> None:
-        """Train on every batch the batcher releases now."""
-        self.updater.run_released(self.batcher, {r.actor_id for r in self.registry.live()})
+        """Finish the updates that are done, then hand the training thread what the
+        batcher releases now, as far as it has room."""
+        for done in self.training.finished():
+            self.updater.finish(done)
+        while self.training.has_room:
+            release = self.updater.take(self.batcher, {r.actor_id for r in self.registry.live()})
+            if release is None:
+                return
+            self.training.submit(release, self.updater.prepare(release))
+
+    def drain(self) -> None:
+        """Wait for the updates in flight and finish them (acks, weights out)."""
+        self.training.drain(self.updater.finish)
 
     def _check_milestones(self) -> None:
         while self.milestones and self.stats.solved(self.milestones[0]):
@@ -396,6 +428,7 @@ class LearnerServer:
 
     def shutdown(self, reason: str) -> None:
         """Tell every actor to stop, then close the sockets."""
+        self.training.close()
         self.outbox.shutdown(list(self.registry.by_route), reason)
         if self.zap is not None:
             self.zap.close()

@@ -45,6 +45,7 @@ class UpdateStats:
     entropy: float
     transitions: int
     skipped: str = ""  # why not applied: "non_finite" or "no_valid_transitions"
+    version: int = 0  # the trainer's version after this update
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -75,6 +76,9 @@ class Trainer:
             p.grad = torch.zeros_like(p)
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr)
         self.version = 0
+        # On a GPU, batches are copied on a stream of their own, so the copy of the next
+        # batch runs while the current one trains (see prepare / train_batch).
+        self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -87,7 +91,25 @@ class Trainer:
     def train_on(self, rollouts: Sequence[Rollout]) -> UpdateStats:
         """One update on rollouts from one or more actors, side by side on the env
         axis: [T, N1 + N2 + ..., ...]."""
-        batch = Batch.from_rollouts(rollouts, self.device)
+        return self.train_batch(self.prepare(rollouts))
+
+    def prepare(self, rollouts: Sequence[Rollout]) -> Batch:
+        """The rollouts as a batch on the training device. On a GPU the host-to-device
+        copies are queued on the copy stream and this returns at once: a learner can
+        prepare the next batch (from any thread) while the current one trains."""
+        if self._copy_stream is None:
+            return Batch.from_rollouts(rollouts, self.device)
+        with torch.cuda.stream(self._copy_stream):
+            return Batch.from_rollouts(rollouts, self.device)
+
+    def train_batch(self, batch: Batch) -> UpdateStats:
+        """One update on a prepared batch."""
+        if self._copy_stream is not None:
+            # Training waits for the batch's copies, and the copy stream's memory is not
+            # reused before training is done with it.
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(self._copy_stream)
+            batch.record_stream(current)
         transitions = batch.transitions
         if transitions == 0:
             return self._skipped(0, "no_valid_transitions")
@@ -128,11 +150,13 @@ class Trainer:
             return self._skipped(transitions, "non_finite")
         self.optimizer.step()
         self.version += 1
-        return UpdateStats(True, float(norm), policy_loss, value_loss, entropy, transitions)
+        return UpdateStats(
+            True, float(norm), policy_loss, value_loss, entropy, transitions, "", self.version
+        )
 
     def _skipped(self, transitions: int, why: str) -> UpdateStats:
         nan = float("nan")
-        return UpdateStats(False, nan, nan, nan, nan, transitions, why)
+        return UpdateStats(False, nan, nan, nan, nan, transitions, why, self.version)
 
     def weights(self) -> dict[str, np.ndarray]:
         return weights_to_arrays(self.model)

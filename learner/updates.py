@@ -2,7 +2,7 @@
 serial mode.
 
     updater = Updater(spec, trainer, stats, log, ack=outbox.ack, publish=outbox.publish_weights)
-    updater.run_released(batcher, live_ids)   # train on everything released now
+    updater.run_released(batcher, live_ids)   # train on everything released now, in a row
 
 Dispatches on the coordination mode (gradients are applied one by one; rollouts are
 trained on together), counts, acks every sender with the version its next rollout
@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from learner.batching import AsyncQueue, Release, Submission, SyncBarrier
+from core.batch import Batch
 from learner.stats import RunStats
 from learner.trainer import Trainer, UpdateStats
 from protocol.spec import RunSpec
@@ -24,7 +28,23 @@ from protocol.spec import RunSpec
 AckFn = Callable[..., None]  # ack(route, seq, version, *, trained)
 
 
+@dataclass
+class Done:
+    """What one release's training produced, for the bookkeeping that follows it."""
+
+    release: Release
+    results: list[tuple[list[Submission], UpdateStats]]
+    # The weights after the last applied update (copied where it ran), else None.
+    weights: tuple[int, dict[str, np.ndarray]] | None
+    busy_s: float  # seconds spent training
+
+
 class Updater:
+    """Three steps per release: ``prepare`` (the batch on the device), ``compute`` (the
+    update; the only step that touches the network) and ``finish`` (stats, acks,
+    weights). Serial mode runs them in a row (``run_released``); the server runs
+    ``compute`` on its training thread (learner/pipeline.py)."""
+
     def __init__(
         self,
         spec: RunSpec,
@@ -33,7 +53,7 @@ class Updater:
         log,
         *,
         ack: AckFn | None = None,
-        publish: Callable[[], None] | None = None,
+        publish: Callable[[int, dict[str, np.ndarray]], None] | None = None,
         debug_delay_s: float = 0.0,
     ) -> None:
         self.spec, self.trainer, self.stats, self.log = spec, trainer, stats, log
@@ -41,48 +61,68 @@ class Updater:
         self.publish = publish
         self.debug_delay_s = debug_delay_s
 
-    def run_released(self, batcher: SyncBarrier | AsyncQueue, live: set[str]) -> None:
-        while (release := batcher.take(live, self.trainer.version, time.monotonic())) is not None:
-            if release.reason:
-                self.log.warning(
-                    "barrier_released",
-                    reason=release.reason,
-                    missing=release.missing[:16],
-                    version=self.trainer.version,
-                    rollouts=len(release.items),
-                )
-            self.update(release)
-
-    def update(self, release: Release) -> None:
-        items = release.items
-        if not self.spec.sends_gradients:
-            self._after(self.trainer.train_on([s.payload for s in items]), items)
-            return
-        for sub in items:
-            g = sub.payload  # a checked Gradient message
-            result = self.trainer.apply_gradient(
-                g.arrays,
-                transitions=g.env_steps,
-                policy_loss=g.policy_loss,
-                value_loss=g.value_loss,
-                entropy=g.entropy,
+    def take(self, batcher: SyncBarrier | AsyncQueue, live: set[str]) -> Release | None:
+        release = batcher.take(live, self.trainer.version, time.monotonic())
+        if release is not None and release.reason:
+            self.log.warning(
+                "barrier_released",
+                reason=release.reason,
+                missing=release.missing[:16],
+                version=self.trainer.version,
+                rollouts=len(release.items),
             )
-            self._after(result, [sub])
+        return release
 
-    def _after(self, result: UpdateStats, items: list[Submission]) -> None:
+    def run_released(self, batcher: SyncBarrier | AsyncQueue, live: set[str]) -> None:
+        while (release := self.take(batcher, live)) is not None:
+            self.finish(self.compute(release, self.prepare(release)))
+
+    def prepare(self, release: Release) -> Batch | None:
+        if self.spec.sends_gradients:
+            return None
+        return self.trainer.prepare([s.payload for s in release.items])
+
+    def compute(self, release: Release, batch: Batch | None) -> Done:
+        t0 = time.perf_counter()
+        items = release.items
+        if batch is not None:
+            results = [(items, self.trainer.train_batch(batch))]
+        else:
+            results = []
+            for sub in items:
+                g = sub.payload  # a checked Gradient message
+                result = self.trainer.apply_gradient(
+                    g.arrays,
+                    transitions=g.env_steps,
+                    policy_loss=g.policy_loss,
+                    value_loss=g.value_loss,
+                    entropy=g.entropy,
+                )
+                results.append(([sub], result))
+        weights = None
+        if self.publish is not None and any(r.applied for _, r in results):
+            weights = (self.trainer.version, self.trainer.weights())
+        busy = time.perf_counter() - t0
         if self.debug_delay_s:
             time.sleep(self.debug_delay_s)
+        return Done(release, results, weights, busy)
+
+    def finish(self, done: Done) -> None:
+        for items, result in done.results:
+            self._after(result, items)
+        if done.weights is not None and self.publish is not None:
+            self.publish(*done.weights)
+
+    def _after(self, result: UpdateStats, items: list[Submission]) -> None:
         self.stats.batches += len(items)
         if self.ack is not None:
             for sub in items:
-                self.ack(sub.route, sub.seq, self.trainer.version, trained=result.applied)
+                self.ack(sub.route, sub.seq, result.version, trained=result.applied)
         self.stats.trained_steps += result.transitions
         if not result.applied:
             self.stats.skipped_updates += 1
-            self.log.warning("update_skipped", reason=result.skipped, version=self.trainer.version)
+            self.log.warning("update_skipped", reason=result.skipped, version=result.version)
             return
         self.stats.add_update(
             result.grad_norm, result.policy_loss, result.value_loss, result.entropy
         )
-        if self.publish is not None:
-            self.publish()

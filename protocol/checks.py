@@ -14,7 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from protocol.messages import Experience, Gradient, Weights
-from protocol.rollout import EPISODE_ARRAYS, EPISODE_DTYPES, ROLLOUT_ARRAYS, layout
+from protocol import frames as framing
+from protocol.rollout import EPISODE_ARRAYS, EPISODE_DTYPES, layout, wire_names
 from protocol.spec import RunSpec
 
 # Rewards beyond this magnitude are treated as corrupt input, not as a signal.
@@ -59,18 +60,24 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
     """Raise ``InvalidMessage`` unless ``msg`` is a rollout of this run (the layout of
     protocol/rollout.py); return the number of valid transitions in it."""
     a = msg.arrays
-    missing = set(ROLLOUT_ARRAYS) - a.keys()
+    want = wire_names(spec)
+    missing, extra = want - a.keys(), a.keys() - want
     if missing:
         raise InvalidMessage("missing_array", ",".join(sorted(missing)))
+    if extra:  # e.g. whole observations in a frame-stacked run, or the other way round
+        raise InvalidMessage("unexpected_array", ",".join(sorted(extra)))
     for name, (dtype, shape) in layout(spec, num_envs).items():
-        _expect(a[name], name, dtype, shape)
+        if name == "obs" and spec.frame_stack > 1:
+            _check_packed_obs(a, spec, shape)
+        else:
+            _expect(a[name], name, dtype, shape)
     acts = a["actions"]
     if spec.action_kind == "discrete":
         if acts.size and (acts.min() < 0 or acts.max() >= spec.action_n):
             raise InvalidMessage("out_of_range", f"actions must be in [0, {spec.action_n})")
     else:
         _finite(acts, "actions")
-    if a["obs"].dtype.kind == "f":
+    if "obs" in a and a["obs"].dtype.kind == "f":
         _finite(a["obs"], "obs")
     _finite(a["logp"], "logp")
     _finite(a["rewards"], "rewards")
@@ -78,6 +85,21 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
         raise InvalidMessage("out_of_range", f"|reward| > {MAX_ABS_REWARD:g}")
     check_episodes(a)
     return int(a["valid"].sum())
+
+
+def _check_packed_obs(a: Mapping[str, np.ndarray], spec: RunSpec, obs_shape: tuple) -> None:
+    """frames [M, *frame] in the obs dtype, M bounded by whole stacks everywhere;
+    stack_idx [T+1, N, S] int32 pointing into them."""
+    t1, n, s = obs_shape[:3]
+    frames, idx = a["frames"], a["stack_idx"]
+    m = frames.shape[0] if frames.ndim == len(obs_shape) - 2 else -1
+    if m > framing.max_frames(t1 - 1, n, s):
+        raise InvalidMessage("bad_shape", "more frames than whole stacks would need")
+    _expect(frames, "frames", spec.obs_dtype, (m, *obs_shape[3:]))
+    _expect(idx, "stack_idx", framing.STACK_IDX_DTYPE, (t1, n, s))
+    problem = framing.check_stack_idx(idx, m)
+    if problem:
+        raise InvalidMessage("out_of_range", problem)
 
 
 def check_params(

@@ -11,7 +11,8 @@ arrays it may carry. The codec enforces exactly this: unknown types, missing or 
 fields, fields of the wrong type, and arrays not listed here are decode errors.
 
 Arrays: an Experience carries exactly the arrays of one rollout, whose names, dtypes
-and shapes are defined in protocol/rollout.py (from the RunSpec). A Gradient carries
+and shapes are defined in protocol/rollout.py (from the RunSpec); a frame-stacked run's
+observations travel as distinct frames plus indices (protocol/frames.py). A Gradient carries
 ``grad/<param>`` float32 arrays (one per network parameter) plus the rollout's episode
 arrays; a Weights message carries ``<param>`` float32 arrays.
 
@@ -30,11 +31,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from protocol.rollout import EPISODE_ARRAYS, ROLLOUT_ARRAYS
+from protocol.rollout import EPISODE_ARRAYS, PACKED_OBS_ARRAYS, ROLLOUT_ARRAYS
 
 # 2: RunSpec gained coordination, loss, obs_dtype, env_family and encoder and lost the
 #    learner-only fields; observations travel in the env's own dtype.
-SCHEMA_VERSION = 2
+# 3: RunSpec gained frame_stack; a frame-stacked Experience carries frames + stack_idx
+#    instead of obs (protocol/frames.py).
+SCHEMA_VERSION = 3
 
 # Array dtypes allowed on the wire, as numpy's little-endian type strings. Anything else
 # (objects, structured or void types, big-endian) is refused by the codec.
@@ -126,7 +129,9 @@ _EPISODE_ARRAYS = frozenset(EPISODE_ARRAYS)
 class Experience(ArrayMessage):
     TYPE: ClassVar[str] = "experience"
     FIELDS: ClassVar[dict[str, type]] = dict(_ROLLOUT_FIELDS)
-    ARRAYS: ClassVar[frozenset[str]] = frozenset(ROLLOUT_ARRAYS)
+    # Which of "obs" or the packed pair a message must carry depends on the run spec
+    # (checks.check_experience); the codec admits both.
+    ARRAYS: ClassVar[frozenset[str]] = frozenset((*ROLLOUT_ARRAYS, *PACKED_OBS_ARRAYS))
     actor_id: str = ""
     incarnation: str = ""
     seq: int = 0

@@ -21,24 +21,94 @@ A rollout of T steps from N environments, time-major:
     ep_lengths   [K]                  int64
 
 ``layout`` derives names, dtypes and shapes from a ``RunSpec``; the actor allocates from
-it, the Experience message carries exactly these arrays, the content checks compare
-against it, and the learner reads the typed ``Rollout``. Numpy only: torch tensors are
-made in core/batch.py.
+it, the Experience message carries exactly these arrays (``wire_arrays``), the content
+checks compare against it, and the learner reads the typed ``Rollout``. Numpy only:
+torch tensors are made in core/batch.py.
+
+Frame-stacked runs (``RunSpec.frame_stack``) send ``obs`` as distinct frames plus
+indices (protocol/frames.py); the learner's ``Rollout`` then holds a ``PackedObs``,
+which core/batch.py unpacks on the training device.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 
+from protocol import frames as framing
 from protocol.spec import RunSpec
 
 EPISODE_ARRAYS = ("ep_returns", "ep_lengths")
 STEP_ARRAYS = ("actions", "logp", "rewards", "terminated", "truncated", "valid")
 ROLLOUT_ARRAYS = ("obs", *STEP_ARRAYS, *EPISODE_ARRAYS)
 EPISODE_DTYPES = {"ep_returns": "<f8", "ep_lengths": "<i8"}
+PACKED_OBS_ARRAYS = ("frames", "stack_idx")
+
+
+def obs_arrays(spec: RunSpec) -> tuple[str, ...]:
+    """The names the observations of one rollout of ``spec`` travel under."""
+    return PACKED_OBS_ARRAYS if spec.frame_stack > 1 else ("obs",)
+
+
+def wire_names(spec: RunSpec) -> frozenset[str]:
+    """Exactly the arrays an Experience of ``spec`` carries."""
+    return frozenset((*obs_arrays(spec), *STEP_ARRAYS, *EPISODE_ARRAYS))
+
+
+def max_envs(spec: RunSpec, max_frame_bytes: int) -> int:
+    """The most envs one actor may run for a rollout of ``spec`` to fit: every array is
+    one ZeroMQ frame, and a frame over the receiver's limit is cut off by ZeroMQ. The
+    largest is the observations; a packed rollout whose every stack is sent whole is as
+    large as the unpacked one, so that is the bound."""
+    per_env = max(
+        math.prod(shape[:1] + shape[2:]) * np.dtype(dtype).itemsize
+        for dtype, shape in layout(spec, 1).values()
+    )
+    return max_frame_bytes // per_env
+
+
+def too_large(spec: RunSpec, num_envs: int, max_frame_bytes: int) -> str:
+    """'' if a rollout of ``num_envs`` envs fits, else a message saying which flag to
+    change."""
+    fit = max_envs(spec, max_frame_bytes)
+    if num_envs <= fit:
+        return ""
+    mb = max_frame_bytes / 2**20
+    return (
+        f"a rollout of {num_envs} envs x {spec.rollout_len} steps of {list(spec.obs_shape)} "
+        f"observations can exceed the {mb:g} MiB frame limit; use --envs {max(fit, 1)} or "
+        "fewer, a shorter --rollout-len, or raise the learner's --max-frame-bytes"
+    )
+
+
+@dataclass(frozen=True)
+class PackedObs:
+    """Observations [T+1, N, S, *frame] as distinct frames and indices (frames.py)."""
+
+    frames: np.ndarray  # [M, *frame]
+    stack_idx: np.ndarray  # [T+1, N, S] int32
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.stack_idx.shape, *self.frames.shape[1:])
+
+    def unpack(self) -> np.ndarray:
+        return framing.unpack(self.frames, self.stack_idx)
+
+    @staticmethod
+    def concat(parts: Sequence[PackedObs]) -> PackedObs:
+        """Side by side on the env axis: the frames one after another, each part's
+        indices moved past the frames before it."""
+        offsets = np.cumsum([0] + [len(p.frames) for p in parts[:-1]])
+        return PackedObs(
+            frames=np.concatenate([p.frames for p in parts]),
+            stack_idx=np.concatenate(
+                [p.stack_idx + np.int32(o) for p, o in zip(parts, offsets, strict=True)], axis=1
+            ),
+        )
 
 
 def layout(spec: RunSpec, num_envs: int) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -59,7 +129,7 @@ def layout(spec: RunSpec, num_envs: int) -> dict[str, tuple[str, tuple[int, ...]
 
 @dataclass
 class Rollout:
-    obs: np.ndarray  # [T+1, N, *obs_shape]
+    obs: np.ndarray | PackedObs  # [T+1, N, *obs_shape]
     actions: np.ndarray  # [T, N] or [T, N, *act_shape]
     logp: np.ndarray  # [T, N]
     rewards: np.ndarray  # [T, N]
@@ -82,11 +152,28 @@ class Rollout:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Rollout:
         """From the arrays of a (checked) Experience message; no copy."""
-        return cls(**{name: arrays[name] for name in ROLLOUT_ARRAYS})
+        obs = (
+            PackedObs(arrays["frames"], arrays["stack_idx"])
+            if "frames" in arrays
+            else arrays["obs"]
+        )
+        return cls(obs=obs, **{name: arrays[name] for name in ROLLOUT_ARRAYS if name != "obs"})
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays an Experience message carries."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The arrays as they are held (``obs`` whole, or packed)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if isinstance(self.obs, PackedObs):
+            del out["obs"]
+            out.update(frames=self.obs.frames, stack_idx=self.obs.stack_idx)
+        return out
+
+    def wire_arrays(self, spec: RunSpec) -> dict[str, np.ndarray]:
+        """The arrays an Experience message of ``spec`` carries: frame-stacked
+        observations packed so that each frame travels once."""
+        if spec.frame_stack > 1 and not isinstance(self.obs, PackedObs):
+            frames, stack_idx = framing.pack(self.obs)
+            return Rollout(**{**vars(self), "obs": PackedObs(frames, stack_idx)}).arrays()
+        return self.arrays()
 
     @property
     def num_steps(self) -> int:
@@ -110,5 +197,8 @@ class Rollout:
         out = {}
         for f in fields(Rollout):
             parts = [getattr(r, f.name) for r in rollouts]
-            out[f.name] = np.concatenate(parts, axis=step_axis.get(f.name, 0))
+            if f.name == "obs" and isinstance(parts[0], PackedObs):
+                out["obs"] = PackedObs.concat(parts)
+            else:
+                out[f.name] = np.concatenate(parts, axis=step_axis.get(f.name, 0))
         return Rollout(**out)

@@ -60,6 +60,10 @@ class RunSpec:
     # compute gradients read them, with the algorithm's own checks.
     loss: dict = field(default_factory=dict)
     encoder: str = "mlp"
+    # Observations that are stacks of this many frames along their first axis (Atari:
+    # 4 x 84 x 84); each frame then crosses the wire once (protocol/frames.py). 0: not
+    # stacked, observations travel whole.
+    frame_stack: int = 0
     hidden: tuple[int, ...] = (64, 64)
     max_in_flight: int = 1
     heartbeat_s: float = 0.5
@@ -96,6 +100,12 @@ class RunSpec:
                 lo > hi for lo, hi in zip(self.action_low, self.action_high, strict=True)
             ):
                 raise SpecError("action bounds must be numbers with low <= high")
+        if self.frame_stack and not (
+            2 <= self.frame_stack <= 64
+            and len(self.obs_shape) >= 2
+            and self.obs_shape[0] == self.frame_stack
+        ):
+            raise SpecError("frame_stack must be 0, or 2 to 64 and the first obs dimension")
         if not self.hidden or any(not 1 <= h <= 65536 for h in self.hidden):
             raise SpecError("hidden sizes must be in [1, 65536]")
         if not 1 <= self.max_in_flight <= 1024:

@@ -42,18 +42,27 @@ class A2CConfig:
         "truncate the importance ratio pi/mu of each policy-gradient term at this "
         "(corrects policy lag and temperature); 0: plain A2C/A3C loss",
     )
+    reward_clip: float = arg(
+        0.0,
+        "clip rewards to [-c, c] in the loss only (Atari's usual 1); episode returns stay the game's score; 0: off",
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
-        if self.value_coef < 0 or self.entropy_coef < 0 or self.is_clip < 0:
-            raise ValueError("--value-coef, --entropy-coef and --is-clip must be >= 0")
+        if min(self.value_coef, self.entropy_coef, self.is_clip, self.reward_clip) < 0:
+            raise ValueError(
+                "--value-coef, --entropy-coef, --is-clip and --reward-clip must be >= 0"
+            )
 
 
 def a2c_loss(model, batch: Batch, cfg: A2CConfig) -> LossTerms:
     out, values = model(batch.obs)  # [T+1, N, out], [T+1, N]
+    rewards = batch.rewards
+    if cfg.reward_clip > 0:
+        rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
     adv, returns = advantages_and_returns(
-        batch.rewards,
+        rewards,
         values.detach(),
         batch.terminated,
         batch.truncated,

@@ -1,5 +1,6 @@
 """Environment families (family.py for the contract). Registered families, first match
-wins: gymnasium (any registered id; the fallback). Atari's ale-py family goes before it.
+wins: ale (``ALE/<Game>-v5``, ale-py's C++ vector env), then gymnasium (any registered
+id; the fallback).
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from typing import Any
 
 import gymnasium as gym
 
+from core.envs.ale_family import AleFamily
 from core.envs.family import EnvFamily, EnvSpecError, spaces_to_spec_fields, wire_obs_dtype
 from core.envs.gymnasium_family import GymnasiumFamily
 
-FAMILIES: tuple[EnvFamily, ...] = (GymnasiumFamily(),)
+FAMILIES: tuple[EnvFamily, ...] = (AleFamily(), GymnasiumFamily())
 
 
 def family_for(env_id: str, name: str | None = None) -> EnvFamily:
@@ -29,17 +31,18 @@ def make_vec_env(
 
 
 def describe(env_id: str, env_kwargs: dict | None = None) -> dict[str, Any]:
-    """RunSpec fields that come from the env: family, observation shape and dtype, and
-    the action space."""
+    """RunSpec fields that come from the env: family, observation shape and dtype,
+    frame stacking, and the action space."""
     family = family_for(env_id)
     envs = family.make(env_id, 1, dict(env_kwargs or {}))
     try:
         fields = spaces_to_spec_fields(
             env_id, envs.single_observation_space, envs.single_action_space
         )
+        stack = family.frame_stack(envs)
     finally:
         envs.close()
-    return {"env_family": family.name, **fields}
+    return {"env_family": family.name, "frame_stack": stack if stack > 1 else 0, **fields}
 
 
 def reward_threshold(env_id: str) -> float | None:

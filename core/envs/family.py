@@ -4,8 +4,10 @@ spaces mean for the run spec.
     family = family_for(env_id)                 # core/envs/__init__.py
     envs = family.make(env_id, num_envs, kwargs) # a gymnasium VectorEnv, next-step autoreset
     family.reward_threshold(env_id)              # for "solved", or None
+    family.frame_stack(envs)                     # S > 1: observations are stacks of S frames
 
-A family is a small class with ``name``, ``matches``, ``make`` and ``reward_threshold``;
+A family is a small class with ``name``, ``matches``, ``make``, ``frame_stack`` and
+``reward_threshold``;
 the first registered family that matches an id builds it. ``describe`` turns any family's
 spaces into RunSpec fields, so the checks, the model and the rollout agree on them.
 """
@@ -28,6 +30,8 @@ class EnvFamily(Protocol):
     def matches(self, env_id: str) -> bool: ...
 
     def make(self, env_id: str, num_envs: int, env_kwargs: dict) -> gym.vector.VectorEnv: ...
+
+    def frame_stack(self, envs: gym.vector.VectorEnv) -> int: ...
 
     def reward_threshold(self, env_id: str) -> float | None: ...
 

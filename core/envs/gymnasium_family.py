@@ -58,6 +58,11 @@ class GymnasiumFamily:
             raise EnvSpecError(f"{env_id}: autoreset mode {mode} is not supported (need NEXT_STEP)")
         return envs
 
+    def frame_stack(self, envs: gym.vector.VectorEnv) -> int:
+        """A vector env whose observations are stacks of frames on their first axis says
+        so in ``metadata["frame_stack"]``; 0 otherwise."""
+        return int(envs.metadata.get("frame_stack", 0))
+
     def reward_threshold(self, env_id: str) -> float | None:
         threshold = resolve(env_id).reward_threshold
         return None if threshold is None or not math.isfinite(threshold) else float(threshold)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 
-def orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+def orthogonal(layer: nn.Module, gain: float) -> nn.Module:
     """Orthogonal init (as in the A2C/PPO baselines), zero bias."""
     nn.init.orthogonal_(layer.weight, gain=gain)
     nn.init.zeros_(layer.bias)
@@ -49,12 +49,72 @@ class MLPEncoder(nn.Module):
         return self.net(x)  # [..., out_dim]
 
 
-ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder}
+class NatureCNN(nn.Module):
+    """The DQN network of Mnih et al. 2015 (also A3C's and IMPALA's shallow model):
+    conv 32x8x8/4, 64x4x4/2, 64x3x3/1, each with ReLU, then a 512-unit ReLU layer.
+    Input [..., C, H, W] (C: stacked frames, or stacked frames x 3 colours for
+    [S, H, W, 3] RGB stacks); uint8 is scaled to [0, 1] here, on the training device.
+    ``hidden`` (the MLP's layer sizes) does not apply. Inputs must be at least 36x36."""
+
+    SHARED = True
+    FEATURES = 512
+
+    def __init__(
+        self, obs_shape: tuple[int, ...], hidden: tuple[int, ...], obs_dtype: str = "<f4"
+    ) -> None:
+        super().__init__()
+        if len(obs_shape) == 4:  # [S, H, W, 3]: RGB stacks, colours folded into channels
+            s, h, w, c = obs_shape
+            self.channels_last = True
+            in_ch = s * c
+        elif len(obs_shape) == 3:
+            in_ch, h, w = obs_shape
+            self.channels_last = False
+        else:
+            raise ValueError(
+                f"the CNN needs [C, H, W] or [S, H, W, 3] observations, got {obs_shape}"
+            )
+        if min(h, w) < 36:
+            raise ValueError(f"the CNN needs images of at least 36x36, got {h}x{w}")
+        self.obs_shape = tuple(obs_shape)
+        self.scale = 1.0 / 255.0 if obs_dtype == "|u1" else 1.0
+        gain = math.sqrt(2)
+        self.convs = nn.Sequential(
+            orthogonal(nn.Conv2d(in_ch, 32, 8, stride=4), gain),
+            nn.ReLU(),
+            orthogonal(nn.Conv2d(32, 64, 4, stride=2), gain),
+            nn.ReLU(),
+            orthogonal(nn.Conv2d(64, 64, 3, stride=1), gain),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, in_ch, h, w)).shape[1]
+        self.dense = nn.Sequential(orthogonal(nn.Linear(flat, self.FEATURES), gain), nn.ReLU())
+        self.in_ch, self.h, self.w = in_ch, h, w
+        self.out_dim = self.FEATURES
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        batch = obs.shape[: obs.dim() - len(self.obs_shape)]
+        x = obs.reshape(-1, *self.obs_shape)
+        if self.channels_last:  # [B, S, H, W, 3] -> [B, S*3, H, W]
+            x = x.permute(0, 1, 4, 2, 3).reshape(-1, self.in_ch, self.h, self.w)
+        x = x.float()
+        if self.scale != 1.0:
+            x = x * self.scale
+        return self.dense(self.convs(x)).reshape(*batch, self.out_dim)
+
+
+ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "cnn": NatureCNN}
 
 
 def default_encoder(obs_shape: tuple[int, ...], obs_dtype: str) -> str:
-    """The encoder for an observation space: the MLP for vectors. (Images get the CNN
-    once it exists; until then they are flattened into the MLP.)"""
+    """The encoder for an observation space: the CNN for images (uint8 observations of 3
+    or 4 dimensions, at least 36x36), the MLP for everything else."""
+    if obs_dtype == "|u1" and len(obs_shape) in (3, 4):
+        h, w = obs_shape[1], obs_shape[2]
+        if min(h, w) >= 36:
+            return "cnn"
     return "mlp"
 
 

@@ -1,0 +1,96 @@
+"""The learner's training thread: updates run beside the loop, not inside it.
+
+    training = TrainingThread(updater, depth=2)
+    training.submit(release, updater.prepare(release))   # the loop's thread
+    for done in training.finished():                     # the loop's thread
+        updater.finish(done)                             # acks, stats, weights out
+    training.drain(updater.finish)                       # before a checkpoint, at the end
+
+The loop (learner/server.py) keeps receiving, decoding, checking and answering actors
+while the network trains: a slow update (a CNN on a CPU) no longer silences the learner
+for seconds, and on a GPU the next batch is decoded, assembled in page-locked memory and
+copied (on the trainer's copy stream) while the current one trains. Only the training
+thread touches the network and the optimizer; it hands back a copy of the weights with
+each result, so the loop never reads parameters that are being written. Sockets stay on
+the loop's thread (ZeroMQ sockets are not thread-safe).
+
+``depth`` bounds the releases in flight: 1 for the sync barrier (an update must finish
+before the next version's rollouts can exist), 2 otherwise (one training, one prepared).
+``busy_s`` is the training thread's time inside updates: the learner's idle fraction is
+1 - busy_s / wall time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from learner.batching import Release
+from learner.updates import Done, Updater
+
+
+class TrainingFailed(RuntimeError):
+    """An update raised on the training thread (a bug, not bad input: inputs are
+    checked before they get here); re-raised on the loop's thread."""
+
+
+class TrainingThread:
+    def __init__(self, updater: Updater, depth: int) -> None:
+        self.updater = updater
+        self.depth = depth
+        self.in_flight = 0
+        self.busy_s = 0.0
+        self._jobs: queue.Queue = queue.Queue()
+        self._done: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="learner-training", daemon=True)
+        self._thread.start()
+
+    @property
+    def has_room(self) -> bool:
+        return self.in_flight < self.depth
+
+    def submit(self, release: Release, prepared) -> None:
+        self.in_flight += 1
+        self._jobs.put((release, prepared))
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                done: Done | BaseException = self.updater.compute(*job)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread
+                done = exc
+            self._done.put(done)
+
+    def finished(self, timeout: float | None = 0.0) -> list[Done]:
+        """Results ready now (or, with a timeout, the next one within it)."""
+        out = []
+        block = timeout is None or timeout > 0
+        while self.in_flight:
+            try:
+                done = self._done.get(block=block, timeout=timeout if block else None)
+            except queue.Empty:
+                break
+            block = False
+            self.in_flight -= 1
+            if isinstance(done, BaseException):
+                raise TrainingFailed(f"an update raised: {done!r}") from done
+            self.busy_s += done.busy_s
+            out.append(done)
+        return out
+
+    def drain(self, finish: Callable[[Done], None], timeout_s: float = 600.0) -> None:
+        """Wait for every update in flight and finish each; an update that takes longer
+        than ``timeout_s`` is a hung device, and raises rather than waits forever."""
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TrainingFailed(f"updates still running after {timeout_s:g} s")
+            for done in self.finished(timeout=min(left, 1.0)):
+                finish(done)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=30.0)
