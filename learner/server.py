@@ -35,8 +35,8 @@ from learner.auth import ZapHandler, user_id
 from learner.batching import Submission, make_batcher
 from learner.config import LearnerConfig
 from learner.outbox import Outbox
-from learner.pipeline import TrainingThread
 from learner.outcome import Outcome, stopping_rule
+from learner.pipeline import TrainingThread
 from learner.registry import ActorRecord, ActorRegistry
 from learner.stats import RunStats
 from learner.trainer import Trainer

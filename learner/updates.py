@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learner.batching import AsyncQueue, Release, Submission, SyncBarrier
 from core.batch import Batch
+from learner.batching import AsyncQueue, Release, Submission, SyncBarrier
 from learner.stats import RunStats
 from learner.trainer import Trainer, UpdateStats
 from protocol.spec import RunSpec

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from protocol.messages import Experience, Gradient, Weights
 from protocol import frames as framing
+from protocol.messages import Experience, Gradient, Weights
 from protocol.rollout import EPISODE_ARRAYS, EPISODE_DTYPES, layout, wire_names
 from protocol.spec import RunSpec
 
