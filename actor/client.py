@@ -214,7 +214,7 @@ class ActorClient:
             self._pump(0)
             if a.spec.sync:
                 self._await_release(a)
-            rollout = a.collect()
+            rollout = a.collect(between_steps=self._heartbeat)
             self.seq += 1
             msg = (
                 self._gradient_message(a, rollout)
@@ -315,7 +315,20 @@ class ActorClient:
         limit = self.cfg.learner_timeout * (SYNC_ACK_PATIENCE if a.spec.sync else 1)
         for k in self.credit.expire(now, limit):
             self.log.warning("ack_missing", seq=k)
-        if now - self.last_heartbeat >= a.spec.heartbeat_s:
+        self._heartbeat()
+        if now - self.last_heard > self.cfg.learner_timeout:
+            self.log.warning(
+                "learner_lost", learner=self.cfg.learner, silent_s=round(now - self.last_heard, 1)
+            )
+            raise Rejoin()
+
+    def _heartbeat(self) -> None:
+        """Send a heartbeat if one is due. Also called between env steps while a
+        rollout is collected (long rollouts of a slow env would otherwise look like a
+        lost actor); nothing is received then, so the weights do not change mid-rollout."""
+        a = self.acting
+        now = time.monotonic()
+        if a is not None and now - self.last_heartbeat >= a.spec.heartbeat_s:
             self.transport.try_send(
                 Heartbeat(
                     actor_id=self.actor_id,
@@ -326,11 +339,6 @@ class ActorClient:
                 )
             )
             self.last_heartbeat = now
-        if now - self.last_heard > self.cfg.learner_timeout:
-            self.log.warning(
-                "learner_lost", learner=self.cfg.learner, silent_s=round(now - self.last_heard, 1)
-            )
-            raise Rejoin()
 
     def _common(self, source: str, msg: Message) -> None:
         """What every message means wherever it arrives: liveness, shutdown, errors, a

@@ -38,8 +38,16 @@ class Acting:
     algo: algos.Algorithm | None  # gradient coordination only
     loss_cfg: Any
 
-    def collect(self) -> Rollout:
-        return self.collector.collect(self.policy.act)
+    def collect(self, between_steps: Callable[[], None] | None = None) -> Rollout:
+        """One rollout; ``between_steps`` (if given) runs before every env step."""
+        if between_steps is None:
+            return self.collector.collect(self.policy.act)
+
+        def act(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            between_steps()
+            return self.policy.act(obs)
+
+        return self.collector.collect(act)
 
     def gradients(self, rollout: Rollout) -> tuple[dict[str, np.ndarray], algos.LossTerms]:
         assert self.algo is not None, "gradients are computed only under gradient coordination"

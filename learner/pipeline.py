@@ -16,8 +16,8 @@ the loop's thread (ZeroMQ sockets are not thread-safe).
 
 ``depth`` bounds the releases in flight: 1 for the sync barrier (an update must finish
 before the next version's rollouts can exist), 2 otherwise (one training, one prepared).
-``busy_s`` is the training thread's time inside updates: the learner's idle fraction is
-1 - busy_s / wall time.
+``busy_s(now)`` is the training thread's time inside updates: the learner's idle
+fraction is 1 - busy_s / wall time.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ class TrainingThread:
         self.updater = updater
         self.depth = depth
         self.in_flight = 0
-        self.busy_s = 0.0
+        # Written by the training thread only: seconds in finished updates, and when the
+        # running one started (None: idle).
+        self._busy_s = 0.0
+        self._started: float | None = None
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="learner-training", daemon=True)
@@ -57,11 +60,20 @@ class TrainingThread:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
+            self._started = time.monotonic()
             try:
                 done: Done | BaseException = self.updater.compute(*job)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread
                 done = exc
+            self._busy_s += time.monotonic() - self._started
+            self._started = None
             self._done.put(done)
+
+    def busy_s(self, now: float) -> float:
+        """Seconds the training thread has spent in updates so far, the running one
+        included."""
+        busy, started = self._busy_s, self._started
+        return busy + (now - started if started is not None else 0.0)
 
     def finished(self, timeout: float | None = 0.0) -> list[Done]:
         """Results ready now (or, with a timeout, the next one within it)."""
@@ -76,7 +88,6 @@ class TrainingThread:
             self.in_flight -= 1
             if isinstance(done, BaseException):
                 raise TrainingFailed(f"an update raised: {done!r}") from done
-            self.busy_s += done.busy_s
             out.append(done)
         return out
 

@@ -188,8 +188,9 @@ class LearnerServer:
         """The share of the last progress interval the training thread spent in updates
         (1 - the learner's idle fraction)."""
         t, busy = self._busy_mark
-        self._busy_mark = (now, self.training.busy_s)
-        return round(min(1.0, (self.training.busy_s - busy) / max(now - t, 1e-9)), 3)
+        total = self.training.busy_s(now)
+        self._busy_mark = (now, total)
+        return round(min(1.0, (total - busy) / max(now - t, 1e-9)), 3)
 
     def _should_stop(self) -> Outcome | None:
         outcome = stopping_rule(

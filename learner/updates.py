@@ -36,7 +36,6 @@ class Done:
     results: list[tuple[list[Submission], UpdateStats]]
     # The weights after the last applied update (copied where it ran), else None.
     weights: tuple[int, dict[str, np.ndarray]] | None
-    busy_s: float  # seconds spent training
 
 
 class Updater:
@@ -83,7 +82,6 @@ class Updater:
         return self.trainer.prepare([s.payload for s in release.items])
 
     def compute(self, release: Release, batch: Batch | None) -> Done:
-        t0 = time.perf_counter()
         items = release.items
         if batch is not None:
             results = [(items, self.trainer.train_batch(batch))]
@@ -102,10 +100,9 @@ class Updater:
         weights = None
         if self.publish is not None and any(r.applied for _, r in results):
             weights = (self.trainer.version, self.trainer.weights())
-        busy = time.perf_counter() - t0
         if self.debug_delay_s:
             time.sleep(self.debug_delay_s)
-        return Done(release, results, weights, busy)
+        return Done(release, results, weights)
 
     def finish(self, done: Done) -> None:
         for items, result in done.results:
