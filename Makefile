@@ -23,7 +23,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor test test-fast lint format keys compare bench-solve bench-throughput soak clean
+.PHONY: venv run run-learner run-actor test test-fast lint format keys compare bench-solve bench-throughput bench-gpu bench-atari soak clean
 
 venv: $(STAMP)
 
@@ -76,6 +76,10 @@ bench-solve: venv
 # Actor env steps/s against the raw limit, wire cost per batch, learner samples/s.
 bench-throughput: venv
 	$(PY) -m scripts.bench_throughput $(ARGS)
+
+# On a GPU machine: Pong to +18 with 14 actors, and the scaling study (README, GPU).
+bench-gpu: venv
+	$(PY) -m scripts.bench_gpu $(ARGS)
 
 # Random actor kills, freezes and restarts plus one learner kill-and-resume; CI runs 60 s.
 SOAK_SECONDS ?= 60

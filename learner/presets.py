@@ -22,24 +22,27 @@ class Preset:
     source: str = ""
 
 
-# Atari. The network is the Nature CNN chosen by --encoder auto. The numbers follow the
-# published Atari settings of the A2C/PPO baselines and CleanRL's PPO (Adam, entropy
-# 0.01, value 0.5, GAE 0.95, gradient norm 0.5, rewards clipped to [-1, 1] for the
-# loss, 128-step rollouts) and IMPALA (asynchronous actors with an off-policy
-# correction; reward clipping). The learning rate is higher than PPO's 2.5e-4 because an
-# update here is one step on a large merged batch (16 envs x 128 steps per rollout,
-# several rollouts per update) rather than many minibatch steps. 128-step rollouts also
-# put the frame-once wire under 7.5 kB per transition (protocol/frames.py).
+# Atari. The network is the Nature CNN chosen by --encoder auto. The loss settings are
+# the published Atari ones of the A2C/PPO baselines and CleanRL's PPO (Adam, entropy
+# 0.01, value 0.5, GAE 0.95, gradient norm 0.5, rewards clipped to [-1, 1] for the loss
+# only). The coordination is IMPALA's (Espeholt et al. 2018; TorchBeast's unroll of 80
+# steps): asynchronous actors, each update on what arrived, the policy-gradient term
+# corrected by a truncated importance weight. The learning rate is above PPO's 2.5e-4
+# because an update is one step on 1280+ transitions, not many minibatch steps. With
+# many actors each update lands while every other actor is mid-rollout, so the lag is
+# about the number of actors: the bound is 32 versions, not a3c's 4. 80-step rollouts
+# also keep the frame-once wire under 7.5 kB per transition (protocol/frames.py).
 ATARI = Preset(
     name="atari",
     family="ale",
     flags={
         "algo": "a3c",
         "envs": 16,
-        "rollout_len": 128,
+        "rollout_len": 80,
         "lr": 6e-4,
         "max_grad_norm": 0.5,
         "max_batches_per_update": 4,
+        "max_policy_lag": 32,
     },
     loss={
         "entropy_coef": 0.01,

@@ -33,6 +33,7 @@ class RunStats:
     _grad_norms: list[float] = field(default_factory=list)
     _losses: list[tuple[float, float, float]] = field(default_factory=list)
     _last_steps: int = 0
+    _last_trained: int = 0
     _last_time: float | None = None
 
     def add_episodes(self, returns: np.ndarray) -> None:
@@ -64,13 +65,16 @@ class RunStats:
         """The fields of one ``progress`` event; resets the interval figures."""
         dt = None if self._last_time is None else now - self._last_time
         sps = (self.env_steps - self._last_steps) / dt if dt else 0.0
+        tps = (self.trained_steps - self._last_trained) / dt if dt else 0.0
         self._last_steps, self._last_time = self.env_steps, now
+        self._last_trained = self.trained_steps
         lags, norms, losses = self._lags, self._grad_norms, self._losses
         self._lags, self._grad_norms, self._losses = [], [], []
         out = {
             "wall_s": round(wall_s, 3),
             "env_steps": self.env_steps,
             "steps_per_s": round(sps, 1),
+            "trained_per_s": round(tps, 1),
             "updates": self.updates,
             "episodes": self.episodes,
             "mean_return_100": _round(self.mean_return_100),

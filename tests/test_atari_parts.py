@@ -103,7 +103,7 @@ def test_reward_clip_applies_in_the_loss_only():
 
 def test_atari_preset_applies_to_ale_ids_and_given_flags_win():
     cfg, _ = parse(["--env", "ALE/Pong-v5"])
-    assert cfg.preset == "atari" and cfg.algo == "a3c" and cfg.rollout_len == 128
+    assert cfg.preset == "atari" and cfg.algo == "a3c" and cfg.rollout_len == 80
     assert cfg.loss.reward_clip == 1.0 and cfg.loss.entropy_coef == 0.01
     cfg, _ = parse(["--env", "ALE/Pong-v5", "--rollout-len", "64", "--entropy-coef", "0"])
     assert cfg.rollout_len == 64 and cfg.loss.entropy_coef == 0.0 and cfg.loss.reward_clip == 1

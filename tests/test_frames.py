@@ -102,10 +102,10 @@ def test_collected_rollouts_round_trip_across_rollout_and_episode_boundaries():
 
 
 def test_wire_bytes_per_transition_meet_the_atari_target():
-    """A 4x84x84 stack is 28 kB; packed at the Atari preset's 128 steps, a transition
+    """A 4x84x84 stack is 28 kB; packed at the Atari preset's 80 steps, a transition
     without resets costs frames (T+S)/T * 7056 B plus its indices: under 7.5 kB."""
     rng = np.random.default_rng(2)
-    t, n = 128, 2
+    t, n = 80, 2
     obs = stacked_sequence(rng, t + 1, n, 4, hw=(84, 84))
     packed, idx = frames.pack(obs)
     per_transition = (packed.nbytes + idx.nbytes) / (t * n)
