@@ -23,6 +23,7 @@ fraction is 1 - busy_s / wall time.
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +48,11 @@ class TrainingThread:
         self._started: float | None = None
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
+        # A byte on this pair wakes the loop's poller when an update is done, so acks
+        # and weights go out at once, not at the next poll timeout.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="learner-training", daemon=True)
         self._thread.start()
 
@@ -68,6 +74,16 @@ class TrainingThread:
             self._busy_s += time.monotonic() - self._started
             self._started = None
             self._done.put(done)
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:  # the pair's buffer is full: the loop is awake already
+                pass
+
+    @property
+    def wake_fd(self) -> int:
+        """A file descriptor that becomes readable when an update is done (for a
+        zmq.Poller); ``finished`` empties it."""
+        return self._wake_r.fileno()
 
     def busy_s(self, now: float) -> float:
         """Seconds the training thread has spent in updates so far, the running one
@@ -77,6 +93,11 @@ class TrainingThread:
 
     def finished(self, timeout: float | None = 0.0) -> list[Done]:
         """Results ready now (or, with a timeout, the next one within it)."""
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:  # nothing (more) to read
+            pass
         out = []
         block = timeout is None or timeout > 0
         while self.in_flight:
@@ -105,3 +126,5 @@ class TrainingThread:
     def close(self) -> None:
         self._jobs.put(None)
         self._thread.join(timeout=30.0)
+        self._wake_r.close()
+        self._wake_w.close()

@@ -143,6 +143,7 @@ class LearnerServer:
         last_checkpoint = self.wall_s
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
+        poller.register(self.training.wake_fd, zmq.POLLIN)
         if self.zap is not None:
             poller.register(self.zap.sock, zmq.POLLIN)
         while True:

@@ -26,6 +26,12 @@ if str(ROOT) not in sys.path:  # run as a file: make the packages importable
 from core.procs import stop_process  # noqa: E402
 
 
+def python_path() -> str:
+    """The repository first, then whatever PYTHONPATH the caller had (packages may come
+    from there, not from a virtual environment)."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def run_process(
     cmd: list[str], log_path: Path, timeout_s: float, stop_timeout_s: float = 10.0
 ) -> tuple[int | None, float, str]:
@@ -56,7 +62,7 @@ class Proc:
         self.log_path = log_path
         self.stderr_path = stderr_path
         self._err = open(stderr_path, "wb")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()}
         self.popen = subprocess.Popen(
             [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._err, env=env
         )

@@ -42,20 +42,36 @@ def test_packed_observations_gather_on_the_gpu():
     assert np.array_equal(batch.obs.cpu().numpy(), whole)
 
 
-def test_an_update_on_cuda_matches_the_cpu():
+def test_the_loss_and_its_gradient_on_cuda_match_the_cpu():
+    """Same weights, same batch: the same loss and gradient within TF32's precision
+    (cuDNN convolutions use TF32 by default). Parameters after an Adam step are not
+    compared: Adam's first step is lr * sign(g), so a tiny gradient whose sign rounding
+    flips moves by 2 lr."""
     spec, received, _ = catch_rollouts()
     algo = algos.get("a2c")
     cfg = algo.make_config({"entropy_coef": 0.01})
     cpu = Trainer(spec, algo, cfg, TrainerConfig(lr=1e-3, seed=3), torch.device("cpu"))
     gpu = Trainer(spec, algo, cfg, TrainerConfig(lr=1e-3, seed=3), torch.device("cuda"))
     gpu.model.load_state_dict(cpu.model.state_dict())
-    a = cpu.train_on(received)
-    # The GPU path: prepared on the copy stream, trained on the default one.
-    b = gpu.train_batch(gpu.prepare(received))
-    assert a.applied and b.applied and b.version == 1
-    assert b.policy_loss == pytest.approx(a.policy_loss, rel=1e-3, abs=1e-5)
-    assert b.value_loss == pytest.approx(a.value_loss, rel=1e-3, abs=1e-5)
-    for (name, p), q in zip(cpu.model.named_parameters(), gpu.model.parameters(), strict=True):
-        torch.testing.assert_close(q.detach().cpu(), p.detach(), rtol=1e-3, atol=1e-4, msg=name)
-    weights = gpu.weights()
-    assert all(isinstance(w, np.ndarray) and w.dtype == np.float32 for w in weights.values())
+    grads = []
+    for trainer in (cpu, gpu):
+        terms = algo.loss(trainer.model, trainer.prepare(received), cfg)
+        trainer.model.zero_grad()
+        terms.total.backward()
+        grads.append(torch.cat([p.grad.flatten().cpu() for p in trainer.model.parameters()]))
+        grads.append(float(terms.total))
+    g_cpu, loss_cpu, g_gpu, loss_gpu = grads
+    assert loss_gpu == pytest.approx(loss_cpu, rel=1e-2, abs=1e-4)
+    assert torch.linalg.vector_norm(g_gpu - g_cpu) <= 2e-2 * torch.linalg.vector_norm(g_cpu)
+
+
+def test_an_update_through_the_copy_stream_applies_and_publishes():
+    spec, received, _ = catch_rollouts()
+    algo = algos.get("a2c")
+    gpu = Trainer(spec, algo, algo.make_config(), TrainerConfig(lr=1e-3), torch.device("cuda"))
+    before = {k: v.copy() for k, v in gpu.weights().items()}
+    result = gpu.train_batch(gpu.prepare(received))  # prepared on the copy stream
+    assert result.applied and result.version == 1 and np.isfinite(result.grad_norm)
+    after = gpu.weights()
+    assert all(isinstance(w, np.ndarray) and w.dtype == np.float32 for w in after.values())
+    assert any(not np.array_equal(before[k], after[k]) for k in after)

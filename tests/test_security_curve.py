@@ -21,7 +21,7 @@ import zmq.auth
 
 from protocol.codec import encode
 from scripts.keys import make_keys
-from scripts.procs import ROOT, Proc, endpoint_of, start_actor, start_learner
+from scripts.procs import ROOT, Proc, endpoint_of, python_path, start_actor, start_learner
 from tests import hostile
 from tests.hostile import (
     A3C,
@@ -136,7 +136,7 @@ def test_non_loopback_bind_without_keys_is_refused_unless_insecure(tmp_path, zct
     done = subprocess.run(
         [sys.executable, *argv],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": python_path()},
         capture_output=True,
         text=True,
         timeout=60,
