@@ -78,6 +78,14 @@ class Batch:
             valid=cat("valid"),
         )
 
+    def columns(self, idx: torch.Tensor) -> Batch:
+        """The envs ``idx`` (whole columns: every step of each): a PPO minibatch."""
+        return Batch(**{f.name: getattr(self, f.name).index_select(1, idx) for f in fields(self)})
+
+    @property
+    def num_envs(self) -> int:
+        return self.valid.shape[1]
+
     def record_stream(self, stream: torch.cuda.Stream) -> None:
         """Mark the tensors as used on ``stream`` (they were made on another one)."""
         for f in fields(self):

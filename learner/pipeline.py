@@ -112,6 +112,22 @@ class TrainingThread:
             out.append(done)
         return out
 
+    def cancel_queued(self) -> list[Release]:
+        """Take back the releases not yet started (the run is stopping: finishing them
+        would only delay the end); the running update is left to finish."""
+        taken = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # close() was called: keep the sentinel
+                self._jobs.put(None)
+                break
+            taken.append(job[0])
+        self.in_flight -= len(taken)
+        return taken
+
     def drain(self, finish: Callable[[Done], None], timeout_s: float = 600.0) -> None:
         """Wait for every update in flight and finish each; an update that takes longer
         than ``timeout_s`` is a hung device, and raises rather than waits forever."""

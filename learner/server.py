@@ -182,6 +182,7 @@ class LearnerServer:
                 last_checkpoint = self.wall_s
             outcome = self._should_stop()
             if outcome is not None:
+                self.training.cancel_queued()  # untrained: the actors are being stopped
                 self.drain()
                 return outcome
 

@@ -32,6 +32,7 @@ class RunStats:
     _lags: list[int] = field(default_factory=list)
     _grad_norms: list[float] = field(default_factory=list)
     _losses: list[tuple[float, float, float]] = field(default_factory=list)
+    _extras: dict[str, list[float]] = field(default_factory=dict)
     _last_steps: int = 0
     _last_trained: int = 0
     _last_time: float | None = None
@@ -41,11 +42,18 @@ class RunStats:
         self.returns.extend(float(r) for r in returns)
 
     def add_update(
-        self, grad_norm: float, policy_loss: float, value_loss: float, entropy: float
+        self,
+        grad_norm: float,
+        policy_loss: float,
+        value_loss: float,
+        entropy: float,
+        extras: dict[str, float] | None = None,
     ) -> None:
         self.updates += 1
         self._grad_norms.append(grad_norm)
         self._losses.append((policy_loss, value_loss, entropy))
+        for k, v in (extras or {}).items():
+            self._extras.setdefault(k, []).append(v)
 
     def add_lag(self, lag: int) -> None:
         self._lags.append(lag)
@@ -92,6 +100,8 @@ class RunStats:
         if losses:
             pl, vl, ent = (float(np.mean(x)) for x in zip(*losses, strict=True))
             out.update(policy_loss=_round(pl), value_loss=_round(vl), entropy=_round(ent))
+        extras, self._extras = self._extras, {}
+        out.update({k: _round(float(np.mean(v))) for k, v in extras.items()})
         return out
 
     def counters(self) -> dict:

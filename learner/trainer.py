@@ -15,7 +15,7 @@ would still move the parameters), and the stats say why.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ class UpdateStats:
     transitions: int
     skipped: str = ""  # why not applied: "non_finite" or "no_valid_transitions"
     version: int = 0  # the trainer's version after this update
+    extras: dict[str, float] = field(default_factory=dict)  # the loss's own statistics
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -113,13 +114,78 @@ class Trainer:
         transitions = batch.transitions
         if transitions == 0:
             return self._skipped(0, "no_valid_transitions")
+        if self.algo.targets is not None:
+            return self._train_epochs(batch, transitions)
         terms = self.algo.loss(self.model, batch, self.loss_cfg)
         self.optimizer.zero_grad(set_to_none=False)
         if not torch.isfinite(terms.total):
             return self._skipped(transitions, "non_finite")
         terms.total.backward()
         return self._step(
-            transitions, terms.policy_loss.item(), terms.value_loss.item(), terms.entropy.item()
+            transitions,
+            terms.policy_loss.item(),
+            terms.value_loss.item(),
+            terms.entropy.item(),
+            {k: float(v) for k, v in terms.extras.items()},
+        )
+
+    def _train_epochs(self, batch: Batch, transitions: int) -> UpdateStats:
+        """Several steps on one batch (PPO): targets once, then ``epochs`` passes over
+        minibatches of whole env columns in a fresh random order each pass. Minibatches
+        whose loss or gradient is not finite take no step; one version for the batch."""
+        cfg = self.loss_cfg
+        targets = self.algo.targets(self.model, batch, cfg)
+        columns = max(1, cfg.minibatch_size // max(1, batch.rewards.shape[0]))
+        order = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.version)
+        sums: dict[str, float] = {}
+        steps = 0
+        norms = []
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(batch.num_envs, generator=order)
+            for start in range(0, batch.num_envs, columns):
+                idx = perm[start : start + columns].to(self.device)
+                mb = batch.columns(idx)
+                terms = self.algo.loss(
+                    self.model, mb, cfg, {k: v.index_select(1, idx) for k, v in targets.items()}
+                )
+                self.optimizer.zero_grad(set_to_none=False)
+                if terms.transitions == 0 or not torch.isfinite(terms.total):
+                    continue
+                terms.total.backward()
+                norm = torch.nn.utils.clip_grad_norm_(
+                    self.model.parameters(), self.cfg.max_grad_norm
+                )
+                if not torch.isfinite(norm):
+                    self.optimizer.zero_grad(set_to_none=False)
+                    continue
+                self.optimizer.step()
+                steps += 1
+                norms.append(float(norm))
+                values = {
+                    "policy_loss": terms.policy_loss,
+                    "value_loss": terms.value_loss,
+                    "entropy": terms.entropy,
+                    **terms.extras,
+                }
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+        if steps == 0:
+            return self._skipped(transitions, "non_finite")
+        self.version += 1
+        mean = {k: v / steps for k, v in sums.items()}
+        extras = {
+            k: v for k, v in mean.items() if k not in ("policy_loss", "value_loss", "entropy")
+        }
+        return UpdateStats(
+            True,
+            float(np.mean(norms)),
+            mean["policy_loss"],
+            mean["value_loss"],
+            mean["entropy"],
+            transitions,
+            "",
+            self.version,
+            {**extras, "steps": float(steps)},
         )
 
     def apply_gradient(
@@ -142,7 +208,12 @@ class Trainer:
         return self._step(transitions, policy_loss, value_loss, entropy)
 
     def _step(
-        self, transitions: int, policy_loss: float, value_loss: float, entropy: float
+        self,
+        transitions: int,
+        policy_loss: float,
+        value_loss: float,
+        entropy: float,
+        extras: dict[str, float] | None = None,
     ) -> UpdateStats:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         if not torch.isfinite(norm):
@@ -151,7 +222,15 @@ class Trainer:
         self.optimizer.step()
         self.version += 1
         return UpdateStats(
-            True, float(norm), policy_loss, value_loss, entropy, transitions, "", self.version
+            True,
+            float(norm),
+            policy_loss,
+            value_loss,
+            entropy,
+            transitions,
+            "",
+            self.version,
+            extras or {},
         )
 
     def _skipped(self, transitions: int, why: str) -> UpdateStats:

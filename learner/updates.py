@@ -121,5 +121,5 @@ class Updater:
             self.log.warning("update_skipped", reason=result.skipped, version=result.version)
             return
         self.stats.add_update(
-            result.grad_norm, result.policy_loss, result.value_loss, result.entropy
+            result.grad_norm, result.policy_loss, result.value_loss, result.entropy, result.extras
         )

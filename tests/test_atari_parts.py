@@ -103,12 +103,14 @@ def test_reward_clip_applies_in_the_loss_only():
 
 def test_atari_preset_applies_to_ale_ids_and_given_flags_win():
     cfg, _ = parse(["--env", "ALE/Pong-v5"])
-    assert cfg.preset == "atari" and cfg.algo == "a3c" and cfg.rollout_len == 80
+    assert cfg.preset == "atari" and cfg.algo == "appo" and cfg.rollout_len == 80
     assert cfg.loss.reward_clip == 1.0 and cfg.loss.entropy_coef == 0.01
     cfg, _ = parse(["--env", "ALE/Pong-v5", "--rollout-len", "64", "--entropy-coef", "0"])
     assert cfg.rollout_len == 64 and cfg.loss.entropy_coef == 0.0 and cfg.loss.reward_clip == 1
     cfg, _ = parse(["--env", "ALE/Pong-v5", "--preset", "none"])
     assert cfg.preset == "none" and cfg.algo == "a2c" and cfg.loss.reward_clip == 0.0
+    cfg, _ = parse(["--env", "ALE/Pong-v5", "--algo", "a3c"])  # preset loss keys it lacks: skipped
+    assert cfg.algo == "a3c" and cfg.loss.reward_clip == 1.0 and not hasattr(cfg.loss, "clip")
     cfg, _ = parse(["--env", "CartPole-v1"])
     assert cfg.preset == "none" and cfg.rollout_len == 32
 
@@ -149,6 +151,22 @@ def test_training_thread_runs_updates_in_order_and_reports_busy_time():
         assert [d.release.items[0].seq for d in finished] == [1, 2]
         assert updater.computed == ["first", "second"] and training.has_room
         assert training.busy_s(time.monotonic()) >= 0.1
+    finally:
+        training.close()
+
+
+def test_queued_updates_can_be_taken_back_when_the_run_stops():
+    updater = FakeUpdater(delay=0.3)
+    training = TrainingThread(updater, depth=2)
+    try:
+        training.submit(release(1), "running")
+        time.sleep(0.1)  # the first has started
+        training.submit(release(2), "queued")
+        taken = training.cancel_queued()
+        assert [r.items[0].seq for r in taken] == [2]
+        finished: list[Done] = []
+        training.drain(finished.append, timeout_s=10)
+        assert [d.release.items[0].seq for d in finished] == [1] and updater.computed == ["running"]
     finally:
         training.close()
 

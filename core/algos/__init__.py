@@ -5,6 +5,8 @@
 | a2c        | sync         | A2C  | rollouts; one update per barrier (a rollout from every live actor) |
 | a3c        | async        | A2C  | rollouts; updates as they come (what queued is merged) |
 | a3c-grad   | gradients    | A2C  | gradients computed by the actors on their own rollouts |
+| ppo        | sync         | PPO  | rollouts; several minibatch steps per barrier |
+| appo       | async        | PPO  | rollouts; several minibatch steps per arriving batch, ratio against the behaviour policy |
 
 A new algorithm: one module with its config dataclass and loss function, one
 ``register`` line below, and its tests.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from core.algos.a2c import A2CConfig, a2c_loss
 from core.algos.base import Algorithm, LossTerms, config_dict
+from core.algos.ppo import PPOConfig, ppo_loss, ppo_targets
 
 ALGORITHMS: dict[str, Algorithm] = {}
 
@@ -64,6 +67,31 @@ register(
         lr=2e-3,
         max_policy_lag=4,
         summary="asynchronous: actors send gradients of the A2C loss",
+    )
+)
+
+register(
+    Algorithm(
+        "ppo",
+        "sync",
+        PPOConfig,
+        ppo_loss,
+        lr=1e-3,
+        max_policy_lag=4,
+        summary="synchronous PPO: clipped surrogate, epochs of minibatch steps per barrier",
+        targets=ppo_targets,
+    )
+)
+register(
+    Algorithm(
+        "appo",
+        "async",
+        PPOConfig,
+        ppo_loss,
+        lr=1e-3,
+        max_policy_lag=16,
+        summary="asynchronous PPO (Sample Factory's APPO): epochs of minibatch steps per arriving batch",
+        targets=ppo_targets,
     )
 )
 

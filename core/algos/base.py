@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,10 +32,14 @@ class LossTerms:
     value_loss: torch.Tensor
     entropy: torch.Tensor
     transitions: int
+    # Further statistics the learner logs with its progress (e.g. PPO's clip_frac).
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-# loss(model, batch, cfg) -> LossTerms
-LossFn = Callable[[Any, Any, Any], LossTerms]
+# loss(model, batch, cfg) -> LossTerms; with targets: loss(model, minibatch, cfg, targets)
+LossFn = Callable[..., LossTerms]
+# targets(model, batch, cfg) -> {name: [T, N] tensor}, computed once per batch, no grad
+TargetsFn = Callable[[Any, Any, Any], dict]
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,16 @@ class Algorithm:
     lr: float  # default learning rate
     max_policy_lag: int  # default staleness bound (async and gradients)
     summary: str  # one line for --help and the README
+    # Several optimizer steps per batch (PPO): targets computed once, then the config's
+    # ``epochs`` passes over minibatches of ``minibatch_size`` transitions, each a step
+    # on ``loss(model, minibatch, cfg, targets)``. None: one step on the whole batch.
+    targets: TargetsFn | None = None
 
     def __post_init__(self) -> None:
         if self.coordination not in COORDINATIONS:
             raise ValueError(f"coordination must be one of {COORDINATIONS}")
+        if self.targets is not None and self.coordination == "gradients":
+            raise ValueError("gradient coordination sends one gradient per rollout: no epochs")
         if not dataclasses.is_dataclass(self.config):
             raise ValueError("config must be a dataclass")
 

@@ -1,0 +1,120 @@
+"""The clipped-surrogate loss of PPO (Schulman et al. 2017) and its settings; with the
+async queue it is asynchronous PPO (APPO, as in Sample Factory, Petrenko et al. 2020).
+
+One batch (rollouts side by side, [T, N]) gives several optimizer steps: ``targets``
+computes, once and without gradients, the values of the network as it is and from them
+the GAE advantages and returns; then ``epochs`` passes over minibatches of whole env
+columns (``minibatch_size`` transitions, rounded to columns of T steps, so GAE's time
+recursion is never cut) each take one step on ``ppo_loss``. The trainer runs that loop
+(learner/trainer.py); the batch is one version, one weights broadcast.
+
+    ratio       = pi(a|s) / mu(a|s)              mu: the behaviour policy that acted (the
+                                                 log-probs the actors send), so stale
+                                                 rollouts (APPO's policy lag) are corrected
+    policy_loss = -mean[ min(ratio * A, clip(ratio, 1 - clip, 1 + clip) * A) ]
+    value_loss  = mean[ 0.5 * (R - V)^2 ]        or, with value_clip, the larger of that and
+                                                 the loss of V clipped to old V +- value_clip
+    total       = policy_loss + value_coef * value_loss - entropy_coef * entropy
+
+Advantages are normalised per minibatch (over its valid transitions) unless turned off.
+Means are over valid transitions only. ``clip_frac`` (share of ratios outside the clip
+range) and ``approx_kl`` (mean of (r - 1) - log r) are logged with every update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core.algos.base import LossTerms
+from core.algos.returns import advantages_and_returns
+from core.batch import Batch
+from core.cli import arg
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    gamma: float = arg(0.99, "discount")
+    gae_lambda: float = arg(0.95, "GAE lambda")
+    value_coef: float = arg(0.5, "weight of the value loss")
+    entropy_coef: float = arg(0.0, "weight of the entropy bonus")
+    normalize_advantages: bool = arg(True, "normalise advantages per minibatch")
+    clip: float = arg(0.2, "PPO: clip the probability ratio to [1 - clip, 1 + clip]")
+    value_clip: float = arg(0.0, "PPO: clip value updates to +- this around the old values; 0: off")
+    epochs: int = arg(4, "PPO: passes over each batch")
+    minibatch_size: int = arg(
+        256, "PPO: transitions per optimizer step (rounded to whole env columns of T steps)"
+    )
+    reward_clip: float = arg(
+        0.0,
+        "clip rewards to [-c, c] in the loss only (Atari's usual 1); episode returns stay the game's score; 0: off",
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
+        if min(self.value_coef, self.entropy_coef, self.value_clip, self.reward_clip) < 0:
+            raise ValueError(
+                "--value-coef, --entropy-coef, --value-clip and --reward-clip must be >= 0"
+            )
+        if not 0 < self.clip < 1:
+            raise ValueError("--clip must be in (0, 1)")
+        if not 1 <= self.epochs <= 100 or self.minibatch_size < 1:
+            raise ValueError("--epochs must be in [1, 100] and --minibatch-size >= 1")
+
+
+@torch.no_grad()
+def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
+    """Advantages, returns and old values [T, N] from the network as it is now."""
+    _, values = model(batch.obs)  # [T+1, N]
+    rewards = batch.rewards
+    if cfg.reward_clip > 0:
+        rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
+    adv, returns = advantages_and_returns(
+        rewards,
+        values,
+        batch.terminated,
+        batch.truncated,
+        batch.valid,
+        cfg.gamma,
+        cfg.gae_lambda,
+    )
+    return {"advantages": adv, "returns": returns, "old_values": values[:-1]}
+
+
+def ppo_loss(model, batch: Batch, cfg: PPOConfig, targets: dict[str, torch.Tensor]) -> LossTerms:
+    out, values = model(batch.obs)  # [T+1, n, out], [T+1, n]
+    dist = model.distribution(out[:-1])
+    logp = dist.log_prob(model.head.flat_actions(batch.actions))  # [T, n]
+    mask = batch.valid.to(values.dtype)
+    count = mask.sum().clamp(min=1.0)
+    adv = targets["advantages"]
+    if cfg.normalize_advantages:
+        mean = (adv * mask).sum() / count
+        std = (((adv - mean) * mask).pow(2).sum() / count).sqrt()
+        adv = (adv - mean) / (std + 1e-8) * mask
+    log_ratio = logp - batch.behaviour_logp
+    ratio = torch.exp(log_ratio)
+    surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
+    policy_loss = -(surrogate * mask).sum() / count
+    v, ret = values[:-1], targets["returns"]
+    value_err = (v - ret).pow(2)
+    if cfg.value_clip > 0:
+        old = targets["old_values"]
+        clipped = old + (v - old).clamp(-cfg.value_clip, cfg.value_clip)
+        value_err = torch.max(value_err, (clipped - ret).pow(2))
+    value_loss = 0.5 * (value_err * mask).sum() / count
+    entropy = (dist.entropy() * mask).sum() / count
+    total = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+    with torch.no_grad():
+        clip_frac = (((ratio - 1).abs() > cfg.clip).to(mask.dtype) * mask).sum() / count
+        approx_kl = (((ratio - 1) - log_ratio) * mask).sum() / count
+    return LossTerms(
+        total,
+        policy_loss,
+        value_loss,
+        entropy,
+        int(batch.valid.sum()),
+        extras={"clip_frac": clip_frac, "approx_kl": approx_kl},
+    )
