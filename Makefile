@@ -77,6 +77,10 @@ bench-solve: venv
 bench-throughput: venv
 	$(PY) -m scripts.bench_throughput $(ARGS)
 
+# Atari: actor env steps/s against the raw emulator, bytes per transition, the CNN learner.
+bench-atari: venv
+	$(PY) -m scripts.bench_atari $(ARGS)
+
 # On a GPU machine: Pong to +18 with 14 actors, and the scaling study (README, GPU).
 bench-gpu: venv
 	$(PY) -m scripts.bench_gpu $(ARGS)

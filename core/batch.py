@@ -46,9 +46,13 @@ def _obs(parts: Sequence[np.ndarray | PackedObs], device: torch.device) -> torch
     if not isinstance(parts[0], PackedObs):
         return _tensors(parts, 1, device)
     packed = PackedObs.concat(parts) if len(parts) > 1 else parts[0]
-    frames = _tensors([packed.frames], 0, device)  # [M, *frame]
-    idx = _tensors([packed.stack_idx], 0, device).long()  # [T+1, N, S]
-    return frames[idx]  # [T+1, N, S, *frame], gathered on the device
+    shape = (*packed.stack_idx.shape, *packed.frames.shape[1:])  # [T+1, N, S, *frame]
+    flat_idx = packed.stack_idx.reshape(-1)
+    if device.type == "cpu":  # numpy's take copies whole rows: 4x torch's fancy indexing
+        return torch.from_numpy(np.take(packed.frames, flat_idx, axis=0).reshape(shape))
+    frames = _tensors([packed.frames], 0, device)  # [M, *frame]: only these cross to the GPU
+    idx = _tensors([flat_idx], 0, device).long()
+    return frames.index_select(0, idx).view(shape)  # gathered on the device
 
 
 @dataclass(frozen=True)

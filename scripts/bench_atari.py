@@ -1,0 +1,216 @@
+"""Atari: the actor against the raw emulator, the wire, and the learner's CNN.
+
+    python -m scripts.bench_atari [--env ALE/Pong-v5] [--envs 16] [--rollout-len 80]
+                                  [--seconds 5] [--device auto] [--out DIR]
+
+All in this process, one torch thread, one emulator thread (the actor's defaults):
+
+a. raw: ``AtariVectorEnv`` (ale-py's C++ vector env, the family's settings) stepped with
+   random actions: the emulator's own rate on one core.
+b. actor: ``build_acting(...).collect()`` (emulator + the CNN's forward pass on the CPU
+   + rollout bookkeeping) plus packing and encoding the Experience message, as an actor
+   does per rollout; the ratio to (a).
+c. wire: bytes per transition of the encoded message, packed (each frame once) and, for
+   comparison, with whole stacked observations; and the learner's receive path per
+   rollout (decode + check_experience + Rollout.from_arrays + the batch on the device).
+d. learner: transitions trained per second on the CNN (the preset's APPO, and a3c's
+   single step), one rollout per update, on ``--device``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core import algos
+from core.acting import build_acting
+from core.batch import Batch
+from core.envs import describe, make_vec_env
+from learner.config import parse
+from learner.trainer import Trainer, TrainerConfig
+from protocol.checks import check_experience
+from protocol.codec import decode, encode
+from protocol.messages import Experience
+from protocol.rollout import Rollout
+from protocol.spec import RunSpec
+from scripts.procs import ROOT
+from scripts.report import machine_lines, markdown_table, write_report
+from scripts.runlog import machine_info
+
+
+def timed(step, seconds: float, warmup: int = 1, min_iters: int = 3) -> tuple[int, float]:
+    for _ in range(warmup):
+        step()
+    iters, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        iters += 1
+        elapsed = time.perf_counter() - t0
+        if iters >= min_iters and elapsed >= seconds:
+            return iters, elapsed
+
+
+def atari_spec(env: str, envs: int, rollout_len: int) -> tuple[RunSpec, object]:
+    cfg, _ = parse(["--env", env, "--envs", str(envs), "--rollout-len", str(rollout_len)])
+    spec = RunSpec(
+        env_id=env,
+        algo=cfg.algo,
+        coordination=cfg.algorithm.coordination,
+        loss=algos.config_dict(cfg.loss),
+        num_envs=envs,
+        rollout_len=rollout_len,
+        encoder="cnn",
+        **describe(env),
+    )
+    return spec, cfg
+
+
+def raw_rate(env: str, envs: int, seconds: float) -> float:
+    vec = make_vec_env(env, envs, {})
+    try:
+        vec.reset(seed=0)
+        rng = np.random.default_rng(0)
+        n_actions = vec.single_action_space.n
+
+        def step() -> None:
+            vec.step(rng.integers(0, n_actions, envs))
+
+        iters, elapsed = timed(step, seconds, warmup=5)
+    finally:
+        vec.close()
+    return iters * envs / elapsed
+
+
+def actor_rate(spec: RunSpec, envs: int, seconds: float) -> tuple[float, list, dict]:
+    acting = build_acting(spec, num_envs=envs, seed=1, temperature=1.0)
+    collected: list[Rollout] = []
+    spent = {"collect": 0.0, "pack_encode": 0.0}
+
+    def step() -> None:
+        t0 = time.perf_counter()
+        rollout = acting.collect()
+        t1 = time.perf_counter()
+        encode(Experience(arrays=rollout.wire_arrays(spec), actor_id="bench", seq=1))
+        spent["collect"] += t1 - t0
+        spent["pack_encode"] += time.perf_counter() - t1
+        if len(collected) < 4:
+            collected.append(rollout)
+
+    try:
+        step()  # warm-up
+        spent.update(collect=0.0, pack_encode=0.0)
+        iters, elapsed = timed(step, seconds, warmup=0, min_iters=2)
+    finally:
+        acting.close()
+    per = {k: round(v / iters * 1000, 1) for k, v in spent.items()}
+    return iters * envs * spec.rollout_len / elapsed, collected, per
+
+
+def wire(spec: RunSpec, rollouts: list[Rollout], device: torch.device) -> dict:
+    r = rollouts[0]
+    transitions = r.num_steps * r.num_envs
+    packed = encode(Experience(arrays=r.wire_arrays(spec), actor_id="bench", seq=1))
+    whole = encode(Experience(arrays=r.arrays(), actor_id="bench", seq=1))
+    frames = [bytes(f) for f in packed]
+
+    def receive() -> None:
+        msg = decode(frames)
+        check_experience(msg, spec, r.num_envs)
+        batch = Batch.from_rollouts([Rollout.from_arrays(msg.arrays)], device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        del batch
+
+    iters, elapsed = timed(receive, 2.0)
+    return {
+        "bytes_per_transition_packed": round(sum(len(f) for f in frames) / transitions),
+        "bytes_per_transition_whole": round(sum(memoryview(f).nbytes for f in whole) / transitions),
+        "receive_ms_per_rollout": round(elapsed / iters * 1000, 2),
+    }
+
+
+def learner_rate(
+    spec: RunSpec, cfg, rollouts: list[Rollout], device: torch.device, seconds: float
+) -> dict:
+    out = {}
+    for name in (cfg.algo, "a3c"):
+        algo = algos.get(name)
+        loss = cfg.loss if name == cfg.algo else algo.make_config({"reward_clip": 1.0})
+        trainer = Trainer(spec, algo, loss, TrainerConfig(lr=cfg.learning_rate), device)
+        received = [Rollout.from_arrays(r.wire_arrays(spec)) for r in rollouts]
+        k = {"i": 0}
+
+        def step(trainer=trainer, received=received) -> None:
+            trainer.train_on([received[k["i"] % len(received)]])
+            k["i"] += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        iters, elapsed = timed(step, seconds, warmup=1, min_iters=2)
+        out[name] = iters * received[0].num_envs * received[0].num_steps / elapsed
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scripts.bench_atari", description=__doc__)
+    p.add_argument("--env", default="ALE/Pong-v5")
+    p.add_argument("--envs", type=int, default=16)
+    p.add_argument("--rollout-len", type=int, default=80)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default="")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    spec, cfg = atari_spec(args.env, args.envs, args.rollout_len)
+    raw = raw_rate(args.env, args.envs, args.seconds)
+    actor, rollouts, per = actor_rate(spec, args.envs, args.seconds)
+    w = wire(spec, rollouts, device)
+    learn = learner_rate(spec, cfg, rollouts, device, args.seconds)
+    results = {
+        "env": args.env,
+        "envs": args.envs,
+        "rollout_len": args.rollout_len,
+        "device": str(device),
+        "raw_env_steps_per_s": round(raw),
+        "actor_env_steps_per_s": round(actor),
+        "actor_vs_raw": round(actor / raw, 3),
+        "actor_ms_per_rollout": per,
+        **w,
+        "learner_samples_per_s": {k: round(v) for k, v in learn.items()},
+        "machine": machine_info(),
+    }
+    rows = [
+        ["raw AtariVectorEnv, 1 thread, random actions", f"{raw:,.0f} env steps/s"],
+        ["actor: collect with the CNN + pack + encode", f"{actor:,.0f} env steps/s"],
+        ["actor / raw", f"{actor / raw:.0%}"],
+        [
+            "actor per rollout (collect / pack+encode)",
+            f"{per['collect']} / {per['pack_encode']} ms",
+        ],
+        ["wire, each frame once", f"{w['bytes_per_transition_packed']:,} B per transition"],
+        ["wire, whole stacks (for comparison)", f"{w['bytes_per_transition_whole']:,} B"],
+        ["learner receive path per rollout", f"{w['receive_ms_per_rollout']} ms"],
+    ]
+    rows += [[f"learner {k} on {device}", f"{v:,.0f} samples/s"] for k, v in learn.items()]
+    body = (
+        f"`python -m scripts.bench_atari --env {args.env} --envs {args.envs} "
+        f"--rollout-len {args.rollout_len}`\n\n"
+        + markdown_table(["what", "measured"], rows)
+        + "\n\n"
+        + machine_lines(results["machine"])
+    )
+    out = Path(args.out or ROOT / "runs" / time.strftime("bench-atari-%Y%m%d-%H%M%S"))
+    write_report(out, "Atari benchmark", body, results)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
