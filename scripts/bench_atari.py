@@ -144,7 +144,7 @@ def learner_rate(
         received = [Rollout.from_arrays(r.wire_arrays(spec)) for r in rollouts]
         k = {"i": 0}
 
-        def step(trainer=trainer, received=received) -> None:
+        def step(trainer=trainer, received=received, k=k) -> None:
             trainer.train_on([received[k["i"] % len(received)]])
             k["i"] += 1
             if device.type == "cuda":
