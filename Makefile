@@ -13,9 +13,10 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-# The fastest configuration measured (see README, Benchmarks); ALGO=a2c or a3c for the others.
-ALGO ?= a3c-grad
 ENV ?= CartPole-v1
+# CartPole: the fastest configuration measured (see README, Benchmarks); elsewhere the
+# env family's preset chooses (Atari: appo). ALGO=a2c, a3c, ppo, ... to choose yourself.
+ALGO ?= $(if $(filter CartPole-v1,$(ENV)),a3c-grad,)
 SEED ?= 1
 ACTORS ?= 2
 PORT ?= 5555
@@ -35,10 +36,10 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: venv
-	$(PY) -m learner --env $(ENV) --algo $(ALGO) --seed $(SEED) --actors $(ACTORS) $(ARGS)
+	$(PY) -m learner --env $(ENV) $(if $(ALGO),--algo $(ALGO)) --seed $(SEED) --actors $(ACTORS) $(ARGS)
 
 run-learner: venv
-	$(PY) -m learner --env $(ENV) --algo $(ALGO) --seed $(SEED) --actors 0 --host $(HOST) --port $(PORT) $(ARGS)
+	$(PY) -m learner --env $(ENV) $(if $(ALGO),--algo $(ALGO)) --seed $(SEED) --actors 0 --host $(HOST) --port $(PORT) $(ARGS)
 
 run-actor: venv
 	$(PY) -m actor --learner $(LEARNER) $(ARGS)

@@ -137,7 +137,7 @@ class Trainer:
         targets = self.algo.targets(self.model, batch, cfg)
         columns = max(1, cfg.minibatch_size // max(1, batch.rewards.shape[0]))
         order = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.version)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # kept on the device: no sync per minibatch
         steps = 0
         norms = []
         for _ in range(cfg.epochs):
@@ -160,7 +160,7 @@ class Trainer:
                     continue
                 self.optimizer.step()
                 steps += 1
-                norms.append(float(norm))
+                norms.append(norm.detach())
                 values = {
                     "policy_loss": terms.policy_loss,
                     "value_loss": terms.value_loss,
@@ -168,17 +168,17 @@ class Trainer:
                     **terms.extras,
                 }
                 for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                    sums[k] = sums.get(k, 0.0) + v.detach()
         if steps == 0:
             return self._skipped(transitions, "non_finite")
         self.version += 1
-        mean = {k: v / steps for k, v in sums.items()}
+        mean = {k: float(v) / steps for k, v in sums.items()}
         extras = {
             k: v for k, v in mean.items() if k not in ("policy_loss", "value_loss", "entropy")
         }
         return UpdateStats(
             True,
-            float(np.mean(norms)),
+            float(torch.stack(norms).mean()),
             mean["policy_loss"],
             mean["value_loss"],
             mean["entropy"],

@@ -1,0 +1,153 @@
+"""PPO's loss against a slow reference written from the paper's equations, the ratio on
+fresh data, and the trainer's epochs over minibatches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core import algos
+from core.algos.ppo import PPOConfig, ppo_loss, ppo_targets
+from core.batch import Batch
+from core.models import ModelConfig
+from core.models.actor_critic import ActorCritic
+from learner.trainer import Trainer, TrainerConfig
+from protocol.rollout import Rollout
+from protocol.spec import RunSpec
+
+T, N, OBS, ACTIONS = 6, 5, 3, 3
+
+
+def rollout(seed: int, behaviour_logp: np.ndarray | None = None) -> Rollout:
+    rng = np.random.default_rng(seed)
+    terminated = rng.random((T, N)) < 0.15
+    truncated = ~terminated & (rng.random((T, N)) < 0.1)
+    valid = np.ones((T, N), bool)
+    valid[1:] &= ~(terminated[:-1] | truncated[:-1])  # the autoreset step after an end
+    terminated &= valid
+    truncated &= valid
+    return Rollout(
+        obs=rng.standard_normal((T + 1, N, OBS)).astype(np.float32),
+        actions=rng.integers(0, ACTIONS, (T, N)),
+        logp=(
+            behaviour_logp
+            if behaviour_logp is not None
+            else np.log(rng.uniform(0.1, 0.6, (T, N))).astype(np.float32)
+        ),
+        rewards=(rng.standard_normal((T, N)) * valid).astype(np.float32),
+        terminated=terminated,
+        truncated=truncated,
+        valid=valid,
+        ep_returns=np.zeros(0),
+        ep_lengths=np.zeros(0, np.int64),
+    )
+
+
+def model(seed: int = 0) -> ActorCritic:
+    torch.manual_seed(seed)
+    return ActorCritic(ModelConfig((OBS,), "discrete", ACTIONS))
+
+
+def reference(m, r: Rollout, cfg: PPOConfig) -> tuple[float, float, float]:
+    """(policy loss, value loss, entropy), one transition at a time, from the paper:
+    L = -E[min(r A, clip(r, 1-e, 1+e) A)], A normalised over the valid transitions."""
+    with torch.no_grad():
+        out, values = m(torch.from_numpy(r.obs))
+        probs = torch.softmax(out, -1).numpy()
+        v = values.numpy()
+    adv = np.zeros((T, N))
+    for n in range(N):  # GAE, backwards, cut at episode ends
+        last = 0.0
+        for t in reversed(range(T)):
+            if not r.valid[t, n]:
+                last = 0.0
+                continue
+            nxt = 0.0 if r.terminated[t, n] else v[t + 1, n]
+            delta = r.rewards[t, n] + cfg.gamma * nxt - v[t, n]
+            ended = r.terminated[t, n] or r.truncated[t, n]
+            last = delta + (0.0 if ended else cfg.gamma * cfg.gae_lambda * last)
+            adv[t, n] = last
+    returns = adv + v[:-1]
+    cells = [(t, n) for t in range(T) for n in range(N) if r.valid[t, n]]
+    a = np.array([adv[c] for c in cells])
+    a = (a - a.mean()) / (a.std() + 1e-8)
+    pl, vl, ent = 0.0, 0.0, 0.0
+    for (t, n), an in zip(cells, a, strict=True):
+        p = probs[t, n]
+        ratio = p[r.actions[t, n]] / math.exp(r.logp[t, n])
+        clipped = min(max(ratio, 1 - cfg.clip), 1 + cfg.clip)
+        pl -= min(ratio * an, clipped * an)
+        vl += 0.5 * (v[t, n] - returns[t, n]) ** 2
+        ent -= float((p * np.log(p)).sum())
+    k = len(cells)
+    return pl / k, vl / k, ent / k
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clipped_objective_matches_the_slow_reference(seed):
+    cfg = PPOConfig(clip=0.2, gamma=0.9, gae_lambda=0.8)
+    m = model(seed)
+    r = rollout(seed)
+    batch = Batch.from_rollouts([r], torch.device("cpu"))
+    terms = ppo_loss(m, batch, cfg, ppo_targets(m, batch, cfg))
+    pl, vl, ent = reference(m, r, cfg)
+    assert float(terms.policy_loss.detach()) == pytest.approx(pl, rel=1e-4, abs=1e-5)
+    assert float(terms.value_loss.detach()) == pytest.approx(vl, rel=1e-4, abs=1e-5)
+    assert float(terms.entropy.detach()) == pytest.approx(ent, rel=1e-4, abs=1e-5)
+    assert float(terms.extras["clip_frac"]) > 0  # random behaviour log-probs: many clipped
+
+
+def test_ratio_is_one_on_fresh_data_and_the_gradient_is_the_policy_gradient():
+    """Behaviour log-probs from the network itself: nothing is clipped, the KL is 0, and
+    the policy gradient equals that of -mean(A log pi)."""
+    cfg = PPOConfig(clip=0.2)
+    m = model(3)
+    r = rollout(3)
+    with torch.no_grad():
+        out, _ = m(torch.from_numpy(r.obs[:-1]))
+        fresh = torch.distributions.Categorical(logits=out).log_prob(torch.from_numpy(r.actions))
+    r.logp = fresh.numpy().astype(np.float32)
+    batch = Batch.from_rollouts([r], torch.device("cpu"))
+    targets = ppo_targets(m, batch, cfg)
+    terms = ppo_loss(m, batch, cfg, targets)
+    assert float(terms.extras["clip_frac"]) == 0.0
+    assert float(terms.extras["approx_kl"]) == pytest.approx(0.0, abs=1e-6)
+    m.zero_grad()
+    terms.policy_loss.backward()
+    g_ppo = [p.grad.clone() for p in m.policy_encoder.parameters()]
+    m.zero_grad()
+    out, _ = m(batch.obs)
+    logp = torch.distributions.Categorical(logits=out[:-1]).log_prob(batch.actions)
+    mask = batch.valid.float()
+    adv = targets["advantages"]
+    mean = (adv * mask).sum() / mask.sum()
+    std = (((adv - mean) * mask).pow(2).sum() / mask.sum()).sqrt()
+    adv = (adv - mean) / (std + 1e-8) * mask
+    (-(logp * adv * mask).sum() / mask.sum()).backward()
+    for a, b in zip(g_ppo, [p.grad for p in m.policy_encoder.parameters()], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_trainer_takes_epochs_times_minibatches_steps_and_one_version():
+    spec = RunSpec(
+        env_id="x", algo="ppo", num_envs=N, rollout_len=T, obs_shape=(OBS,),
+        action_kind="discrete", action_n=ACTIONS, coordination="sync",
+    )  # fmt: skip
+    algo = algos.get("ppo")
+    cfg = algo.make_config({"epochs": 3, "minibatch_size": 2 * T})  # 2 columns: 3 minibatches
+    trainer = Trainer(spec, algo, cfg, TrainerConfig(lr=1e-3), torch.device("cpu"))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    result = trainer.train_on([rollout(4)])
+    assert result.applied and result.version == 1 and trainer.version == 1
+    assert result.extras["steps"] == 9
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)
+    )
+
+
+def test_gradient_coordination_refuses_an_algorithm_with_epochs():
+    with pytest.raises(ValueError, match="no epochs"):
+        algos.Algorithm("x", "gradients", PPOConfig, ppo_loss, 1e-3, 4, "", targets=ppo_targets)
