@@ -128,16 +128,24 @@ class TrainingThread:
         self.in_flight -= len(taken)
         return taken
 
-    def drain(self, finish: Callable[[Done], None], timeout_s: float = 600.0) -> None:
-        """Wait for every update in flight and finish each; an update that takes longer
+    def drain(
+        self,
+        finish: Callable[[Done], None],
+        timeout_s: float = 600.0,
+        while_waiting: Callable[[], None] | None = None,
+    ) -> None:
+        """Wait for every update in flight and finish each, calling ``while_waiting``
+        between checks (the loop answers actors there); an update that takes longer
         than ``timeout_s`` is a hung device, and raises rather than waits forever."""
         deadline = time.monotonic() + timeout_s
         while self.in_flight:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TrainingFailed(f"updates still running after {timeout_s:g} s")
-            for done in self.finished(timeout=min(left, 1.0)):
+            for done in self.finished(timeout=0.0 if while_waiting else min(left, 1.0)):
                 finish(done)
+            if self.in_flight and while_waiting is not None:
+                while_waiting()
 
     def close(self) -> None:
         self._jobs.put(None)

@@ -27,6 +27,10 @@ class ActorRecord:
     index: int  # join order, for assigning temperatures and seeds
     joined_at: float
     last_seen: float
+    # Anything heard since the Hello. Until then the actor is building its envs and
+    # network from the run spec (seconds for Atari on a loaded machine), so it gets
+    # JOIN_GRACE_S instead of the actor timeout.
+    heard: bool = False
     last_seq: int = 0
     seq_gaps: int = 0
     batches: int = 0
@@ -34,6 +38,9 @@ class ActorRecord:
     quarantined: bool = False
     key_name: str | None = None
     versions: list[int] = field(default_factory=list)
+
+
+JOIN_GRACE_S = 30.0
 
 
 class ActorRegistry:
@@ -78,7 +85,12 @@ class ActorRegistry:
             del self.by_id[rec.actor_id]
 
     def expire(self, now: float) -> list[ActorRecord]:
-        lost = [r for r in self.by_route.values() if now - r.last_seen > self.timeout_s]
+        lost = [
+            r
+            for r in self.by_route.values()
+            if now - r.last_seen
+            > (self.timeout_s if r.heard else max(self.timeout_s, JOIN_GRACE_S))
+        ]
         for r in lost:
             self.remove(r)
         return lost

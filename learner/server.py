@@ -119,6 +119,12 @@ class LearnerServer:
         )
         self.training = TrainingThread(self.updater, depth=1 if spec.sync else 2)
         self._busy_mark = (time.monotonic(), 0.0)  # for the idle fraction in progress
+        self._draining = False
+        self._poller = zmq.Poller()
+        self._poller.register(self.router, zmq.POLLIN)
+        self._poller.register(self.training.wake_fd, zmq.POLLIN)
+        if self.zap is not None:
+            self._poller.register(self.zap.sock, zmq.POLLIN)
         self._rejected_logged: dict[str, int] = {}
         self.milestones = sorted(cfg.milestones)  # not yet reached
 
@@ -141,22 +147,8 @@ class LearnerServer:
         )
         next_progress = next_housekeeping = time.monotonic()
         last_checkpoint = self.wall_s
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        poller.register(self.training.wake_fd, zmq.POLLIN)
-        if self.zap is not None:
-            poller.register(self.zap.sock, zmq.POLLIN)
         while True:
-            events = dict(poller.poll(POLL_MS))
-            if self.zap is not None and self.zap.sock in events:
-                self.zap.handle()
-            if self.router in events:
-                for _ in range(DRAIN):
-                    try:
-                        frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._handle_safely(frames)
+            self._receive(POLL_MS)
             self.train_released()
             now = time.monotonic()
             if now >= next_housekeeping:
@@ -185,6 +177,19 @@ class LearnerServer:
                 self.training.cancel_queued()  # untrained: the actors are being stopped
                 self.drain()
                 return outcome
+
+    def _receive(self, timeout_ms: int) -> None:
+        """Wait up to ``timeout_ms`` for traffic, then handle what arrived."""
+        events = dict(self._poller.poll(timeout_ms))
+        if self.zap is not None and self.zap.sock in events:
+            self.zap.handle()
+        if self.router in events:
+            for _ in range(DRAIN):
+                try:
+                    frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._handle_safely(frames)
 
     def _busy_fraction(self, now: float) -> float:
         """The share of the last progress interval the training thread spent in updates
@@ -251,6 +256,7 @@ class LearnerServer:
             )
             return
         rec.last_seen = time.monotonic()
+        rec.heard = True
         if isinstance(msg, (Experience, Gradient)):
             self._batch(rec, msg)
         elif isinstance(msg, Heartbeat):
@@ -377,18 +383,24 @@ class LearnerServer:
 
     def train_released(self) -> None:
         """Finish the updates that are done, then hand the training thread what the
-        batcher releases now, as far as it has room."""
+        batcher releases now, as far as it has room (nothing new while draining)."""
         for done in self.training.finished():
             self.updater.finish(done)
-        while self.training.has_room:
+        while self.training.has_room and not self._draining:
             release = self.updater.take(self.batcher, {r.actor_id for r in self.registry.live()})
             if release is None:
                 return
             self.training.submit(release, self.updater.prepare(release))
 
     def drain(self) -> None:
-        """Wait for the updates in flight and finish them (acks, weights out)."""
-        self.training.drain(self.updater.finish)
+        """Wait for the updates in flight and finish them (acks, weights out). Actors
+        are answered meanwhile (an update on a CPU can take seconds, longer than their
+        patience); what they send waits in the batcher."""
+        self._draining = True
+        try:
+            self.training.drain(self.updater.finish, while_waiting=lambda: self._receive(50))
+        finally:
+            self._draining = False
 
     def _check_milestones(self) -> None:
         while self.milestones and self.stats.solved(self.milestones[0]):

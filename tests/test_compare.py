@@ -275,7 +275,7 @@ def test_config_rejects_flags_it_owns_and_every_algo_gets_the_same_flags():
     with pytest.raises(ValueError, match="--seed"):
         compare.CompareConfig(extra="--lr 0.01 --seed=3")
     with pytest.raises(ValueError, match="--algos"):
-        compare.CompareConfig(algos=("ppo",))
+        compare.CompareConfig(algos=("no-such-algo",))
     cfg = compare.CompareConfig(envs=8, extra="--lr 0.01")
     cmds = {a: compare.learner_command(cfg, a, 1, Path("r")) for a in compare.ALGOS}
     assert cmds["a2c"][cmds["a2c"].index("--envs") + 1] == "8"
