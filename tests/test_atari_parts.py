@@ -189,3 +189,25 @@ def test_drain_never_waits_forever():
             training.drain(lambda done: None, timeout_s=0.2)
     finally:
         training.close()
+
+
+def test_a_joined_actor_gets_a_grace_period_to_build_its_envs():
+    """Between Welcome and its first heartbeat an actor builds envs and network (seconds
+    for Atari on a loaded machine): it is not lost after the usual timeout, only after
+    JOIN_GRACE_S; once heard from, the usual timeout applies."""
+    from learner.registry import JOIN_GRACE_S, ActorRecord, ActorRegistry
+
+    def record(route: bytes) -> ActorRecord:
+        return ActorRecord(
+            actor_id=route.decode(), incarnation="i", routing_id=route, hostname="h", pid=1,
+            num_envs=1, temperature=1.0, seed=1, index=0, joined_at=0.0, last_seen=0.0,
+        )  # fmt: skip
+
+    registry = ActorRegistry(timeout_s=3.0, max_bad=20)
+    quiet, heard = record(b"quiet"), record(b"heard")
+    heard.heard = True
+    registry.join(quiet)
+    registry.join(heard)
+    assert [r.actor_id for r in registry.expire(3.5)] == ["heard"]
+    assert registry.expire(JOIN_GRACE_S - 1) == []
+    assert [r.actor_id for r in registry.expire(JOIN_GRACE_S + 1)] == ["quiet"]
