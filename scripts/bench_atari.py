@@ -37,21 +37,10 @@ from protocol.codec import decode, encode
 from protocol.messages import Experience
 from protocol.rollout import Rollout
 from protocol.spec import RunSpec
+from scripts.bench_throughput import timed
 from scripts.procs import ROOT
 from scripts.report import machine_lines, markdown_table, write_report
 from scripts.runlog import machine_info
-
-
-def timed(step, seconds: float, warmup: int = 1, min_iters: int = 3) -> tuple[int, float]:
-    for _ in range(warmup):
-        step()
-    iters, t0 = 0, time.perf_counter()
-    while True:
-        step()
-        iters += 1
-        elapsed = time.perf_counter() - t0
-        if iters >= min_iters and elapsed >= seconds:
-            return iters, elapsed
 
 
 def atari_spec(env: str, envs: int, rollout_len: int) -> tuple[RunSpec, object]:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from core.algos.base import LossTerms
-from core.algos.returns import advantages_and_returns
+from core.algos.base import REWARD_CLIP_HELP, LossTerms, check_loss_settings
+from core.algos.returns import advantages_and_returns, clipped
 from core.batch import Batch
 from core.cli import arg
 
@@ -42,27 +42,16 @@ class A2CConfig:
         "truncate the importance ratio pi/mu of each policy-gradient term at this "
         "(corrects policy lag and temperature); 0: plain A2C/A3C loss",
     )
-    reward_clip: float = arg(
-        0.0,
-        "clip rewards to [-c, c] in the loss only (Atari's usual 1); episode returns stay the game's score; 0: off",
-    )
+    reward_clip: float = arg(0.0, REWARD_CLIP_HELP)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
-        if min(self.value_coef, self.entropy_coef, self.is_clip, self.reward_clip) < 0:
-            raise ValueError(
-                "--value-coef, --entropy-coef, --is-clip and --reward-clip must be >= 0"
-            )
+        check_loss_settings(self, "value_coef", "entropy_coef", "is_clip", "reward_clip")
 
 
 def a2c_loss(model, batch: Batch, cfg: A2CConfig) -> LossTerms:
     out, values = model(batch.obs)  # [T+1, N, out], [T+1, N]
-    rewards = batch.rewards
-    if cfg.reward_clip > 0:
-        rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
     adv, returns = advantages_and_returns(
-        rewards,
+        clipped(batch.rewards, cfg.reward_clip),
         values.detach(),
         batch.terminated,
         batch.truncated,

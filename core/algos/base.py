@@ -85,6 +85,22 @@ class Algorithm:
         return self.config(**values)
 
 
+REWARD_CLIP_HELP = (
+    "clip rewards to [-c, c] in the loss only (Atari's usual 1); "
+    "episode returns stay the game's score; 0: off"
+)
+
+
+def check_loss_settings(cfg: Any, *nonnegative: str) -> None:
+    """The checks every return-based loss config shares: gamma and gae_lambda in
+    [0, 1], and the named settings >= 0."""
+    if not 0.0 <= cfg.gamma <= 1.0 or not 0.0 <= cfg.gae_lambda <= 1.0:
+        raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
+    if min(getattr(cfg, name) for name in nonnegative) < 0:
+        flags = ", ".join("--" + name.replace("_", "-") for name in nonnegative)
+        raise ValueError(f"{flags} must be >= 0")
+
+
 def config_dict(cfg: Any) -> dict[str, Any]:
     """A loss config as the map a RunSpec carries."""
     return dataclasses.asdict(cfg)

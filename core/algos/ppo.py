@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from core.algos.base import LossTerms
-from core.algos.returns import advantages_and_returns
+from core.algos.base import REWARD_CLIP_HELP, LossTerms, check_loss_settings
+from core.algos.returns import advantages_and_returns, clipped
 from core.batch import Batch
 from core.cli import arg
 
@@ -46,18 +46,10 @@ class PPOConfig:
     minibatch_size: int = arg(
         256, "PPO: transitions per optimizer step (rounded to whole env columns of T steps)"
     )
-    reward_clip: float = arg(
-        0.0,
-        "clip rewards to [-c, c] in the loss only (Atari's usual 1); episode returns stay the game's score; 0: off",
-    )
+    reward_clip: float = arg(0.0, REWARD_CLIP_HELP)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
-        if min(self.value_coef, self.entropy_coef, self.value_clip, self.reward_clip) < 0:
-            raise ValueError(
-                "--value-coef, --entropy-coef, --value-clip and --reward-clip must be >= 0"
-            )
+        check_loss_settings(self, "value_coef", "entropy_coef", "value_clip", "reward_clip")
         if not 0 < self.clip < 1:
             raise ValueError("--clip must be in (0, 1)")
         if not 1 <= self.epochs <= 100 or self.minibatch_size < 1:
@@ -68,11 +60,8 @@ class PPOConfig:
 def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
     """Advantages, returns and old values [T, N] from the network as it is now."""
     _, values = model(batch.obs)  # [T+1, N]
-    rewards = batch.rewards
-    if cfg.reward_clip > 0:
-        rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
     adv, returns = advantages_and_returns(
-        rewards,
+        clipped(batch.rewards, cfg.reward_clip),
         values,
         batch.terminated,
         batch.truncated,

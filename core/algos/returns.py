@@ -13,6 +13,11 @@ from __future__ import annotations
 import torch
 
 
+def clipped(rewards: torch.Tensor, clip: float) -> torch.Tensor:
+    """Rewards clipped to [-clip, clip] (``clip`` 0: unchanged)."""
+    return rewards.clamp(-clip, clip) if clip > 0 else rewards
+
+
 @torch.no_grad()
 def advantages_and_returns(
     rewards: torch.Tensor,  # [T, N]
