@@ -24,7 +24,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor test test-fast lint format keys compare bench-solve bench-throughput bench-gpu bench-atari soak clean
+.PHONY: venv run run-learner run-actor test test-fast lint format keys compare bench-solve bench-throughput bench-gpu bench-atari staleness soak clean
 
 venv: $(STAMP)
 
@@ -77,6 +77,10 @@ bench-solve: venv
 # Actor env steps/s against the raw limit, wire cost per batch, learner samples/s.
 bench-throughput: venv
 	$(PY) -m scripts.bench_throughput $(ARGS)
+
+# How a3c, a3c-grad and impala hold up as the policy lag grows (report in docs/staleness/).
+staleness: venv
+	$(PY) -m scripts.staleness $(ARGS)
 
 # Atari: actor env steps/s against the raw emulator, bytes per transition, the CNN learner.
 bench-atari: venv

@@ -127,6 +127,10 @@ class LearnerConfig:
     log_level: str = arg("info", "log level", choices=("debug", "info", "warning"))
     device: str = arg("auto", "torch device for training", choices=("auto", "cpu", "cuda"))
     torch_threads: int = arg(1, "torch intra-op threads")
+    weights_delay: int = arg(
+        0,
+        "study aid (async and gradient algorithms): actors get the weights this many updates old, a controlled policy lag (make staleness)",
+    )
     debug_update_delay_s: float = arg(
         0.0, "testing aid: sleep this long after every update (a deliberately slow learner)"
     )
@@ -172,6 +176,12 @@ class LearnerConfig:
             raise ValueError("--seed must be in [0, 2**31)")
         if not self.min_actors_wait_s > 0 or not self.barrier_timeout_s > 0:
             raise ValueError("--min-actors-wait-s and --barrier-timeout-s must be > 0")
+        if self.weights_delay < 0:
+            raise ValueError("--weights-delay must be >= 0")
+        if self.weights_delay and self.algorithm.coordination == "sync":
+            raise ValueError(
+                "--weights-delay needs an async or gradient algorithm (a sync actor waits for the newest weights)"
+            )
         if self.serial and self.actors < 1:
             raise ValueError("--serial needs --actors >= 1 (the in-process actors)")
         if not 0 <= self.port < 65536 or not 0 <= self.pub_port < 65536:

@@ -10,6 +10,7 @@ made where the update ran), never read off the live network here.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
@@ -28,18 +29,22 @@ class Outbox:
         learner_id: str,
         version: int,
         weights: dict[str, np.ndarray],
+        delay: int = 0,
     ) -> None:
         self.router = router
         self.pub = pub
         self.learner_id = learner_id
+        # The staleness study's knob (--weights-delay): actors get the weights ``delay``
+        # updates older than the learner's, a controlled policy lag.
+        self._history: deque[tuple[int, list]] = deque(maxlen=delay + 1)
         self.set_weights(version, weights)
 
     def set_weights(self, version: int, weights: dict[str, np.ndarray]) -> None:
         """The weights (own arrays, not views of live parameters) that Welcome and the
-        broadcast send from now on."""
+        broadcast send from now on (with a delay: those of ``delay`` updates ago)."""
         msg = Weights(arrays=weights, learner_id=self.learner_id, version=version)
-        self.version = version
-        self._frames = encode(msg)
+        self._history.append((version, encode(msg)))
+        self.version, self._frames = self._history[0]
 
     def publish_weights(self, version: int, weights: dict[str, np.ndarray]) -> None:
         self.set_weights(version, weights)

@@ -106,7 +106,12 @@ class LearnerServer:
         self.trained_before = trained_s  # training seconds of earlier incarnations (resume)
         self.t0: float | None = None  # first actor welcomed: training starts
         self.outbox = Outbox(
-            self.router, self.pub, self.learner_id, trainer.version, trainer.weights()
+            self.router,
+            self.pub,
+            self.learner_id,
+            trainer.version,
+            trainer.weights(),
+            delay=cfg.weights_delay,
         )
         self.updater = Updater(
             spec,

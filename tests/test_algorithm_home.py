@@ -34,7 +34,7 @@ def test_a_toy_algorithm_trains_through_the_real_learner(tmp_path, toy, restore_
     assert config["config"]["loss"]["huber_delta"] == 2.0
 
 
-@pytest.mark.parametrize("algo", ["a2c", "a3c", "a3c-grad", "ppo", "appo"])
+@pytest.mark.parametrize("algo", ["a2c", "a3c", "a3c-grad", "ppo", "appo", "impala"])
 def test_serial_mode_learns_cartpole(tmp_path, algo, restore_logging):
     """Learning happens, in every coordination mode: the same trainer, batcher and
     acting code as a networked run, in one process."""

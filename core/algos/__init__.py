@@ -7,6 +7,7 @@
 | a3c-grad   | gradients    | A2C  | gradients computed by the actors on their own rollouts |
 | ppo        | sync         | PPO  | rollouts; several minibatch steps per barrier |
 | appo       | async        | PPO  | rollouts; several minibatch steps per arriving batch, ratio against the behaviour policy |
+| impala     | async        | V-trace | rollouts; updates as they come, values and policy gradient corrected for lag |
 
 A new algorithm: one module with its config dataclass and loss function, one
 ``register`` line below, and its tests.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from core.algos.a2c import A2CConfig, a2c_loss
 from core.algos.base import Algorithm, LossTerms, config_dict
 from core.algos.ppo import PPOConfig, ppo_loss, ppo_targets
+from core.algos.vtrace import VTraceConfig, impala_loss
 
 ALGORITHMS: dict[str, Algorithm] = {}
 
@@ -92,6 +94,18 @@ register(
         max_policy_lag=16,
         summary="asynchronous PPO (Sample Factory's APPO): epochs of minibatch steps per arriving batch",
         targets=ppo_targets,
+    )
+)
+
+register(
+    Algorithm(
+        "impala",
+        "async",
+        VTraceConfig,
+        impala_loss,
+        lr=2e-3,
+        max_policy_lag=16,
+        summary="asynchronous with IMPALA's V-trace: value targets and policy gradient corrected for policy lag",
     )
 )
 

@@ -94,7 +94,7 @@ REWARD_CLIP_HELP = (
 def check_loss_settings(cfg: Any, *nonnegative: str) -> None:
     """The checks every return-based loss config shares: gamma and gae_lambda in
     [0, 1], and the named settings >= 0."""
-    if not 0.0 <= cfg.gamma <= 1.0 or not 0.0 <= cfg.gae_lambda <= 1.0:
+    if not 0.0 <= cfg.gamma <= 1.0 or not 0.0 <= getattr(cfg, "gae_lambda", 1.0) <= 1.0:
         raise ValueError("--gamma and --gae-lambda must be in [0, 1]")
     if min(getattr(cfg, name) for name in nonnegative) < 0:
         flags = ", ".join("--" + name.replace("_", "-") for name in nonnegative)
