@@ -16,8 +16,8 @@ the runs' own directories go under --runs (default runs/staleness).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from pathlib import Path
 from statistics import median
 
@@ -30,6 +30,7 @@ TARGET = 475.0
 
 def one_run(runs: Path, algo: str, lag: int, seed: int, budget: int) -> dict:
     run_dir = runs / f"{algo}-k{lag}-s{seed}"
+    runs.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "learner", "--env", "CartPole-v1", "--algo", algo]
     cmd += ["--seed", str(seed), "--actors", "2", "--port", "0", "--run-dir", str(run_dir)]
     cmd += ["--weights-delay", str(lag), "--max-policy-lag", "100000"]
@@ -102,19 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-env-steps", type=int, default=500_000)
     p.add_argument("--out", default=str(ROOT / "docs" / "staleness"), help="the report")
     p.add_argument("--runs", default=str(ROOT / "runs" / "staleness"), help="run directories")
+    p.add_argument(
+        "--results", default="", help="rebuild the report from a results.json (runs nothing)"
+    )
     args = p.parse_args(argv)
     lags = [int(x) for x in args.lags.split(",")]
     algos = args.algos.split(",")
     seeds = [int(x) for x in args.seeds.split(",")]
     out = Path(args.out)
-    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
     results = []
-    for algo in algos:
-        for k in lags:
-            for seed in seeds:
-                r = one_run(Path(args.runs), algo, k, seed, args.max_env_steps)
-                results.append(r)
-                print(r, flush=True)
+    if args.results:
+        results = json.loads(Path(args.results).read_text())["runs"]
+    else:
+        for algo in algos:
+            for k in lags:
+                for seed in seeds:
+                    r = one_run(Path(args.runs), algo, k, seed, args.max_env_steps)
+                    results.append(r)
+                    print(r, flush=True)
     headers = ["K", *[f"{a}: final return" for a in algos], *[f"{a}: steps to 475" for a in algos]]
     rows = []
     for k in lags:
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         f"`python -m scripts.staleness --lags {args.lags} --algos {args.algos} --seeds "
         f"{args.seeds} --max-env-steps {args.max_env_steps}` ({len(results)} runs, "
-        f"{(time.time() - t0) / 60:.0f} min)\n\n"
+        f"{sum(r['wall_s'] for r in results) / 60:.0f} min)\n\n"
         "CartPole-v1, 2 actors x 16 envs, each algorithm's default settings; actors act "
         "with weights K updates old (`--weights-delay K`), nothing dropped for staleness. "
         "Median over seeds; steps to 475 counts the seeds that got there.\n\n"
