@@ -38,19 +38,28 @@ from scripts.report import markdown_table  # noqa: E402
 
 # Every registered algorithm, in table order (core/algos is the one list).
 ALGOS = tuple(algos.ALGORITHMS)
-THRESHOLDS = (195.0, 475.0)  # CartPole-v0's and CartPole-v1's "solved" returns
+# The returns whose first crossing the report times, per env: for CartPole, v0's and
+# v1's "solved"; for Acrobot, halfway and its threshold (-100). main() sets THRESHOLDS
+# from --env.
+ENV_THRESHOLDS = {"CartPole-v1": (195.0, 475.0), "Acrobot-v1": (-200.0, -100.0)}
+THRESHOLDS = ENV_THRESHOLDS["CartPole-v1"]
 TIMEOUT_MARGIN_S = 60.0  # start-up, shutdown and the final checkpoint on top of --max-seconds
 KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL of a run that overran
 CAPPED = ("max_seconds", "max_env_steps", "timeout")
 FAILED = ("timeout", "crashed", "signal")
 # Flags this script sets per run; --extra may not override them.
-OWN_FLAGS = ("--algo", "--seed", "--actors", "--run-dir", "--port", "--milestones")
+OWN_FLAGS = ("--env", "--algo", "--seed", "--actors", "--run-dir", "--port", "--milestones")
 OWN_FLAGS += ("--max-seconds", "--log-interval-s", "--envs", "--rollout-len")
 
 
 @dataclass(frozen=True)
 class CompareConfig:
     algos: tuple[str, ...] = arg(ALGOS, "algorithms to compare, in table order")
+    env: str = arg(
+        "CartPole-v1",
+        "environment, one of " + ", ".join(ENV_THRESHOLDS),
+        choices=tuple(ENV_THRESHOLDS),
+    )
     seeds: tuple[int, ...] = arg((1, 2, 3, 4, 5), "seeds; every algorithm runs every seed")
     actors: int = arg(2, "local actor processes per run")
     envs: int | None = arg(
@@ -95,7 +104,7 @@ def learner_command(
     cfg: CompareConfig, algo: str, seed: int | str, run_dir: Path | str
 ) -> list[str]:
     """The learner's command line; only --algo, --seed and --run-dir differ between runs."""
-    cmd = [sys.executable, "-m", "learner", "--algo", algo, "--seed", str(seed)]
+    cmd = [sys.executable, "-m", "learner", "--env", cfg.env, "--algo", algo, "--seed", str(seed)]
     cmd += ["--actors", str(cfg.actors), "--run-dir", str(run_dir), "--port", "0"]
     cmd += ["--milestones", ",".join(f"{t:g}" for t in THRESHOLDS)]
     cmd += ["--max-seconds", f"{cfg.max_seconds:g}", "--log-interval-s", "0.5"]
@@ -574,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         CompareConfig, prog="python scripts/compare.py", description=__doc__.split("\n\n")[0]
     )
     cfg = parse_config(CompareConfig, parser, argv)
+    global THRESHOLDS
+    THRESHOLDS = ENV_THRESHOLDS[cfg.env]
     out = Path(cfg.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     command = shlex.join(
