@@ -58,6 +58,10 @@ class SyncBarrier:
         self.min_actors_wait_s = min_actors_wait_s
         self.barrier_timeout_s = barrier_timeout_s
         self.pending: dict[str, Submission] = {}
+        # Submissions ``take`` dropped because they are for an older version (one that
+        # arrived while its version's update was running): the caller acks them
+        # untrained, so their senders collect again at once.
+        self.dropped: list[Submission] = []
         self.arrived: dict[str, float] = {}  # when each pending submission arrived
         self.started_at: float | None = None  # the run's first submission
         self.released = False  # the first release has happened (min_actors no longer applies)
@@ -84,6 +88,7 @@ class SyncBarrier:
         # Only this version's rollouts count; older ones are stale (the server drops
         # them before they get here, this is the barrier's own guard).
         for k in [k for k, s in self.pending.items() if s.version != version]:
+            self.dropped.append(self.pending[k])
             self.forget(k)
         if not self.pending:
             return None

@@ -93,7 +93,12 @@ class Parts:
         elapsed = 0.0 if self.serial_t0 is None else time.monotonic() - self.serial_t0
         return self.trained_s + elapsed
 
-    def save_checkpoint(self, wall_s: float) -> Path:
+    def save_checkpoint(self, wall_s: float) -> Path | None:
+        if self.server is not None and self.server.training.alive and self.server.closed:
+            # An update outlived shutdown: the network may be half-written. The last
+            # periodic checkpoint stands.
+            self.log.error("checkpoint_skipped", reason="an update is still running")
+            return None
         state = {
             "trainer": self.trainer.state_dict(),
             "counters": {**self.stats.counters(), "wall_s": wall_s},

@@ -178,6 +178,10 @@ class LearnerConfig:
             raise ValueError("--min-actors-wait-s and --barrier-timeout-s must be > 0")
         if self.weights_delay < 0:
             raise ValueError("--weights-delay must be >= 0")
+        if self.weights_delay and self.weights_delay >= self.policy_lag_bound:
+            raise ValueError(
+                "--weights-delay must be below --max-policy-lag, or every rollout would be dropped as stale"
+            )
         if self.weights_delay and self.algorithm.coordination == "sync":
             raise ValueError(
                 "--weights-delay needs an async or gradient algorithm (a sync actor waits for the newest weights)"

@@ -48,6 +48,7 @@ class TrainingThread:
         self._started: float | None = None
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
+        self._failure: BaseException | None = None  # raised once the good results are out
         # A byte on this pair wakes the loop's poller when an update is done, so acks
         # and weights go out at once, not at the next poll timeout.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -108,9 +109,13 @@ class TrainingThread:
             block = False
             self.in_flight -= 1
             if isinstance(done, BaseException):
-                raise TrainingFailed(f"an update raised: {done!r}") from done
-            out.append(done)
-        return out
+                self._failure = self._failure or done
+            else:
+                out.append(done)
+        if self._failure is not None and not out:
+            failure, self._failure = self._failure, None
+            raise TrainingFailed(f"an update raised: {failure!r}") from failure
+        return out  # results that finished before a failure are handed back first
 
     def cancel_queued(self) -> list[Release]:
         """Take back the releases not yet started (the run is stopping: finishing them
@@ -147,7 +152,14 @@ class TrainingThread:
             if self.in_flight and while_waiting is not None:
                 while_waiting()
 
+    @property
+    def alive(self) -> bool:
+        """The thread has not stopped (an update still running after ``close``)."""
+        return self._thread.is_alive()
+
     def close(self) -> None:
+        """Stop: updates not yet started are dropped, the running one may finish (30 s)."""
+        self.cancel_queued()
         self._jobs.put(None)
         self._thread.join(timeout=30.0)
         self._wake_r.close()

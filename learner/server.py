@@ -125,6 +125,7 @@ class LearnerServer:
         self.training = TrainingThread(self.updater, depth=1 if spec.sync else 2)
         self._busy_mark = (time.monotonic(), 0.0)  # for the idle fraction in progress
         self._draining = False
+        self.closed = False
         self._poller = zmq.Poller()
         self._poller.register(self.router, zmq.POLLIN)
         self._poller.register(self.training.wake_fd, zmq.POLLIN)
@@ -381,8 +382,8 @@ class LearnerServer:
             Submission(rec.actor_id, rec.routing_id, msg.seq, msg.policy_version, payload),
             time.monotonic(),
         )
-        if self.batcher.full():
-            self.train_released()
+        # Released by the loop right after this batch of messages (train_released), not
+        # here: a failed update must not be caught as one message's handler error.
 
     # --- updates --------------------------------------------------------------------
 
@@ -449,6 +450,9 @@ class LearnerServer:
     def shutdown(self, reason: str) -> None:
         """Tell every actor to stop, then close the sockets."""
         self.training.close()
+        self.closed = True
+        if self.training.alive:
+            self.log.error("training_thread_stuck", detail="an update did not finish in 30 s")
         self.outbox.shutdown(list(self.registry.by_route), reason)
         if self.zap is not None:
             self.zap.close()

@@ -77,8 +77,9 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
             raise InvalidMessage("out_of_range", f"actions must be in [0, {spec.action_n})")
     else:
         _finite(acts, "actions")
-    if "obs" in a and a["obs"].dtype.kind == "f":
-        _finite(a["obs"], "obs")
+    for name in ("obs", "frames"):
+        if name in a and a[name].dtype.kind == "f":
+            _finite(a[name], name)
     _finite(a["logp"], "logp")
     _finite(a["rewards"], "rewards")
     if np.abs(a["rewards"]).max(initial=0.0) > MAX_ABS_REWARD:

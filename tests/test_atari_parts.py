@@ -211,3 +211,58 @@ def test_a_joined_actor_gets_a_grace_period_to_build_its_envs():
     assert [r.actor_id for r in registry.expire(3.5)] == ["heard"]
     assert registry.expire(JOIN_GRACE_S - 1) == []
     assert [r.actor_id for r in registry.expire(JOIN_GRACE_S + 1)] == ["quiet"]
+
+
+class MixedUpdater(FakeUpdater):
+    """The first update succeeds, the second raises."""
+
+    def compute(self, release, prepared):
+        if release.items[0].seq == 2:
+            raise RuntimeError("second")
+        return Done(release, [], None)
+
+
+def test_results_that_finished_before_a_failure_are_handed_back_first():
+    training = TrainingThread(MixedUpdater(), depth=2)
+    try:
+        training.submit(release(1), None)
+        training.submit(release(2), None)
+        deadline = time.monotonic() + 10
+        while training._done.qsize() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first = training.finished()
+        assert [d.release.items[0].seq for d in first] == [1]
+        with pytest.raises(TrainingFailed, match="second"):
+            training.finished()
+    finally:
+        training.close()
+
+
+def test_close_drops_updates_not_yet_started():
+    updater = FakeUpdater(delay=0.3)
+    training = TrainingThread(updater, depth=2)
+    training.submit(release(1), "running")
+    time.sleep(0.1)
+    training.submit(release(2), "queued")
+    training.close()
+    assert updater.computed == ["running"] and not training.alive
+
+
+def test_sync_barrier_hands_back_what_it_drops_for_an_ack():
+    from learner.batching import SyncBarrier
+
+    barrier = SyncBarrier(min_actors=1, min_actors_wait_s=1.0, barrier_timeout_s=1.0)
+    barrier.offer(Submission("a", b"r", 7, 0, None), 0.0)  # collected with version 0
+    assert barrier.take({"a"}, 1, 0.5) is None  # the learner is at version 1 now
+    assert [s.seq for s in barrier.dropped] == [7]
+
+
+def test_ppo_ratio_is_bounded_against_absurd_behaviour_log_probs():
+    from core.algos.ppo import PPOConfig, ppo_loss, ppo_targets
+
+    torch.manual_seed(0)
+    model = ActorCritic(ModelConfig((3,), "discrete", 2))
+    batch = small_batch(1.0)
+    batch = Batch(**{**batch.__dict__, "behaviour_logp": torch.full((4, 2), -1e30)})
+    terms = ppo_loss(model, batch, PPOConfig(), ppo_targets(model, batch, PPOConfig()))
+    assert torch.isfinite(terms.total)

@@ -32,3 +32,10 @@ def test_weights_delay_is_refused_for_sync_algorithms():
         parse(["--algo", "a2c", "--weights-delay", "2"])
     cfg, _ = parse(["--algo", "impala", "--weights-delay", "2"])
     assert cfg.weights_delay == 2
+
+
+def test_weights_delay_must_stay_below_the_lag_bound():
+    with pytest.raises(SystemExit):
+        parse(["--algo", "a3c", "--weights-delay", "4"])  # a3c's bound is 4
+    cfg, _ = parse(["--algo", "a3c", "--weights-delay", "4", "--max-policy-lag", "100"])
+    assert cfg.weights_delay == 4

@@ -83,7 +83,9 @@ def ppo_loss(model, batch: Batch, cfg: PPOConfig, targets: dict[str, torch.Tenso
         mean = (adv * mask).sum() / count
         std = (((adv - mean) * mask).pow(2).sum() / count).sqrt()
         adv = (adv - mean) / (std + 1e-8) * mask
-    log_ratio = logp - batch.behaviour_logp
+    # Bounded: a behaviour log-prob far off (a buggy or hostile actor's) must not turn a
+    # whole minibatch into inf * 0 = NaN.
+    log_ratio = (logp - batch.behaviour_logp).clamp(-20.0, 20.0)
     ratio = torch.exp(log_ratio)
     surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
     policy_loss = -(surrogate * mask).sum() / count
