@@ -106,7 +106,7 @@ def learner_command(
     """The learner's command line; only --algo, --seed and --run-dir differ between runs."""
     cmd = [sys.executable, "-m", "learner", "--env", cfg.env, "--algo", algo, "--seed", str(seed)]
     cmd += ["--actors", str(cfg.actors), "--run-dir", str(run_dir), "--port", "0"]
-    cmd += ["--milestones", ",".join(f"{t:g}" for t in THRESHOLDS)]
+    cmd += ["--milestones=" + ",".join(f"{t:g}" for t in THRESHOLDS)]  # "=": values may be negative
     cmd += ["--max-seconds", f"{cfg.max_seconds:g}", "--log-interval-s", "0.5"]
     if cfg.envs is not None:
         cmd += ["--envs", str(cfg.envs)]
@@ -503,7 +503,9 @@ SHOWN_SETTINGS += ("entropy_coef", "max_grad_norm", "max_policy_lag", "checkpoin
 def format_header(runs: list[RunResult], command: str, learner_cmd: str, info: dict) -> list[str]:
     """The report's opening lines: what was run, where, when."""
     config = next((r.config for r in runs if r.config), None) or {}
-    settings = ", ".join(f"{k}={config.get(k)}" for k in SHOWN_SETTINGS) if config else "–"
+    # Loss settings sit under "loss" in the learner's config event.
+    merged = {**(config.get("loss") or {}), **config}
+    settings = ", ".join(f"{k}={merged.get(k)}" for k in SHOWN_SETTINGS) if config else "–"
     load = ", ".join(f"{x:.2f}" for x in info["loadavg"]) if info["loadavg"] else "–"
     return [
         f"- command: `{command}`",
