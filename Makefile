@@ -65,9 +65,12 @@ NAMES ?= actor-1,actor-2
 keys: venv
 	$(PY) scripts/keys.py --out keys --actors $(NAMES)
 
-# The fair A2C / A3C / A3C-grad comparison on CartPole-v1 (report in runs/compare-<time>/).
+# The four-way comparison, 5 seeds each, on CartPole-v1 then Acrobot-v1 (reports in
+# runs/compare-<time>/; about 20 minutes on 2 cores). ARGS applies to both.
+COMPARE_ALGOS ?= a2c,a3c,a3c-grad,impala
 compare: venv
-	$(PY) -m scripts.compare $(ARGS)
+	$(PY) -m scripts.compare --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)
+	$(PY) -m scripts.compare --env Acrobot-v1 --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)
 
 # Time to solve CartPole-v1 against Stable-Baselines3 A2C and PPO (installs the optional bench extra).
 bench-solve: venv
