@@ -81,6 +81,11 @@ class SyncBarrier:
         self.pending.pop(actor_id, None)
         self.arrived.pop(actor_id, None)
 
+    def take_dropped(self) -> list[Submission]:
+        """What ``take`` dropped since the last call (the caller acks it untrained)."""
+        dropped, self.dropped = self.dropped, []
+        return dropped
+
     def full(self) -> bool:
         return False
 
@@ -127,6 +132,9 @@ class AsyncQueue:
 
     def full(self) -> bool:
         return len(self.queue) >= self.max_batch
+
+    def take_dropped(self) -> list[Submission]:
+        return []  # the queue drops nothing: staleness is judged before it
 
     def take(self, live: set[str], version: int, now: float) -> Release | None:
         if not self.queue:

@@ -152,15 +152,11 @@ class Trainer:
                 if terms.transitions == 0 or not torch.isfinite(terms.total):
                     continue
                 terms.total.backward()
-                norm = torch.nn.utils.clip_grad_norm_(
-                    self.model.parameters(), self.cfg.max_grad_norm
-                )
-                if not torch.isfinite(norm):
-                    self.optimizer.zero_grad(set_to_none=False)
+                norm = self._clip_and_step()
+                if norm is None:
                     continue
-                self.optimizer.step()
                 steps += 1
-                norms.append(norm.detach())
+                norms.append(norm)
                 values = {
                     "policy_loss": terms.policy_loss,
                     "value_loss": terms.value_loss,
@@ -215,11 +211,9 @@ class Trainer:
         entropy: float,
         extras: dict[str, float] | None = None,
     ) -> UpdateStats:
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-        if not torch.isfinite(norm):
-            self.optimizer.zero_grad(set_to_none=False)
+        norm = self._clip_and_step()
+        if norm is None:
             return self._skipped(transitions, "non_finite")
-        self.optimizer.step()
         self.version += 1
         return UpdateStats(
             True,
@@ -232,6 +226,16 @@ class Trainer:
             self.version,
             extras or {},
         )
+
+    def _clip_and_step(self) -> torch.Tensor | None:
+        """Clip the gradient's global norm and take one optimizer step; a non-finite
+        gradient takes none (gradients zeroed, optimizer state untouched) and gives None."""
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=False)
+            return None
+        self.optimizer.step()
+        return norm.detach()
 
     def _skipped(self, transitions: int, why: str) -> UpdateStats:
         nan = float("nan")

@@ -62,12 +62,10 @@ class Updater:
 
     def take(self, batcher: SyncBarrier | AsyncQueue, live: set[str]) -> Release | None:
         release = batcher.take(live, self.trainer.version, time.monotonic())
-        for sub in getattr(batcher, "dropped", ()):  # too old for the barrier: acked untrained
+        for sub in batcher.take_dropped():  # too old for the barrier: acked untrained
             if self.ack is not None:
                 self.ack(sub.route, sub.seq, self.trainer.version, trained=False)
             self.stats.dropped_stale += 1
-        if getattr(batcher, "dropped", None):
-            batcher.dropped.clear()
         if release is not None and release.reason:
             self.log.warning(
                 "barrier_released",
