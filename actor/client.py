@@ -36,7 +36,6 @@ from protocol.messages import (
     Bye,
     Error,
     Experience,
-    Gradient,
     Heartbeat,
     Hello,
     Message,
@@ -46,7 +45,6 @@ from protocol.messages import (
     WeightsRequest,
     Welcome,
 )
-from protocol.rollout import Rollout
 from protocol.spec import RunSpec, SpecError
 
 POLL_MS = 50
@@ -216,37 +214,22 @@ class ActorClient:
                 self._await_release(a)
             rollout = a.collect(between_steps=self._heartbeat)
             self.seq += 1
+            ids = {
+                "actor_id": self.actor_id,
+                "incarnation": self.incarnation,
+                "seq": self.seq,
+                "learner_id": self.learner_id or "",
+                "policy_version": a.policy.version,
+            }
             msg = (
-                self._gradient_message(a, rollout)
+                a.gradient_message(rollout, **ids)
                 if a.spec.sends_gradients
-                else Experience(
-                    arrays=rollout.wire_arrays(a.spec),
-                    actor_id=self.actor_id,
-                    incarnation=self.incarnation,
-                    seq=self.seq,
-                    learner_id=self.learner_id or "",
-                    policy_version=a.policy.version,
-                )
+                else Experience(arrays=rollout.wire_arrays(a.spec), **ids)
             )
             self._await_credit(a)
             self._send(msg)
             self.credit.sent(self.seq, a.policy.version, time.monotonic())
             self.rollouts_sent += 1
-
-    def _gradient_message(self, a: Acting, rollout: Rollout) -> Gradient:
-        grads, terms = a.gradients(rollout)
-        return Gradient(
-            arrays={**grads, "ep_returns": rollout.ep_returns, "ep_lengths": rollout.ep_lengths},
-            actor_id=self.actor_id,
-            incarnation=self.incarnation,
-            seq=self.seq,
-            learner_id=self.learner_id or "",
-            policy_version=a.policy.version,
-            env_steps=terms.transitions,
-            policy_loss=terms.policy_loss.item(),
-            value_loss=terms.value_loss.item(),
-            entropy=terms.entropy.item(),
-        )
 
     def _await_credit(self, a: Acting) -> None:
         """At most max_in_flight rollouts unacknowledged: wait (reading the learner's

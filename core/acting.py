@@ -4,6 +4,7 @@
     acting.policy.load(weights, version)
     rollout = acting.collect()                      # a protocol.rollout.Rollout
     grads, terms = acting.gradients(rollout)        # gradient coordination only
+    msg = acting.gradient_message(rollout, seq=7, ...)   # the same, as a Gradient
     acting.close()
 
 The actor process (actor/) and the learner's serial mode (learner/serial.py) both use
@@ -24,6 +25,7 @@ from core.envs import check_env_matches, make_vec_env
 from core.gradients import rollout_gradients
 from core.models import ModelConfig, param_shapes
 from core.policy import Policy
+from protocol.messages import Gradient
 from protocol.rollout import Rollout
 from protocol.spec import RunSpec
 
@@ -52,6 +54,21 @@ class Acting:
     def gradients(self, rollout: Rollout) -> tuple[dict[str, np.ndarray], algos.LossTerms]:
         assert self.algo is not None, "gradients are computed only under gradient coordination"
         return rollout_gradients(self.policy.model, rollout, self.algo, self.loss_cfg)
+
+    def gradient_message(self, rollout: Rollout, **ids: Any) -> Gradient:
+        """What a gradient-computing actor sends for ``rollout``: the gradients, the
+        rollout's rewards, flags and episodes (the learner derives its figures from
+        these), and this actor's own step count and loss terms. ``ids``: the
+        message's actor_id, incarnation, seq, learner_id, policy_version."""
+        grads, terms = self.gradients(rollout)
+        return Gradient(
+            arrays={**grads, **rollout.gradient_arrays()},
+            env_steps=terms.transitions,
+            policy_loss=terms.policy_loss.item(),
+            value_loss=terms.value_loss.item(),
+            entropy=terms.entropy.item(),
+            **ids,
+        )
 
     def close(self) -> None:
         self.envs.close()

@@ -1,9 +1,9 @@
 """Rollout collection from a gymnasium vector env: no sockets, no torch.
 
 ``RolloutCollector.collect(act)`` steps the envs T times with actions from ``act`` and
-returns one ``Rollout`` (protocol/rollout.py, allocated from the run spec). It keeps the state that spans rollouts: the current
-observation, which envs autoreset on their next step, and the running return and
-length of each episode.
+returns one ``Rollout`` (protocol/rollout.py, allocated from the run spec). It keeps the
+state that spans rollouts: the current observation, which envs autoreset on their next
+step, and the running return and length of each episode.
 
 Under gymnasium's next-step autoreset the step after ``terminated``/``truncated``
 ignores its action and returns the reset observation with reward 0: that step is
@@ -12,8 +12,10 @@ marked ``valid = False`` and counts toward no episode.
 An env that raises in ``step`` (or in the reset inside it) costs the episodes in
 progress, not the actor: the vector env is reset, the failed step is marked invalid,
 the step before it is marked truncated (so its value is bootstrapped, not carried
-through the reset), and ``EnvFailure`` is raised only after ``max_failures`` failing
-rollouts in a row.
+through the reset, and its episode is reported as a truncated one), and ``EnvFailure``
+is raised only after ``max_failures`` failing rollouts in a row. (When the first step
+of a rollout fails there is no step before it in this rollout to mark: the episodes
+running are lost, ``episodes_lost``, and the learner counts them as ``episodes_cut``.)
 """
 
 from __future__ import annotations
@@ -113,7 +115,16 @@ class RolloutCollector:
                 failed = True
                 r.valid[t] = False
                 if t > 0:
-                    r.truncated[t - 1] |= r.valid[t - 1] & ~r.terminated[t - 1]
+                    # The episodes still running end at the last good step, truncated
+                    # (bootstrapped, not carried through the reset), and are reported
+                    # as such: the learner derives exactly these from the flags.
+                    cut = r.valid[t - 1] & ~r.terminated[t - 1] & ~r.truncated[t - 1]
+                    r.truncated[t - 1] |= cut
+                    if cut.any():
+                        ep_returns.append(self.ep_return[cut].copy())
+                        ep_lengths.append(self.ep_len[cut].copy())
+                        self.ep_return[cut] = 0.0
+                        self.ep_len[cut] = 0
                 self._recover("step", exc)
                 continue
             step_valid = r.valid[t]

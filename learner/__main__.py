@@ -94,6 +94,8 @@ def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:
         raise
     finally:
         wall_s = parts.wall_s()
+        if parts.confirm is not None:
+            parts.confirm.close()
         if parts.server is not None:
             parts.server.shutdown(outcome.reason)
         if parts.actors is not None:

@@ -23,6 +23,7 @@ from core.models.encoders import default_encoder
 from learner.auth import load_learner_keys
 from learner.checkpoint import CheckpointConfig, Checkpointer
 from learner.config import LearnerConfig
+from learner.confirm import SolveConfirmation
 from learner.local import LocalActors
 from learner.outcome import Outcome
 from learner.resume import IncompatibleResume, compare
@@ -84,6 +85,7 @@ class Parts:
     trained_s: float
     log: object
     server: LearnerServer | None = None  # None in serial mode
+    confirm: SolveConfirmation | None = None  # --confirm-episodes
     actors: LocalActors | None = None
     serial_t0: float | None = None  # serial mode: when training started
 
@@ -154,7 +156,7 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         spec=spec,
         device=device,
         trainer=trainer,
-        stats=RunStats(),
+        stats=RunStats(losses_from="actors" if spec.sends_gradients else "learner"),
         rng=np.random.default_rng(cfg.seed),
         checkpointer=Checkpointer(
             CheckpointConfig(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
@@ -165,6 +167,14 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
     )
     if cfg.resume:
         _resume(parts)
+    if cfg.confirm_episodes:
+        if parts.target is None:
+            raise BuildError(
+                f"--confirm-episodes: {cfg.env} has no reward threshold; give --target-return"
+            )
+        parts.confirm = SolveConfirmation(
+            spec, episodes=cfg.confirm_episodes, target=parts.target, seed=cfg.seed, log=log
+        )
     if cfg.serial:
         return parts
     # Local actors use the keys of the authorised actors whose directories sit beside
@@ -194,6 +204,7 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         authorized=authorized,
         trained_s=parts.trained_s,
         local_actors_alive=(lambda: actors.any_alive(log)) if cfg.actors else None,
+        confirm=parts.confirm,
     )
     return parts
 
@@ -257,4 +268,5 @@ def finish(parts: Parts, outcome: Outcome, wall_s: float) -> dict:
         "seed": parts.cfg.seed,
         "actors": parts.cfg.actors
         or (len(parts.server.registry.ids_seen) if parts.server is not None else 0),
+        **(outcome.confirmation or {}),
     }

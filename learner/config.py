@@ -44,6 +44,10 @@ class LearnerConfig:
         "solved when the mean return of the last 100 episodes reaches this; default: the env's reward threshold",
     )
     max_env_steps: int | None = arg(None, "stop after this many env steps")
+    confirm_episodes: int = arg(
+        0,
+        "before ending a run as solved, the learner plays this many episodes of the policy itself and ends it only if their mean reaches the target too (0: off)",
+    )
     max_seconds: float | None = arg(None, "stop after this many seconds of training")
     # Actors
     actors: int = arg(2, "local actor processes to start; 0: wait for external actors")
@@ -202,6 +206,8 @@ class LearnerConfig:
             raise ValueError(
                 "--actor-timeout-s must exceed --heartbeat-s, or every actor would be lost between heartbeats"
             )
+        if not 0 <= self.confirm_episodes <= 10_000:
+            raise ValueError("--confirm-episodes must be in [0, 10000]")
         for name in ("max_env_steps", "max_seconds", "target_return"):
             value = getattr(self, name)
             if value is not None and name != "target_return" and not value > 0:

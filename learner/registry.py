@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from learner.episodes import EpisodeChain
+
 
 @dataclass
 class ActorRecord:
@@ -38,6 +40,9 @@ class ActorRecord:
     quarantined: bool = False
     key_name: str | None = None
     versions: list[int] = field(default_factory=list)
+    # This actor's episodes in progress as the learner derives them (learner/episodes.py);
+    # made at its first rollout. A new record (every Welcome) has fresh envs behind it.
+    chain: EpisodeChain | None = None
 
 
 JOIN_GRACE_S = 30.0

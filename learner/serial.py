@@ -22,10 +22,9 @@ from core.acting import Acting, build_acting
 from learner.admission import actor_seed
 from learner.batching import Submission, make_batcher
 from learner.build import Parts
+from learner.episodes import EpisodeChain, check_claims
 from learner.outcome import Outcome, stopping_rule
 from learner.updates import Updater
-from protocol.messages import Gradient
-from protocol.rollout import Rollout
 
 
 def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
@@ -41,6 +40,8 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
     # The local actors' names, so the seeds are those of a networked run's actors.
     ids = [f"local-{i}" for i in range(cfg.actors)]
     actors: list[Acting] = []
+    # Episodes derived from the data as the networked learner does (learner/episodes.py).
+    chains = {actor_id: EpisodeChain(spec.num_envs) for actor_id in ids}
     try:
         for i, actor_id in enumerate(ids):
             actors.append(
@@ -61,10 +62,14 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
                     acting.policy.load(trainer.weights(), trainer.version)
                 rollout = acting.collect()
                 stats.env_steps += rollout.transitions
-                stats.add_episodes(rollout.ep_returns)
+                episodes = chains[actor_id].observe(
+                    rollout.rewards, rollout.terminated, rollout.truncated, rollout.valid
+                )
+                check_claims(episodes, rollout.ep_returns, rollout.ep_lengths)  # a bug if not
+                stats.add_episodes(episodes)
                 stats.add_lag(trainer.version - acting.policy.version)
                 seq += 1
-                payload = _gradient(acting, rollout) if spec.sends_gradients else rollout
+                payload = acting.gradient_message(rollout) if spec.sends_gradients else rollout
                 sub = Submission(actor_id, b"", seq, acting.policy.version, payload)
                 batcher.offer(sub, time.monotonic())
                 if not spec.sync:  # async and gradients: an update per rollout
@@ -89,21 +94,11 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
                 parts.wall_s(),
                 started=True,
                 stop_requested=stop_requested,
+                confirm=parts.confirm,
+                weights=lambda: (trainer.version, trainer.weights()),
             )
             if outcome is not None:
                 return outcome
     finally:
         for acting in actors:
             acting.close()
-
-
-def _gradient(acting: Acting, rollout: Rollout) -> Gradient:
-    """What a gradient-computing actor would send for ``rollout``."""
-    grads, terms = acting.gradients(rollout)
-    return Gradient(
-        arrays={**grads, "ep_returns": rollout.ep_returns, "ep_lengths": rollout.ep_lengths},
-        env_steps=terms.transitions,
-        policy_loss=terms.policy_loss.item(),
-        value_loss=terms.value_loss.item(),
-        entropy=terms.entropy.item(),
-    )

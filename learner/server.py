@@ -34,6 +34,8 @@ from learner.admission import (
 from learner.auth import ZapHandler, user_id
 from learner.batching import Submission, make_batcher
 from learner.config import LearnerConfig
+from learner.confirm import SolveConfirmation
+from learner.episodes import EpisodeChain, check_claims
 from learner.outbox import Outbox
 from learner.outcome import Outcome, stopping_rule
 from learner.pipeline import TrainingThread
@@ -77,11 +79,13 @@ class LearnerServer:
         authorized: dict[bytes, str] | None = None,
         trained_s: float = 0.0,
         local_actors_alive: Callable[[], bool] | None = None,
+        confirm: SolveConfirmation | None = None,
     ) -> None:
         self.cfg, self.spec, self.trainer, self.stats, self.log = cfg, spec, trainer, stats, log
         self.target = target
         self.stop_requested = stop_requested
         self.local_actors_alive = local_actors_alive
+        self.confirm = confirm
         self.checkpoint = checkpoint
         self.learner_id = uuid.uuid4().hex[:12]
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
@@ -105,13 +109,11 @@ class LearnerServer:
         )
         self.trained_before = trained_s  # training seconds of earlier incarnations (resume)
         self.t0: float | None = None  # first actor welcomed: training starts
+        # The newest weights (version, arrays copied off the network): what the outbox
+        # publishes and what --confirm-episodes plays.
+        self.latest = (trainer.version, trainer.weights())
         self.outbox = Outbox(
-            self.router,
-            self.pub,
-            self.learner_id,
-            trainer.version,
-            trainer.weights(),
-            delay=cfg.weights_delay,
+            self.router, self.pub, self.learner_id, *self.latest, delay=cfg.weights_delay
         )
         self.updater = Updater(
             spec,
@@ -119,7 +121,7 @@ class LearnerServer:
             stats,
             log,
             ack=self.outbox.ack,
-            publish=self.outbox.publish_weights,
+            publish=self._publish,
             debug_delay_s=cfg.debug_update_delay_s,
         )
         self.training = TrainingThread(self.updater, depth=1 if spec.sync else 2)
@@ -197,6 +199,10 @@ class LearnerServer:
                     break
                 self._handle_safely(frames)
 
+    def _publish(self, version: int, weights: dict) -> None:
+        self.latest = (version, weights)
+        self.outbox.publish_weights(version, weights)
+
     def _busy_fraction(self, now: float) -> float:
         """The share of the last progress interval the training thread spent in updates
         (1 - the learner's idle fraction)."""
@@ -213,6 +219,8 @@ class LearnerServer:
             self.wall_s,
             started=self.t0 is not None,
             stop_requested=self.stop_requested,
+            confirm=self.confirm,
+            weights=lambda: self.latest,
         )
         if outcome is None and self.local_actors_alive is not None:
             if not self.local_actors_alive() and not self.registry.live():
@@ -266,6 +274,9 @@ class LearnerServer:
         if isinstance(msg, (Experience, Gradient)):
             self._batch(rec, msg)
         elif isinstance(msg, Heartbeat):
+            if msg.seq < rec.last_seq:  # its counter went backwards: a lie or a bug
+                self._reject(route, "false_claim", f"heartbeat seq {msg.seq} < {rec.last_seq}")
+                return
             self.outbox.reply(route, Pong(learner_id=self.learner_id, version=self.trainer.version))
         elif isinstance(msg, WeightsRequest):
             self.outbox.send_weights(route)
@@ -336,26 +347,28 @@ class LearnerServer:
             self.trainer.version,
             0 if self.spec.sync else self.cfg.policy_lag_bound,
         )
-        if verdict.kind == "reject":
-            self._reject(rec.routing_id, verdict.reason, verdict.detail)
-            # Acked all the same: the sender's credit comes back (a sync actor would
-            # otherwise wait for a release that never names it).
-            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
-            return
         if verdict.kind == "foreign":
             self.stats.dropped_stale += 1
             return
+        if rec.chain is None:
+            rec.chain = EpisodeChain(rec.num_envs)
         try:
+            if verdict.kind == "reject":
+                raise checks.InvalidMessage(verdict.reason, verdict.detail)
             if isinstance(msg, Experience):
                 steps = checks.check_experience(msg, self.spec, rec.num_envs)
             else:
-                checks.check_gradient(
-                    msg, self.shapes, max_steps=self.spec.rollout_len * rec.num_envs
-                )
-                steps = msg.env_steps
+                steps = checks.check_gradient(msg, self.shapes, self.spec, rec.num_envs)
+            if verdict.gap:
+                rec.chain.break_()
+            a = msg.arrays
+            episodes = rec.chain.observe(a["rewards"], a["terminated"], a["truncated"], a["valid"])
+            check_claims(episodes, a["ep_returns"], a["ep_lengths"])
         except checks.InvalidMessage as exc:
+            rec.chain.break_()  # the steps of a refused rollout are missing from the chain
             self._reject(rec.routing_id, exc.reason, exc.detail)
-            # The credit comes back, and a sync actor collects again for this version.
+            # Acked all the same: the credit comes back (a sync actor would otherwise wait
+            # for a release that never names it) and it collects again for this version.
             self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
             return
         if verdict.gap:
@@ -367,7 +380,7 @@ class LearnerServer:
                 seq=msg.seq,
             )
         self.stats.env_steps += steps
-        self.stats.add_episodes(msg.arrays["ep_returns"])
+        self.stats.add_episodes(episodes)
         self._check_milestones()
         if verdict.kind == "stale":
             self.stats.dropped_stale += 1

@@ -13,13 +13,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from learner.episodes import Episodes
+
 WINDOW = 100
 
 
 @dataclass
 class RunStats:
     env_steps: int = 0
+    # Episodes the learner derived from the data (learner/episodes.py): ``episodes`` and
+    # ``returns`` hold only those whose every step it saw; the other two say how many
+    # ended that it could not vouch for.
     episodes: int = 0
+    episodes_unseen_start: int = 0  # ended, but began before a lost or refused rollout
+    episodes_cut: int = 0  # ended by an env error, without an end flag
     updates: int = 0
     batches: int = 0
     skipped_updates: int = 0
@@ -28,6 +35,9 @@ class RunStats:
     trained_steps: int = 0  # env steps in batches trained on
     rejected: Counter = field(default_factory=Counter)
     returns: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    # Who computed the loss terms in progress: "actors" under gradient coordination,
+    # where they are the actors' claims (logged, never used to decide anything).
+    losses_from: str = "learner"
     # Interval accumulators, reset by progress().
     _lags: list[int] = field(default_factory=list)
     _grad_norms: list[float] = field(default_factory=list)
@@ -37,9 +47,11 @@ class RunStats:
     _last_trained: int = 0
     _last_time: float | None = None
 
-    def add_episodes(self, returns: np.ndarray) -> None:
-        self.episodes += len(returns)
-        self.returns.extend(float(r) for r in returns)
+    def add_episodes(self, episodes: Episodes) -> None:
+        self.episodes += len(episodes.returns)
+        self.returns.extend(float(r) for r in episodes.returns)
+        self.episodes_unseen_start += len(episodes.unseen_lengths)
+        self.episodes_cut += episodes.cut
 
     def add_update(
         self,
@@ -85,6 +97,8 @@ class RunStats:
             "trained_per_s": round(tps, 1),
             "updates": self.updates,
             "episodes": self.episodes,
+            "episodes_unseen_start": self.episodes_unseen_start,
+            "episodes_cut": self.episodes_cut,
             "mean_return_100": _round(self.mean_return_100),
             "return_std_100": _round(float(np.std(self.returns)) if self.returns else None),
             "policy_lag_min": min(lags) if lags else None,
@@ -100,6 +114,7 @@ class RunStats:
         if losses:
             pl, vl, ent = (float(np.mean(x)) for x in zip(*losses, strict=True))
             out.update(policy_loss=_round(pl), value_loss=_round(vl), entropy=_round(ent))
+            out["losses_from"] = self.losses_from
         extras, self._extras = self._extras, {}
         out.update({k: _round(float(np.mean(v))) for k, v in extras.items()})
         return out
@@ -108,6 +123,8 @@ class RunStats:
         return {
             "env_steps": self.env_steps,
             "episodes": self.episodes,
+            "episodes_unseen_start": self.episodes_unseen_start,
+            "episodes_cut": self.episodes_cut,
             "updates": self.updates,
             "batches": self.batches,
             "skipped_updates": self.skipped_updates,
@@ -122,6 +139,8 @@ class RunStats:
         for name in (
             "env_steps",
             "episodes",
+            "episodes_unseen_start",
+            "episodes_cut",
             "updates",
             "batches",
             "skipped_updates",

@@ -15,7 +15,12 @@ import numpy as np
 
 from protocol import frames as framing
 from protocol.messages import Experience, Gradient, Weights
-from protocol.rollout import EPISODE_ARRAYS, EPISODE_DTYPES, layout, wire_names
+from protocol.rollout import (
+    EPISODE_DTYPES,
+    GRADIENT_ROLLOUT_ARRAYS,
+    layout,
+    wire_names,
+)
 from protocol.spec import RunSpec
 
 # Rewards beyond this magnitude are treated as corrupt input, not as a signal.
@@ -81,11 +86,27 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
         if name in a and a[name].dtype.kind == "f":
             _finite(a[name], name)
     _finite(a["logp"], "logp")
-    _finite(a["rewards"], "rewards")
-    if np.abs(a["rewards"]).max(initial=0.0) > MAX_ABS_REWARD:
-        raise InvalidMessage("out_of_range", f"|reward| > {MAX_ABS_REWARD:g}")
+    check_steps(a)
     check_episodes(a)
     return int(a["valid"].sum())
+
+
+def check_steps(a: Mapping[str, np.ndarray]) -> None:
+    """Rewards and flags as the collector (core/collector.py) writes them under
+    gymnasium's next-step autoreset: a step that is not a transition (``valid`` False)
+    carries no reward and no episode end, and the step after an episode end is the
+    reset, never a transition. Anything else is not a rollout any env produced."""
+    rew, term, trunc, valid = (a[k] for k in ("rewards", "terminated", "truncated", "valid"))
+    _finite(rew, "rewards")
+    if np.abs(rew).max(initial=0.0) > MAX_ABS_REWARD:
+        raise InvalidMessage("out_of_range", f"|reward| > {MAX_ABS_REWARD:g}")
+    done = term | trunc  # [T, N]
+    if (done & ~valid).any():
+        raise InvalidMessage("bad_flags", "an episode end on a step that is not a transition")
+    if (rew[~valid] != 0).any():
+        raise InvalidMessage("bad_flags", "a reward on a step that is not a transition")
+    if (done[:-1] & valid[1:]).any():
+        raise InvalidMessage("bad_flags", "a transition right after an episode end (the reset)")
 
 
 def _check_packed_obs(a: Mapping[str, np.ndarray], spec: RunSpec, obs_shape: tuple) -> None:
@@ -107,9 +128,9 @@ def check_params(
     arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]], prefix: str = ""
 ) -> None:
     """Exactly the named parameters, float32, the right shapes, finite."""
-    # A Gradient carries episode arrays beside its "grad/" family; a Weights message
+    # A Gradient carries rollout arrays beside its "grad/" family; a Weights message
     # (no prefix) does not, so there a stray "ep_returns" is an unexpected parameter.
-    skip = EPISODE_ARRAYS if prefix else ()
+    skip = GRADIENT_ROLLOUT_ARRAYS if prefix else ()
     names = {k for k in arrays if k.startswith(prefix) and k not in skip}
     want = {prefix + k for k in shapes}
     if names != want:
@@ -124,14 +145,29 @@ def check_params(
 
 
 def check_gradient(
-    msg: Gradient, shapes: Mapping[str, tuple[int, ...]], max_steps: int | None = None
-) -> None:
-    """``max_steps``: the most transitions one rollout of the sender can hold (T x N); a
-    gradient claiming more would inflate the step count the stopping rules use."""
-    check_params(msg.arrays, shapes, prefix="grad/")
-    check_episodes(msg.arrays)
-    if msg.env_steps < 0 or (max_steps is not None and msg.env_steps > max_steps):
-        raise InvalidMessage("out_of_range", f"env_steps must be in [0, {max_steps}]")
+    msg: Gradient, shapes: Mapping[str, tuple[int, ...]], spec: RunSpec, num_envs: int
+) -> int:
+    """Gradients for exactly the network's parameters, and the rollout they came from
+    (rewards and flags of a [T, N] rollout of ``spec``): return its number of
+    transitions, counted from ``valid``. The actor's own ``env_steps`` and loss terms
+    are claims: they must agree with the data (and be finite), and are only logged."""
+    a = msg.arrays
+    check_params(a, shapes, prefix="grad/")
+    missing = [k for k in GRADIENT_ROLLOUT_ARRAYS if k not in a]
+    if missing:
+        raise InvalidMessage("missing_array", ",".join(missing))
+    for name, (dtype, shape) in layout(spec, num_envs).items():
+        if name in GRADIENT_ROLLOUT_ARRAYS:
+            _expect(a[name], name, dtype, shape)
+    check_steps(a)
+    check_episodes(a)
+    for name in ("policy_loss", "value_loss", "entropy"):
+        if not np.isfinite(getattr(msg, name)):
+            raise InvalidMessage("not_finite", name)
+    steps = int(a["valid"].sum())
+    if msg.env_steps != steps:
+        raise InvalidMessage("false_claim", f"env_steps {msg.env_steps}, the flags hold {steps}")
+    return steps
 
 
 def check_weights(msg: Weights, shapes: Mapping[str, tuple[int, ...]]) -> None:

@@ -13,8 +13,8 @@ fields, fields of the wrong type, and arrays not listed here are decode errors.
 Arrays: an Experience carries exactly the arrays of one rollout, whose names, dtypes
 and shapes are defined in protocol/rollout.py (from the RunSpec); a frame-stacked run's
 observations travel as distinct frames plus indices (protocol/frames.py). A Gradient carries
-``grad/<param>`` float32 arrays (one per network parameter) plus the rollout's episode
-arrays; a Weights message carries ``<param>`` float32 arrays.
+``grad/<param>`` float32 arrays (one per network parameter) plus the rollout's rewards,
+flags and episode arrays; a Weights message carries ``<param>`` float32 arrays.
 
 Directions: actor -> learner on the learner's ROUTER (Hello, Experience, Gradient,
 Heartbeat, WeightsRequest, Bye); learner -> one actor on the ROUTER (Welcome, Weights,
@@ -31,13 +31,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from protocol.rollout import EPISODE_ARRAYS, PACKED_OBS_ARRAYS, ROLLOUT_ARRAYS
+from protocol.rollout import GRADIENT_ROLLOUT_ARRAYS, PACKED_OBS_ARRAYS, ROLLOUT_ARRAYS
 
 # 2: RunSpec gained coordination, loss, obs_dtype, env_family and encoder and lost the
 #    learner-only fields; observations travel in the env's own dtype.
 # 3: RunSpec gained frame_stack; a frame-stacked Experience carries frames + stack_idx
 #    instead of obs (protocol/frames.py).
-SCHEMA_VERSION = 3
+# 4: a Gradient carries its rollout's rewards and terminated/truncated/valid flags, so the
+#    learner derives episodes and step counts instead of trusting the actor's.
+SCHEMA_VERSION = 4
 
 # Array dtypes allowed on the wire, as numpy's little-endian type strings. Anything else
 # (objects, structured or void types, big-endian) is refused by the codec.
@@ -122,7 +124,6 @@ _ROLLOUT_FIELDS: dict[str, type] = {
     "learner_id": str,
     "policy_version": int,
 }
-_EPISODE_ARRAYS = frozenset(EPISODE_ARRAYS)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,9 @@ class Experience(ArrayMessage):
 @dataclass(frozen=True)
 class Gradient(ArrayMessage):
     """Gradients an actor computed on its own rollout (gradient-parallel A3C), with the
-    rollout's size and loss terms so the learner can log them."""
+    rollout's rewards, flags and episodes (GRADIENT_ROLLOUT_ARRAYS) so the learner
+    derives the episodes and the env steps itself, and the actor's own figures for the
+    step count and loss terms (claims: checked, logged, never used to stop a run)."""
 
     TYPE: ClassVar[str] = "gradient"
     FIELDS: ClassVar[dict[str, type]] = {
@@ -152,7 +155,7 @@ class Gradient(ArrayMessage):
         "value_loss": float,
         "entropy": float,
     }
-    ARRAYS: ClassVar[frozenset[str]] = _EPISODE_ARRAYS
+    ARRAYS: ClassVar[frozenset[str]] = frozenset(GRADIENT_ROLLOUT_ARRAYS)
     ARRAY_PREFIX: ClassVar[str | None] = "grad/"
     actor_id: str = ""
     incarnation: str = ""

@@ -17,8 +17,10 @@ A rollout of T steps from N environments, time-major:
                                                  observation of that episode
     valid        [T, N]               bool       False for gymnasium's next-step autoreset
                                                  steps, which are not transitions
-    ep_returns   [K]                  float64    episodes that finished in this rollout
-    ep_lengths   [K]                  int64
+    ep_returns   [K]                  float64    episodes that finished in this rollout, as
+    ep_lengths   [K]                  int64      the actor counted them: a claim the learner
+                                                 checks against the rewards and flags
+                                                 (learner/episodes.py), never a figure it uses
 
 ``layout`` derives names, dtypes and shapes from a ``RunSpec``; the actor allocates from
 it, the Experience message carries exactly these arrays (``wire_arrays``), the content
@@ -45,6 +47,9 @@ EPISODE_ARRAYS = ("ep_returns", "ep_lengths")
 STEP_ARRAYS = ("actions", "logp", "rewards", "terminated", "truncated", "valid")
 ROLLOUT_ARRAYS = ("obs", *STEP_ARRAYS, *EPISODE_ARRAYS)
 EPISODE_DTYPES = {"ep_returns": "<f8", "ep_lengths": "<i8"}
+# What a Gradient carries of its rollout beside the gradients: enough for the learner to
+# derive the episodes and count the env steps itself (learner/episodes.py), a few kB.
+GRADIENT_ROLLOUT_ARRAYS = ("rewards", "terminated", "truncated", "valid", *EPISODE_ARRAYS)
 PACKED_OBS_ARRAYS = ("frames", "stack_idx")
 
 
@@ -166,6 +171,10 @@ class Rollout:
             del out["obs"]
             out.update(frames=self.obs.frames, stack_idx=self.obs.stack_idx)
         return out
+
+    def gradient_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays a Gradient message carries of this rollout (beside ``grad/...``)."""
+        return {name: getattr(self, name) for name in GRADIENT_ROLLOUT_ARRAYS}
 
     def wire_arrays(self, spec: RunSpec) -> dict[str, np.ndarray]:
         """The arrays an Experience message of ``spec`` carries: frame-stacked

@@ -41,12 +41,14 @@ def experience_arrays(spec: RunSpec, num_envs: int, seed: int = 0) -> dict[str, 
     truncated = np.zeros((t, n), dtype=bool)
     valid = np.ones((t, n), dtype=bool)
     terminated[1, 0] = True
-    valid[2, 0] = False
+    valid[2, 0] = False  # the reset after that end: no reward, not a transition
+    rewards = np.ones((t, n), dtype="<f4")
+    rewards[2, 0] = 0.0
     return {
         "obs": rng.standard_normal((t + 1, n, *spec.obs_shape)).astype("<f4"),
         "actions": rng.integers(0, spec.action_n, size=(t, n)).astype("<i8"),
         "logp": np.full((t, n), -np.log(spec.action_n), dtype="<f4"),
-        "rewards": np.ones((t, n), dtype="<f4"),
+        "rewards": rewards,
         "terminated": terminated,
         "truncated": truncated,
         "valid": valid,

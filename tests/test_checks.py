@@ -13,11 +13,14 @@ from protocol.checks import (
     check_experience,
     check_gradient,
     check_params,
+    check_steps,
     check_weights,
 )
 from protocol.codec import decode, encode
 from protocol.messages import Experience, Gradient, Weights, Welcome
+from protocol.rollout import GRADIENT_ROLLOUT_ARRAYS
 from protocol.spec import RunSpec, SpecError
+from tests.conftest import CARTPOLE, experience_arrays
 
 N = 3  # envs per actor in these tests
 
@@ -146,7 +149,7 @@ def test_action_range_edges_accepted(cartpole_spec, make_rollout):
     arrays = make_rollout(cartpole_spec, N)
     arrays["actions"] = np.zeros((T, N), "<i8")
     arrays["actions"][0, 0] = cartpole_spec.action_n - 1
-    arrays["rewards"][:] = -MAX_ABS_REWARD  # the bound itself is allowed
+    arrays["rewards"][arrays["valid"]] = -MAX_ABS_REWARD  # the bound itself is allowed
     check_experience(experience(arrays), cartpole_spec, N)
 
 
@@ -167,17 +170,25 @@ def params(prefix: str = "") -> dict[str, np.ndarray]:
 
 
 def episodes() -> dict[str, np.ndarray]:
-    return {"ep_returns": np.zeros(0, "<f8"), "ep_lengths": np.zeros(0, "<i8")}
+    """The rollout a gradient came from (one finished episode, as conftest's rollout)."""
+    rollout = experience_arrays(CARTPOLE, N)
+    return {k: rollout[k] for k in GRADIENT_ROLLOUT_ARRAYS}
 
 
-def gradient(arrays, env_steps: int = 10) -> Gradient:
+def gradient(arrays, env_steps: int | None = None) -> Gradient:
+    if env_steps is None:
+        env_steps = int(arrays["valid"].sum()) if "valid" in arrays else 0
     return Gradient(actor_id="a", incarnation="i", env_steps=env_steps, arrays=arrays)
+
+
+def check_grad(msg: Gradient, shapes=SHAPES) -> int:
+    return check_gradient(msg, shapes, CARTPOLE, N)
 
 
 def test_valid_params_accepted():
     check_params(params(), SHAPES)
     check_weights(Weights(arrays=params()), SHAPES)
-    check_gradient(gradient({**params("grad/"), **episodes()}), SHAPES)
+    assert check_grad(gradient({**params("grad/"), **episodes()})) == T * N - 1
 
 
 PARAM_CASES = {
@@ -212,19 +223,48 @@ def test_bad_gradient_rejected(case):
     reason, change = PARAM_CASES[case]
     arrays = {**params("grad/"), **episodes()}
     change(arrays, "grad/")
-    reject(reason, check_gradient, gradient(arrays), SHAPES)
+    reject(reason, check_grad, gradient(arrays))
 
 
-def test_gradient_needs_episodes_and_nonnegative_steps():
-    reject("missing_array", check_gradient, gradient(params("grad/")), SHAPES)
+def test_gradient_needs_its_rollout_and_its_step_count_is_the_datas():
+    reject("missing_array", check_grad, gradient(params("grad/")))
     bad = {**params("grad/"), **episodes()}
-    reject("out_of_range", check_gradient, gradient(bad, env_steps=-1), SHAPES)
-    # No more transitions than one rollout of the sender holds (T x N).
-    check_gradient(gradient(bad, env_steps=40), SHAPES, max_steps=40)
-    reject("out_of_range", check_gradient, gradient(bad, env_steps=41), SHAPES, 40)
+    # The actor's env_steps is a claim: the valid flags decide (T x N - 1 here).
+    for claim in (-1, 0, T * N, 10**9):
+        reject("false_claim", check_grad, gradient(bad, env_steps=claim))
+    for name in ("rewards", "valid"):
+        wrong = {**bad, name: bad[name][:-1]}  # one step short
+        reject("bad_shape", check_grad, gradient(wrong))
     bad["ep_lengths"] = np.array([0], "<i8")
-    bad["ep_returns"] = np.array([1.0], "<f8")
-    reject("out_of_range", check_gradient, gradient(bad), SHAPES)
+    reject("out_of_range", check_grad, gradient(bad))
+
+
+@pytest.mark.parametrize("field", ["policy_loss", "value_loss", "entropy"])
+def test_gradient_loss_claims_must_be_finite(field):
+    msg = dataclasses.replace(gradient({**params("grad/"), **episodes()}), **{field: float("nan")})
+    reject("not_finite", check_grad, msg)
+
+
+def _steps(**changes) -> dict[str, np.ndarray]:
+    arrays = experience_arrays(CARTPOLE, N)
+    for name, (t, i, value) in changes.items():
+        arrays[name][t, i] = value
+    return arrays
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"terminated": (2, 0, True)},  # an end on the reset step
+        {"truncated": (2, 0, True)},
+        {"rewards": (2, 0, 5.0)},  # a reward on the reset step
+        {"valid": (2, 0, True)},  # a transition right after an end
+        {"terminated": (4, 1, True), "truncated": (3, 1, True)},  # end, then no reset
+    ],
+    ids=["end_on_reset", "trunc_on_reset", "reward_on_reset", "no_reset", "end_then_end"],
+)
+def test_flags_no_env_produces_are_refused(changes):
+    reject("bad_flags", check_steps, _steps(**changes))
 
 
 # --- RunSpec ---

@@ -11,6 +11,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from core.collector import EnvFailure, RolloutCollector
 from core.models import ModelConfig
 from core.policy import Policy
+from learner.episodes import EpisodeChain, check_claims
 from protocol.spec import RunSpec
 
 
@@ -107,7 +108,28 @@ def test_env_error_costs_the_episode_not_the_actor():
     assert r.valid[:, 0].tolist() == [True, True, False, True, True, True]
     assert r.truncated[:, 0].tolist() == [False, True, False, False, False, False]
     assert r.obs[3, 0].tolist() == [0, 1], "the env was reset"
-    assert len(r.ep_returns) == 0 and col.stats.episodes_lost == 1
+    # The cut episode is reported as the truncated episode the flags show, which is what
+    # the learner derives from them (learner/episodes.py).
+    assert r.ep_lengths.tolist() == [2] and col.stats.episodes_lost == 0
+    chain = EpisodeChain(1)
+    derived = chain.observe(r.rewards, r.terminated, r.truncated, r.valid)
+    assert derived.lengths.tolist() == [2] and derived.returns.tolist() == r.ep_returns.tolist()
+    check_claims(derived, r.ep_returns, r.ep_lengths)
+
+
+def test_env_error_on_a_rollouts_first_step_loses_the_running_episode():
+    envs = make([lambda: Counter(100, True, fail_at=(4,))])
+    col = RolloutCollector(envs, spec(3), seed=0)
+    chain = EpisodeChain(1)
+    for _ in range(2):
+        r = col.collect(zeros_policy)
+        derived = chain.observe(r.rewards, r.terminated, r.truncated, r.valid)
+        check_claims(derived, r.ep_returns, r.ep_lengths)
+    # The second rollout's first step (the env's 4th) failed: no step before it in this
+    # rollout to mark, so the running episode is lost on both sides.
+    assert r.valid[:, 0].tolist() == [False, True, True]
+    assert col.stats.episodes_lost == 1 and len(r.ep_returns) == 0
+    assert derived.cut == 1 and derived.ended == 0
 
 
 def test_env_that_keeps_failing_raises_env_failure():

@@ -236,9 +236,10 @@ def test_learner_survives_a_thousand_random_messages_and_keeps_training(
         for frames in flood:
             attacker.send_multipart(frames)
         # A valid heartbeat last: its answer says the learner has read everything before
-        # it (a Pong, or "not_registered" if the flood outlasted --actor-timeout-s).
+        # it (a Pong, or "not_registered" if the flood outlasted --actor-timeout-s). Its
+        # seq is past every rollout sent: a heartbeat's counter may not go backwards.
         attacker.send_multipart(
-            encode(Heartbeat(actor_id="fuzz-1", incarnation="inc-1", seq=0, policy_version=0))
+            encode(Heartbeat(actor_id="fuzz-1", incarnation="inc-1", seq=10**9, policy_version=0))
         )
         answer = recv_until(
             attacker,

@@ -70,12 +70,10 @@ def test_applied_gradient_changes_weights_exactly_as_a_local_update(loss_setting
     for step in range(3):
         r = rollout(step, behaviour_p=0.9)
         grads, terms = rollout_gradients(copy.deepcopy(remote.model), r, A2C, actor_cfg)
-        msg = decode(
-            encode(
-                Gradient(arrays={**grads, "ep_returns": r.ep_returns, "ep_lengths": r.ep_lengths})
-            )
-        )
-        check_gradient(msg, {n: tuple(p.shape) for n, p in remote.model.named_parameters()})
+        sent = Gradient(arrays={**grads, **r.gradient_arrays()}, env_steps=terms.transitions)
+        msg = decode(encode(sent))
+        shapes = {n: tuple(p.shape) for n, p in remote.model.named_parameters()}
+        assert check_gradient(msg, shapes, spec, r.num_envs) == terms.transitions
         applied = remote.apply_gradient(msg.arrays, transitions=terms.transitions)
         trained = local.train_on([r])
         assert applied.applied and trained.applied
