@@ -4,9 +4,14 @@
     played.returns, played.lengths, played.complete
 
 The learner uses it to confirm a "solved" with its own eyes (``--confirm-episodes``,
-learner/confirm.py): the returns here come from an env the learner built and stepped,
-not from any actor. One env, episodes one after another (several envs in parallel would
-favour short episodes among the first N to finish).
+learner/confirm.py) and for periodic evaluation (``--eval-every-s``); ``python -m
+evaluate`` uses it on a checkpoint, with video. The returns here come from an env this
+process built and stepped, not from any actor. One env, episodes one after another
+(several envs in parallel would favour short episodes among the first N to finish).
+
+Frames for video come from the env's ``rgb_array`` rendering where it has one; an env
+that cannot render (ale-py's vector env) is recorded from its image observations (the
+newest frame of the stack: what the agent sees).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.envs import make_vec_env
+from core.envs import EnvSpecError, make_vec_env
 from core.models import ModelConfig
 from core.policy import Policy
 from protocol.spec import RunSpec
@@ -38,6 +43,9 @@ class Played:
         return float(np.std(self.returns)) if self.returns else None
 
 
+FrameFn = Callable[[int, np.ndarray], None]  # (episode index, frame [H, W, 3] uint8)
+
+
 def play(
     spec: RunSpec,
     weights: Mapping[str, np.ndarray],
@@ -45,36 +53,85 @@ def play(
     episodes: int,
     seed: int,
     temperature: float = 1.0,
+    deterministic: bool = False,
     max_steps: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_frame: FrameFn | None = None,
+    record_episodes: int = 0,
 ) -> Played:
-    """Play ``episodes`` whole episodes with the policy of ``weights``, sampling actions
-    as the actors do. Stops early (``complete`` False) after ``max_steps`` env steps or
-    when ``should_stop()`` says so (checked every step)."""
+    """Play ``episodes`` whole episodes with the policy of ``weights``: sampling actions
+    as the actors do, or the most likely action with ``deterministic``. Stops early
+    (``complete`` False) after ``max_steps`` env steps or when ``should_stop()`` says
+    so (checked every step). ``on_frame`` gets every frame of the first
+    ``record_episodes`` episodes: the reset's, then one after each step (length + 1)."""
     policy = Policy(ModelConfig.from_spec(spec), temperature=temperature, seed=seed)
     policy.load(weights, version=0)
     obs_dtype = np.dtype(spec.obs_dtype)
-    envs = make_vec_env(spec.env_id, 1, spec.env_kwargs, spec.env_family)
+    recording = on_frame is not None and record_episodes > 0
+    envs, renders = _make_env(spec, recording)
     returns: list[float] = []
     lengths: list[int] = []
     steps = 0
+
+    def frame(obs: np.ndarray) -> None:
+        if recording and len(returns) < record_episodes:
+            on_frame(len(returns), _render(envs) if renders else obs_frame(obs[0]))
+
     try:
         obs, _ = envs.reset(seed=seed)
+        frame(obs)
         ret, length = 0.0, 0
         while len(returns) < episodes:
             if (max_steps is not None and steps >= max_steps) or (should_stop and should_stop()):
                 break
-            actions, _ = policy.act(np.asarray(obs, dtype=obs_dtype))  # [1, ...]
+            o = np.asarray(obs, dtype=obs_dtype)  # [1, *obs_shape]
+            actions = policy.act_greedy(o) if deterministic else policy.act(o)[0]
             obs, reward, terminated, truncated, _ = envs.step(policy.to_env(actions))
             ret += float(reward[0])
             length += 1
             steps += 1
+            frame(obs)  # the last one shows how the episode ended
             if terminated[0] or truncated[0]:
                 returns.append(ret)
                 lengths.append(length)
                 ret, length = 0.0, 0
                 # An explicit reset rather than the vector env's autoreset step.
                 obs, _ = envs.reset(seed=seed + len(returns))
+                frame(obs)
     finally:
         envs.close()
     return Played(returns, lengths, steps, complete=len(returns) == episodes)
+
+
+def _make_env(spec: RunSpec, recording: bool):
+    """One env; with ``recording``, one that renders rgb frames where the env can."""
+    kwargs = dict(spec.env_kwargs)
+    if recording:
+        try:
+            envs = make_vec_env(
+                spec.env_id, 1, {**kwargs, "render_mode": "rgb_array"}, spec.env_family
+            )
+            return envs, True
+        except (EnvSpecError, TypeError):  # no render_mode argument (ale-py's vector env)
+            pass
+    return make_vec_env(spec.env_id, 1, kwargs, spec.env_family), False
+
+
+def _render(envs) -> np.ndarray:
+    frames = envs.render()  # one per env
+    return np.asarray(frames[0], dtype=np.uint8)
+
+
+def obs_frame(obs: np.ndarray) -> np.ndarray:
+    """An image observation as an RGB frame [H, W, 3] uint8: the newest frame of a
+    stack ([S, H, W] gray or [S, H, W, 3]), or the image itself ([H, W], [H, W, 3])."""
+    if obs.dtype != np.uint8 or obs.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"cannot record video: the env does not render and its observations "
+            f"({obs.dtype} {list(obs.shape)}) are not images"
+        )
+    if obs.ndim == 4 or (obs.ndim == 3 and obs.shape[-1] not in (1, 3)):
+        obs = obs[-1]  # the newest of the stack
+    if obs.ndim == 2:
+        obs = obs[..., None]
+    return np.ascontiguousarray(np.broadcast_to(obs, (*obs.shape[:2], 3)))

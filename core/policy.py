@@ -46,6 +46,11 @@ class Policy:
         out = self.model.policy(torch.from_numpy(obs)).numpy()  # [N, out_dim]
         return self.model.head.sample(out, self.rng, self.temperature)
 
+    @torch.inference_mode()
+    def act_greedy(self, obs: np.ndarray) -> np.ndarray:
+        """obs [N, *obs_shape] -> the most likely actions (evaluation, not acting)."""
+        return self.model.head.mode(self.model.policy(torch.from_numpy(obs)).numpy())
+
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """What the env is given for sampled ``actions`` (Box: clipped into bounds)."""
         return self.model.head.to_env(actions)

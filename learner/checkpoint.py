@@ -155,6 +155,12 @@ class Checkpointer:
         return None
 
 
+def read(path: Path) -> dict:
+    """One checkpoint file, as ``load_latest`` reads it; ``UnreadableCheckpoint`` if it
+    does not load."""
+    return _read(Path(path))
+
+
 def _read(src: Path | io.BytesIO) -> dict:
     try:
         state = torch.load(src, map_location="cpu", weights_only=True)

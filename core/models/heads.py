@@ -45,6 +45,10 @@ class CategoricalHead(nn.Module):
         logp = np.take_along_axis(log_probs, actions[:, None], axis=1)[:, 0]
         return actions.astype(np.int64), logp.astype(np.float32)
 
+    def mode(self, out: np.ndarray) -> np.ndarray:
+        """out [N, n] -> the most likely actions [N] int64 (deterministic evaluation)."""
+        return np.argmax(out, axis=1).astype(np.int64)
+
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return actions
 
@@ -94,6 +98,10 @@ class GaussianHead(nn.Module):
             actions.astype(np.float32).reshape(len(out), *self.action_shape),
             logp.astype(np.float32),
         )
+
+    def mode(self, out: np.ndarray) -> np.ndarray:
+        """out [N, act_dim] -> the means [N, *action_shape] (deterministic evaluation)."""
+        return out.astype(np.float32).reshape(len(out), *self.action_shape)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return np.clip(actions, self.low, self.high)
