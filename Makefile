@@ -3,6 +3,9 @@
 #   make test           the whole test suite (what CI runs)
 #   make run-learner    a learner waiting for external actors
 #   make run-actor LEARNER=tcp://HOST:PORT
+#   make eval RUN=runs/<run>     play the run's newest checkpoint, with video
+#   make plot RUNS="runs/a runs/b"   reward curves in one PNG
+#   make tensorboard             TensorBoard over every run in runs/
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -24,7 +27,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor test test-fast lint format keys compare bench-solve bench-throughput bench-gpu bench-atari staleness soak clean
+.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys compare bench-solve bench-throughput bench-gpu bench-atari staleness soak clean
 
 venv: $(STAMP)
 
@@ -43,6 +46,20 @@ run-learner: venv
 
 run-actor: venv
 	$(PY) -m actor --learner $(LEARNER) $(ARGS)
+
+# ARGS e.g. "--episodes 20 --deterministic"; the video lands in $(RUN)/eval/.
+RUN ?=
+eval: venv
+	@test -n "$(RUN)" || { echo 'usage: make eval RUN=runs/<run dir> [ARGS="--episodes 20"]'; exit 2; }
+	$(PY) -m evaluate $(RUN) --video $(ARGS)
+
+RUNS ?=
+plot: venv
+	@test -n "$(RUNS)" || { echo 'usage: make plot RUNS="runs/a runs/b" [ARGS="--out plot.png"]'; exit 2; }
+	$(PY) -m scripts.plot $(RUNS) $(ARGS)
+
+tensorboard: venv
+	$(VENV)/bin/tensorboard --logdir runs $(ARGS)
 
 test: venv
 	$(PY) -m pytest -q

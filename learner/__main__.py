@@ -1,9 +1,10 @@
-"""``python -m learner``: parse, set up logs, build (learner/build.py), run, write the
-summary. Nothing else happens here."""
+"""``python -m learner``: parse, set up logs and the console (learner/console.py),
+build (learner/build.py), run, write the summary. Nothing else happens here."""
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from core import logs
+from learner import console
 from learner.build import BuildError, Parts, build, finish
 from learner.config import parse
 from learner.outcome import Outcome
@@ -29,7 +31,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     run_dir = Path(cfg.run_dir or f"runs/{cfg.algo}-{cfg.env}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = logs.configure("learner", run_dir / "learner.jsonl", level=cfg.log_level)
+    mode = console.choose_mode(cfg.console)
+    terminal = console.terminal() if mode == "live" else None
+    # The console shows progress its own way (a live view or a short line): the log's
+    # console lines leave it out; learner.jsonl keeps it.
+    log = logs.configure(
+        "learner",
+        run_dir / "learner.jsonl",
+        level=cfg.log_level,
+        console=mode,
+        terminal=terminal,
+        hide=("progress",),
+    )
     torch.set_num_threads(cfg.torch_threads)
     stop = {"requested": False}
 
@@ -60,10 +73,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=cfg.host,
             detail="no CurveZMQ keys: traffic is neither encrypted nor authenticated",
         )
-    outcome, wall_s = run(parts, log, lambda: stop["requested"])
-    summary = finish(parts, outcome, wall_s)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("run_finished", reason=outcome.reason, **summary, run_dir=str(run_dir))
+    view = console.Console(
+        env=cfg.env,
+        algo=cfg.algo,
+        target=parts.target,
+        max_env_steps=cfg.max_env_steps,
+        max_seconds=cfg.max_seconds,
+        mode=mode,
+        terminal=terminal,
+    )
+    tap = console.ProgressTap(view)
+    logging.getLogger().addHandler(tap)
+    try:
+        outcome, wall_s = run(parts, log, lambda: stop["requested"])
+        summary = finish(parts, outcome, wall_s)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("run_finished", reason=outcome.reason, **summary, run_dir=str(run_dir))
+    finally:
+        logging.getLogger().removeHandler(tap)
+        view.close()
     mean = summary["mean_return_100"]
     print(
         f"{'SOLVED' if outcome.solved else 'NOT SOLVED'} ({outcome.reason}) {cfg.algo} {cfg.env} "
@@ -94,8 +122,7 @@ def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:
         raise
     finally:
         wall_s = parts.wall_s()
-        if parts.confirm is not None:
-            parts.confirm.close()
+        parts.close()  # the threads that play the policy; TensorBoard flushed
         if parts.server is not None:
             parts.server.shutdown(outcome.reason)
         if parts.actors is not None:

@@ -26,9 +26,12 @@ from learner.config import LearnerConfig
 from learner.confirm import SolveConfirmation
 from learner.local import LocalActors
 from learner.outcome import Outcome
+from learner.playing import PeriodicEvaluation
+from learner.reporting import Reporter
 from learner.resume import IncompatibleResume, compare
 from learner.server import LearnerServer
 from learner.stats import RunStats
+from learner.tensorboard import TensorBoardWriter
 from learner.trainer import Trainer, TrainerConfig
 from protocol.rollout import too_large
 from protocol.spec import RunSpec
@@ -86,8 +89,16 @@ class Parts:
     log: object
     server: LearnerServer | None = None  # None in serial mode
     confirm: SolveConfirmation | None = None  # --confirm-episodes
+    reporter: Reporter | None = None  # TensorBoard, --eval-every-s
     actors: LocalActors | None = None
     serial_t0: float | None = None  # serial mode: when training started
+
+    def close(self) -> None:
+        """Stop the threads that play the policy and flush TensorBoard."""
+        if self.confirm is not None:
+            self.confirm.close()
+        if self.reporter is not None:
+            self.reporter.close()
 
     def wall_s(self) -> float:
         if self.server is not None:
@@ -175,6 +186,15 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         parts.confirm = SolveConfirmation(
             spec, episodes=cfg.confirm_episodes, target=parts.target, seed=cfg.seed, log=log
         )
+    parts.reporter = Reporter(
+        log,
+        tensorboard=TensorBoardWriter(run_dir / "tb") if cfg.tensorboard else None,
+        evaluation=PeriodicEvaluation(
+            spec, every_s=cfg.eval_every_s, episodes=cfg.eval_episodes, seed=cfg.seed, log=log
+        )
+        if cfg.eval_every_s
+        else None,
+    )
     if cfg.serial:
         return parts
     # Local actors use the keys of the authorised actors whose directories sit beside
@@ -205,6 +225,7 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         trained_s=parts.trained_s,
         local_actors_alive=(lambda: actors.any_alive(log)) if cfg.actors else None,
         confirm=parts.confirm,
+        reporter=parts.reporter,
     )
     return parts
 

@@ -14,11 +14,12 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core import algos
 from core.cli import add_flags, arg
-from learner.presets import preset_for
+from learner.presets import ConfigError, load_config, preset_for
 from protocol.sockets import DEFAULT_MAX_FRAME_BYTES
 
 
@@ -32,9 +33,13 @@ class LearnerConfig:
         "",
         "JSON object of keyword arguments for the environment, e.g. '{\"repeat_action_probability\": 0}' for ALE",
     )
+    config: str = arg(
+        "",
+        "TOML file setting any of these flags by name (learner/presets.py); flags given on the command line win",
+    )
     preset: str = arg(
         "auto",
-        "defaults for the env's family (learner/presets.py): auto (atari for ALE ids), atari, or none; flags given still win",
+        "a preset from configs/ (learner/presets.py): auto (the one for --env: its id, else its family, e.g. atari for ALE ids), a file name there (cartpole, atari, ...), or none; --config and flags given still win",
     )
     algo: str = arg("a2c", "the algorithm, a row of core/algos: a2c, a3c, a3c-grad")
     seed: int = arg(1, "seed for the network, the learner's RNGs and the actors' env seeds")
@@ -129,6 +134,17 @@ class LearnerConfig:
         "log a return_reached event when the mean return of the last 100 episodes first reaches each of these",
     )
     log_level: str = arg("info", "log level", choices=("debug", "info", "warning"))
+    tensorboard: bool = arg(True, "write TensorBoard scalars into <run-dir>/tb/")
+    eval_every_s: float = arg(
+        0.0,
+        "every this many seconds of training, play --eval-episodes episodes of the newest policy in the learner (a thread; training goes on) and log an evaluation event; 0: off",
+    )
+    eval_episodes: int = arg(10, "episodes per --eval-every-s evaluation")
+    console: str = arg(
+        "auto",
+        "what stderr shows (learner/console.py): live (a view updated in place, other events above it), plain (a short line per progress event), off (only the final summary); auto: live on a terminal, else plain. learner.jsonl always has every event",
+        choices=("auto", "live", "plain", "off"),
+    )
     device: str = arg("auto", "torch device for training", choices=("auto", "cpu", "cuda"))
     torch_threads: int = arg(1, "torch intra-op threads")
     weights_delay: int = arg(
@@ -208,6 +224,8 @@ class LearnerConfig:
             )
         if not 0 <= self.confirm_episodes <= 10_000:
             raise ValueError("--confirm-episodes must be in [0, 10000]")
+        if not self.eval_every_s >= 0 or not 1 <= self.eval_episodes <= 10_000:
+            raise ValueError("--eval-every-s must be >= 0 and --eval-episodes in [1, 10000]")
         for name in ("max_env_steps", "max_seconds", "target_return"):
             value = getattr(self, name)
             if value is not None and name != "target_return" and not value > 0:
@@ -277,16 +295,33 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     return parser, loss_names
 
 
+def _flags_only(values: dict[str, Any], loss_names: list[str]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in loss_names}
+
+
 def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentParser]:
     """Flags -> a checked LearnerConfig (exits with a usage error on a bad value)."""
     parser, loss_names = build_parser()
     ns = parser.parse_args(argv)
+    own_flags = [f.name for f in dataclasses.fields(LearnerConfig) if f.name != "loss"]
+    known = [*own_flags, *loss_names]
+    # Lowest first: defaults, the preset, --config, the command line. Values of a file
+    # become the parser's defaults, so a flag given still wins; loss settings (None in
+    # the namespace unless given) are merged below.
+    file_values: dict[str, Any] = {}
+    if ns.config:
+        try:
+            file_values = load_config(Path(ns.config), known)
+        except ConfigError as exc:
+            parser.error(f"--config: {exc}")
+        parser.set_defaults(**_flags_only(file_values, loss_names))
+        ns = parser.parse_args(argv)
     try:
-        preset = preset_for(ns.env, ns.preset)
-    except ValueError as exc:
+        preset = preset_for(ns.env, ns.preset, known, loss_names)
+    except ConfigError as exc:
         parser.error(f"--preset: {exc}")
-    if preset is not None:  # the preset's values become the defaults; given flags win
-        parser.set_defaults(**preset.flags)
+    if preset is not None:
+        parser.set_defaults(**{**preset.flags, **_flags_only(file_values, loss_names)})
         ns = parser.parse_args(argv)
     ns.preset = preset.name if preset is not None else "none"
     try:
@@ -299,12 +334,18 @@ def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentP
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
         parser.error(f"{flags} does not apply to --algo {ns.algo}")
+    file_loss = {k: v for k, v in file_values.items() if k in loss_names}
+    if foreign := sorted(file_loss.keys() - own):
+        parser.error(
+            f"--config {ns.config}: {', '.join(foreign)} does not apply to --algo {ns.algo}"
+        )
     values = {
         f.name: getattr(ns, f.name) for f in dataclasses.fields(LearnerConfig) if f.name != "loss"
     }
     preset_loss = {k: v for k, v in (preset.loss if preset else {}).items() if k in own}
     try:
-        return LearnerConfig(**values, loss=algo.make_config({**preset_loss, **given})), parser
+        loss = algo.make_config({**preset_loss, **file_loss, **given})
+        return LearnerConfig(**values, loss=loss), parser
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits

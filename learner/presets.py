@@ -1,77 +1,131 @@
-"""Defaults per environment family: what a user of that family should not have to tune.
+"""Config files (``--config FILE``) and the presets shipped in ``configs/``: TOML files that
+set learner flags.
 
-A preset replaces the learner's defaults for the flags it names (``--preset none`` turns
-it off); any flag given on the command line still wins. The loss settings it names apply
-when the chosen algorithm has them. The run's config.json records what applied.
+A config file sets any learner flag, loss settings included, by its name (``envs = 16``,
+``entropy_coef = 0.01``; dashes or underscores). A preset is a config file in
+``configs/`` with a ``[preset]`` table saying which envs it is for:
 
-    preset = preset_for("ALE/Pong-v5")      # the "atari" preset, or None
+    [preset]
+    envs = ["CartPole-v1"]    # exact env ids, or
+    family = "ale"            # every env of a family (core/envs)
+    source = "where the numbers came from"
+
+Precedence, lowest first: built-in defaults, the preset (``--preset auto`` picks the one
+for ``--env``: an exact id first, then the family), ``--config FILE``, the command line.
+A preset's loss settings apply where the chosen algorithm has them (a preset serves
+several algorithms); a config file's must apply, as on the command line. The run's
+config.json records what applied.
+
+    preset = preset_for("ALE/Pong-v5")          # the "atari" preset, or None
+    values = load_config(Path("my.toml"), known) # {flag: value}
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used: said in one line."""
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    family: str  # the env family (core/envs) it is for
-    flags: dict[str, Any]  # learner flags (LearnerConfig field names)
-    loss: dict[str, Any] = field(default_factory=dict)  # loss settings, where the algo has them
+    path: Path
+    values: dict[str, Any]  # flag name (underscores) -> value, loss settings included
+    envs: tuple[str, ...] = ()
+    family: str = ""
     source: str = ""
+    loss_names: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def flags(self) -> dict[str, Any]:
+        return {k: v for k, v in self.values.items() if k not in self.loss_names}
+
+    @property
+    def loss(self) -> dict[str, Any]:
+        return {k: v for k, v in self.values.items() if k in self.loss_names}
 
 
-# Atari. The network is the Nature CNN chosen by --encoder auto. The algorithm is
-# asynchronous PPO (Sample Factory's APPO) with CleanRL's PPO Atari settings (Adam at
-# 2.5e-4 raised to 3e-4 for fewer steps per sample, clip 0.1, entropy 0.01, value 0.5,
-# GAE 0.95, gradient norm 0.5, rewards clipped to [-1, 1] for the loss only), two epochs
-# of 320-transition minibatches per arriving batch. The unroll of 80 steps is
-# TorchBeast's IMPALA default; it also keeps the frame-once wire under 7.5 kB per
-# transition (protocol/frames.py). With many actors each update lands while every other
-# actor is mid-rollout, so the lag is about the number of actors: the bound is 32
-# versions; the ratio against the behaviour policy corrects it.
-ATARI = Preset(
-    name="atari",
-    family="ale",
-    flags={
-        "algo": "appo",
-        "envs": 16,
-        "rollout_len": 80,
-        "lr": 3e-4,
-        "max_grad_norm": 0.5,
-        "max_batches_per_update": 4,
-        "max_policy_lag": 32,
-    },
-    loss={
-        "entropy_coef": 0.01,
-        "value_coef": 0.5,
-        "gae_lambda": 0.95,
-        "normalize_advantages": True,
-        "reward_clip": 1.0,
-        "clip": 0.1,
-        "epochs": 2,
-        "minibatch_size": 320,
-    },
-    source="CleanRL PPO Atari settings; Sample Factory APPO; TorchBeast IMPALA unroll length",
-)
-
-PRESETS: dict[str, Preset] = {p.name: p for p in (ATARI,)}
+def load_config(path: Path, known: Iterable[str]) -> dict[str, Any]:
+    """{flag: value} of a config file; every key must be a learner flag in ``known``.
+    A ``[preset]`` table (the match of a shipped preset) is left out."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data.pop("preset", None)
+    known = set(known)
+    values, unknown = {}, []
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if isinstance(value, dict):
+            raise ConfigError(f"{path}: [{key}]: flags are top-level keys, not tables")
+        if name not in known:
+            unknown.append(key)
+        values[name] = tuple(value) if isinstance(value, list) else value
+    if unknown:
+        raise ConfigError(f"{path}: not learner flags: {', '.join(sorted(unknown))}")
+    return values
 
 
-def preset_for(env_id: str, name: str = "auto") -> Preset | None:
-    """The preset named ``name``; "auto": the one for the env's family, if any;
-    "none": no preset."""
+def load_preset(path: Path, known: Iterable[str], loss_names: Iterable[str]) -> Preset:
+    try:
+        meta = tomllib.loads(path.read_text(encoding="utf-8")).get("preset", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return Preset(
+        name=path.stem,
+        path=path,
+        values=load_config(path, known),
+        envs=tuple(meta.get("envs", ())),
+        family=str(meta.get("family", "")),
+        source=str(meta.get("source", "")),
+        loss_names=frozenset(loss_names),
+    )
+
+
+def shipped(known: Iterable[str], loss_names: Iterable[str]) -> dict[str, Preset]:
+    """The presets in configs/ by name (the file's stem)."""
+    known, loss_names = list(known), list(loss_names)
+    return {p.stem: load_preset(p, known, loss_names) for p in sorted(CONFIGS_DIR.glob("*.toml"))}
+
+
+def preset_for(
+    env_id: str, name: str, known: Iterable[str], loss_names: Iterable[str]
+) -> Preset | None:
+    """The preset named ``name``; "auto": the one for ``env_id`` (an exact id first,
+    then its family), if any; "none": no preset."""
     if name == "none":
         return None
+    presets = shipped(known, loss_names)
     if name != "auto":
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known: auto, none, {', '.join(PRESETS)}")
-        return PRESETS[name]
+        if name not in presets:
+            raise ConfigError(
+                f"unknown preset {name!r}; known: auto, none, {', '.join(sorted(presets))}"
+            )
+        return presets[name]
+    for p in presets.values():
+        if env_id in p.envs:
+            return p
     from core.envs import EnvSpecError, family_for
 
     try:
         family = family_for(env_id).name
     except EnvSpecError:
         return None
-    return next((p for p in PRESETS.values() if p.family == family), None)
+    return next((p for p in presets.values() if p.family and p.family == family), None)

@@ -36,6 +36,7 @@ class ActorRecord:
     last_seq: int = 0
     seq_gaps: int = 0
     batches: int = 0
+    env_steps: int = 0  # valid transitions received (derived from the flags)
     bad_messages: int = 0
     quarantined: bool = False
     key_name: str | None = None

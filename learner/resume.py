@@ -30,7 +30,19 @@ INCOMPATIBLE_SPEC = (
 )
 INCOMPATIBLE_CONFIG = ("optimizer",)
 # Settings of where and how long, not of what is learned: not worth a log line.
-IGNORED_CONFIG = ("resume", "run_dir", "port", "pub_port", "host", "keys", "log_level")
+# Where and how the learner talks and reports: nothing a resumed run's training depends on.
+IGNORED_CONFIG = (
+    "resume",
+    "run_dir",
+    "port",
+    "pub_port",
+    "host",
+    "keys",
+    "log_level",
+    "console",
+    "tensorboard",
+    "config",
+)
 
 
 class IncompatibleResume(ValueError):

@@ -42,6 +42,10 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
     actors: list[Acting] = []
     # Episodes derived from the data as the networked learner does (learner/episodes.py).
     chains = {actor_id: EpisodeChain(spec.num_envs) for actor_id in ids}
+
+    def latest() -> tuple[int, dict]:
+        return trainer.version, trainer.weights()
+
     try:
         for i, actor_id in enumerate(ids):
             actors.append(
@@ -76,13 +80,14 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
                     updater.run_released(batcher, set(ids))
             updater.run_released(batcher, set(ids))
             now = time.monotonic()
+            parts.reporter.tick(parts.wall_s(), stats.env_steps, latest)
             if now >= next_progress:
-                log.info(
-                    "progress",
+                fields = {
                     **stats.progress(now, parts.wall_s()),
-                    actors=len(actors),
-                    version=trainer.version,
-                )
+                    "actors": len(actors),
+                    "version": trainer.version,
+                }
+                parts.reporter.progress(fields, now)
                 next_progress = now + cfg.log_interval_s
             if cfg.checkpoint_every_s and now - last_checkpoint >= cfg.checkpoint_every_s:
                 parts.save_checkpoint(parts.wall_s())
@@ -95,7 +100,7 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
                 started=True,
                 stop_requested=stop_requested,
                 confirm=parts.confirm,
-                weights=lambda: (trainer.version, trainer.weights()),
+                weights=latest,
             )
             if outcome is not None:
                 return outcome

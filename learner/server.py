@@ -40,6 +40,7 @@ from learner.outbox import Outbox
 from learner.outcome import Outcome, stopping_rule
 from learner.pipeline import TrainingThread
 from learner.registry import ActorRecord, ActorRegistry
+from learner.reporting import Reporter
 from learner.stats import RunStats
 from learner.trainer import Trainer
 from learner.updates import Updater
@@ -80,12 +81,14 @@ class LearnerServer:
         trained_s: float = 0.0,
         local_actors_alive: Callable[[], bool] | None = None,
         confirm: SolveConfirmation | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         self.cfg, self.spec, self.trainer, self.stats, self.log = cfg, spec, trainer, stats, log
         self.target = target
         self.stop_requested = stop_requested
         self.local_actors_alive = local_actors_alive
         self.confirm = confirm
+        self.reporter = reporter if reporter is not None else Reporter(log)
         self.checkpoint = checkpoint
         self.learner_id = uuid.uuid4().hex[:12]
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
@@ -162,15 +165,17 @@ class LearnerServer:
             if now >= next_housekeeping:
                 for rec in self.registry.expire(now):
                     self._lost(rec)
+                self.reporter.tick(self.wall_s, self.stats.env_steps, lambda: self.latest)
                 next_housekeeping = now + 0.1
             if now >= next_progress:
-                self.log.info(
-                    "progress",
+                live = self.registry.live()
+                fields = {
                     **self.stats.progress(now, self.wall_s),
-                    actors=len(self.registry.live()),
-                    version=self.trainer.version,
-                    train_busy=self._busy_fraction(now),
-                )
+                    "actors": len(live),
+                    "version": self.trainer.version,
+                    "train_busy": self._busy_fraction(now),
+                }
+                self.reporter.progress(fields, now, {r.actor_id: r.env_steps for r in live})
                 next_progress = now + self.cfg.log_interval_s
             if (
                 self.checkpoint
@@ -380,6 +385,7 @@ class LearnerServer:
                 seq=msg.seq,
             )
         self.stats.env_steps += steps
+        rec.env_steps += steps
         self.stats.add_episodes(episodes)
         self._check_milestones()
         if verdict.kind == "stale":

@@ -111,12 +111,16 @@ def test_atari_preset_applies_to_ale_ids_and_given_flags_win():
     assert cfg.preset == "none" and cfg.algo == "a2c" and cfg.loss.reward_clip == 0.0
     cfg, _ = parse(["--env", "ALE/Pong-v5", "--algo", "a3c"])  # preset loss keys it lacks: skipped
     assert cfg.algo == "a3c" and cfg.loss.reward_clip == 1.0 and not hasattr(cfg.loss, "clip")
-    cfg, _ = parse(["--env", "CartPole-v1"])
-    assert cfg.preset == "none" and cfg.rollout_len == 32
+    cfg, _ = parse(["--env", "CartPole-v1"])  # its own preset: the built-in defaults
+    assert cfg.preset == "cartpole" and cfg.algo == "a2c" and cfg.rollout_len == 32
 
 
 def test_bad_env_kwargs_and_presets_are_usage_errors(capsys):
-    for argv in (["--env-kwargs", "{nope"], ["--env-kwargs", "[1]"], ["--preset", "mujoco"]):
+    for argv in (
+        ["--env-kwargs", "{nope"],
+        ["--env-kwargs", "[1]"],
+        ["--preset", "no-such-preset"],
+    ):
         with pytest.raises(SystemExit) as info:
             parse(argv)
         assert info.value.code == 2
