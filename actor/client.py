@@ -136,6 +136,10 @@ class ActorClient:
         )
         self.log.info("joining", learner=self.cfg.learner, incarnation=self.incarnation)
         start, last_sent, warned = time.monotonic(), 0.0, False
+        # A join ends on the Weights that follow a Welcome of this join: each Welcome
+        # builds fresh envs (the learner counts episodes from them), and Weights alone
+        # could be a previous session's.
+        welcomed = False
         while True:
             self._check_stop()
             now = time.monotonic()
@@ -150,10 +154,21 @@ class ActorClient:
             for source, msg in self.transport.receive(POLL_MS):
                 if source != DEALER:
                     continue
+                if isinstance(msg, Error) and not msg.fatal:
+                    # e.g. not_registered for what was sent before this Hello: the Hello
+                    # is on its way, and the Welcome may be right behind this message.
+                    self.log.info("learner_error", code=msg.code, detail=msg.detail, fatal=False)
+                    continue
                 self._common(source, msg)
                 if isinstance(msg, Welcome):
                     self._welcome(msg)
-                elif isinstance(msg, Weights) and self.acting and msg.learner_id == self.learner_id:
+                    welcomed = True
+                elif (
+                    isinstance(msg, Weights)
+                    and welcomed
+                    and self.acting
+                    and msg.learner_id == self.learner_id
+                ):
                     if not self._load_weights(msg):
                         # The learner's network is not the one this actor built from its
                         # run spec (another code version): nothing it sends could be used.

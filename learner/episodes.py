@@ -60,6 +60,9 @@ class EpisodeChain:
         self.seen = np.ones(num_envs, dtype=bool)  # [N]
         # The last step seen ended an episode: the next step must be its reset.
         self.ended = np.zeros(num_envs, dtype=bool)  # [N]
+        # Nothing observed yet: a gap before the first rollout (rollouts refused before
+        # the actor re-joined and built fresh envs) leaves nothing running to break.
+        self.fresh = True
 
     def break_(self) -> None:
         """Steps are missing (a lost or refused rollout): nothing running is whole."""
@@ -67,6 +70,7 @@ class EpisodeChain:
         self.length[:] = 0
         self.seen[:] = False
         self.ended[:] = False
+        self.fresh = False
 
     def observe(
         self,
@@ -80,6 +84,7 @@ class EpisodeChain:
         previous one (a transition where the reset after an episode end must be)."""
         if (self.ended & valid[0]).any():
             raise InvalidMessage("bad_flags", "a transition right after an episode end (the reset)")
+        self.fresh = False
         done = (terminated | truncated) & valid  # [T, N]
         returns, lengths, unseen = [], [], []
         cut = 0

@@ -64,6 +64,10 @@ class ActorRegistry:
         # connections by routing id (bounded, oldest forgotten), keys by CURVE name.
         self.banned_routes: OrderedDict[bytes, str] = OrderedDict()
         self.banned_keys: set[str] = set()
+        # Records of actors declared lost, by id (bounded, oldest forgotten): one that
+        # comes back is a reconnect, and its sequence numbers carry on from where the
+        # learner lost it (no false gap for the rollouts it had already received).
+        self.departed: OrderedDict[str, ActorRecord] = OrderedDict()
 
     def join(self, rec: ActorRecord) -> tuple[ActorRecord, ActorRecord | None]:
         """Register ``rec``; return it and the record it replaces (same actor_id: a
@@ -71,6 +75,10 @@ class ActorRegistry:
         old = self.by_id.pop(rec.actor_id, None)
         if old is not None:
             self.by_route.pop(old.routing_id, None)
+        else:
+            old = self.departed.pop(rec.actor_id, None)
+        if old is not None and old.incarnation == rec.incarnation:
+            rec.last_seq, rec.seq_gaps = old.last_seq, old.seq_gaps
         stale = self.by_route.pop(rec.routing_id, None)
         if stale is not None and stale is not old:
             self.by_id.pop(stale.actor_id, None)
@@ -99,6 +107,10 @@ class ActorRegistry:
         ]
         for r in lost:
             self.remove(r)
+            r.chain = None  # its envs are rebuilt when it re-joins
+            self.departed[r.actor_id] = r
+            while len(self.departed) > self.max_strangers:
+                self.departed.popitem(last=False)
         return lost
 
     def live(self) -> list[ActorRecord]:

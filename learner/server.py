@@ -364,7 +364,7 @@ class LearnerServer:
                 steps = checks.check_experience(msg, self.spec, rec.num_envs)
             else:
                 steps = checks.check_gradient(msg, self.shapes, self.spec, rec.num_envs)
-            if verdict.gap:
+            if verdict.gap and not rec.chain.fresh:  # steps missing from the chain
                 rec.chain.break_()
             a = msg.arrays
             episodes = rec.chain.observe(a["rewards"], a["terminated"], a["truncated"], a["valid"])
@@ -452,6 +452,16 @@ class LearnerServer:
             )
         if self.registry.bad_message(route):
             self.log.warning("actor_quarantined", actor=who, bad_messages=self.cfg.max_bad_messages)
+            # Told once, fatally: from now on nothing from this connection is read, and
+            # an actor left guessing would wait for acks and re-join for ever.
+            self.outbox.reply(
+                route,
+                Error(
+                    code="quarantined",
+                    detail=f"{self.cfg.max_bad_messages} bad messages (last: {reason})",
+                    fatal=True,
+                ),
+            )
             if rec is not None:
                 self.batcher.forget(rec.actor_id)
 
