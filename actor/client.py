@@ -50,8 +50,9 @@ from protocol.spec import RunSpec, SpecError
 POLL_MS = 50
 BACKPRESSURE_AFTER_S = 0.05
 # sync: an unacknowledged rollout expires after this many --learner-timeout (it may be
-# waiting in the barrier for other actors, up to the learner's --barrier-timeout-s).
-SYNC_ACK_PATIENCE = 4
+# waiting in the barrier for other actors: up to the learner's --barrier-timeout-s, 10 s,
+# and before the first update up to --min-actors-wait-s, 30 s; 8 x 5 s outlasts both).
+SYNC_ACK_PATIENCE = 8
 HELLO_EVERY_S = 1.0
 
 EXIT_OK = 0
