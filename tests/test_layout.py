@@ -1,8 +1,8 @@
 """The shape of the house, read statically with ``ast`` (nothing here imports our
 packages): which package may import which, and no pickle anywhere.
 
-Four floors, no import running back up: ``scripts/`` -> ``learner/`` | ``actor/`` ->
-``core/`` -> ``protocol/``. The two roles never import each other, and nothing
+Four floors, no import running back up: ``scripts/`` | ``evaluate/`` -> ``learner/`` |
+``actor/`` -> ``core/`` -> ``protocol/``. The two roles never import each other, and nothing
 shipped imports ``scripts`` or ``tests``. Every import counts: ``import x``,
 ``from x import y``, relative imports, imports inside functions or under
 ``if TYPE_CHECKING:``, and ``importlib.import_module("x")`` with a literal name.
@@ -19,10 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # package -> the top-level packages of ours it may not import.
 FORBIDDEN = {
-    "protocol": {"core", "learner", "actor", "scripts", "tests"},
-    "core": {"actor", "learner", "scripts", "tests"},
-    "learner": {"actor", "scripts", "tests"},
-    "actor": {"learner", "scripts", "tests"},
+    "protocol": {"core", "learner", "actor", "evaluate", "scripts", "tests"},
+    "core": {"actor", "learner", "evaluate", "scripts", "tests"},
+    "learner": {"actor", "evaluate", "scripts", "tests"},
+    "actor": {"learner", "evaluate", "scripts", "tests"},
+    # evaluate reads the learner's checkpoints: it sits above the learner, beside scripts.
+    "evaluate": {"actor", "scripts", "tests"},
     "scripts": {"tests"},
 }
 DYNAMIC_IMPORTS = {"import_module", "__import__"}
