@@ -1,7 +1,16 @@
 """The whole image path learns: uint8 frame stacks from real actor processes, each frame
 once on the wire, stacks rebuilt by the learner, the CNN chosen from the observation
 space. Catch (core/envs/catch.py) shows the correct action only in its pixels, so a
-return of 0.8 (a random policy scores -0.8) is reached only if every link holds."""
+return of 0.8 (a random policy scores -0.8) is reached only if every link holds.
+
+This is also a2c's learning test through real processes (tests/test_learning.py has
+the other algorithms on CartPole).
+
+Budget: env steps to a mean return of 0.8 with these settings, measured on the 2-core
+development machine, seeds 1-8, 2026-11-24: 119k, 190k, 124k, 78k, 161k, 121k, 135k,
+137k (28 to 71 s of wall clock on the same machine, which is why the budget is in env
+steps, not seconds). About twice the worst seen.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +18,33 @@ import json
 
 import pytest
 
-from learner.__main__ import main
+from scripts.procs import start_learner
+
+BUDGET = 400_000
+# A guard against a hang (start-up included), never the thing tested: a budget run on
+# this machine takes about 130 s.
+HANG_S = 900
 
 
 @pytest.mark.slow
-def test_cnn_learns_catch_from_pixels_through_real_actors(tmp_path, restore_logging):
-    argv = ["--env", "zmq_a3c/Catch-v0", "--algo", "a2c", "--actors", "2", "--port", "0"]
+def test_cnn_learns_catch_from_pixels_through_real_actors(tmp_path):
+    argv = ["--env", "zmq_a3c/Catch-v0", "--algo", "a2c", "--actors", "2", "--seed", "1"]
     argv += ["--envs", "16", "--rollout-len", "16", "--lr", "1e-3", "--entropy-coef", "0.01"]
-    argv += ["--target-return", "0.8", "--max-seconds", "150", "--checkpoint-every-s", "0"]
-    argv += ["--run-dir", str(tmp_path)]
-    assert main(argv) == 0
+    argv += ["--target-return", "0.8", "--max-env-steps", str(BUDGET)]
+    argv += ["--checkpoint-every-s", "0"]
+    learner = start_learner(tmp_path, *argv)
+    try:
+        assert learner.wait_exit(HANG_S) == 0
+    finally:
+        learner.stop()
+    (finished,) = learner.events("run_finished")
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["solved"], summary
+    # Solved by the rule, before the budget ran out (max_env_steps would be the reason).
+    assert finished["reason"] == "solved", summary
+    assert summary["solved"] and summary["mean_return_100"] >= 0.8, summary
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["spec"]["encoder"] == "cnn"
     assert config["spec"]["frame_stack"] == 4 and config["spec"]["obs_dtype"] == "|u1"
-    events = [json.loads(line) for line in (tmp_path / "learner.jsonl").read_text().splitlines()]
-    progress = [e for e in events if e["event"] == "progress"]
+    assert {e["actor_id"] for e in learner.events("actor_joined")} == {"local-0", "local-1"}
+    progress = learner.events("progress")
     assert progress and progress[-1]["rejected"] == 0

@@ -11,6 +11,13 @@ from scripts.procs import endpoint_of, start_actor, start_learner
 
 pytestmark = pytest.mark.slow
 
+# Every wait is bounded by this, as a guard against a hang, never as the thing tested:
+# the assertions are on the order and content of events (speed belongs in benchmarks).
+HANG_S = 60
+# A learner the test keeps up stops by itself after this long, in case a test failed to
+# stop it; it is never what ends a test.
+LEARNER_MAX_S = str(HANG_S * 5)
+
 SMALL = [
     "--target-return",
     "1e9",
@@ -54,7 +61,7 @@ def test_learner_and_two_local_actors_train_and_stop(tmp_path, algo):
         *SMALL,
     )
     try:
-        assert learner.wait_exit(timeout=90) == 0
+        assert learner.wait_exit(HANG_S * 3) == 0  # a whole run, start-up included
     finally:
         learner.stop()
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -83,17 +90,17 @@ def test_learner_and_two_local_actors_train_and_stop(tmp_path, algo):
 
 def test_late_actor_gets_current_weights_at_once(tmp_path):
     learner = start_learner(
-        tmp_path, "--algo", "a3c", "--actors", "1", "--max-seconds", "60", *SMALL
+        tmp_path, "--algo", "a3c", "--actors", "1", "--max-seconds", LEARNER_MAX_S, *SMALL
     )
     late = None
     try:
         endpoint = endpoint_of(learner)
-        progressed = learner.wait_for("progress", 60, where=lambda e: e["updates"] >= 20)
+        progressed = learner.wait_for("progress", HANG_S, where=lambda e: e["updates"] >= 20)
         late = start_actor(tmp_path, endpoint, "late")
-        got = late.wait_for("weights_received", 60)
+        got = late.wait_for("weights_received", HANG_S)
         # The first weights it holds are the learner's current ones, not version 0.
         assert got["version"] >= progressed["updates"] > 0
-        learner.wait_for("actor_joined", 10, where=lambda e: e["actor_id"] == "late")
+        learner.wait_for("actor_joined", HANG_S, where=lambda e: e["actor_id"] == "late")
     finally:
         if late:
             late.stop()
@@ -103,24 +110,26 @@ def test_late_actor_gets_current_weights_at_once(tmp_path):
 @pytest.mark.parametrize("algo", ["a2c", "a3c"])
 def test_sigkilled_actor_does_not_stop_the_learner(tmp_path, algo):
     learner = start_learner(
-        tmp_path, "--algo", algo, "--actors", "0", "--max-seconds", "60", *SMALL
+        tmp_path, "--algo", algo, "--actors", "0", "--max-seconds", LEARNER_MAX_S, *SMALL
     )
     actors = []
     try:
         endpoint = endpoint_of(learner)
         actors = [start_actor(tmp_path, endpoint, f"a{i}") for i in range(2)]
-        learner.wait_for("progress", 60, where=lambda e: e["actors"] == 2 and e["updates"] >= 10)
+        learner.wait_for(
+            "progress", HANG_S, where=lambda e: e["actors"] == 2 and e["updates"] >= 10
+        )
         actors[0].signal(signal.SIGKILL)
-        lost = learner.wait_for("actor_lost", 20)
-        assert lost["actor_id"] == "a0" and "last_seq" in lost
+        lost = learner.wait_for("actor_lost", HANG_S, where=lambda e: e["actor_id"] == "a0")
+        assert lost["last_seq"] > 0
         before = learner.events("progress")[-1]["updates"]
         # Training goes on with the survivor (a2c must not wait for the dead actor).
         learner.wait_for(
-            "progress", 30, where=lambda e: e["updates"] >= before + 20 and e["actors"] == 1
+            "progress", HANG_S, where=lambda e: e["updates"] >= before + 20 and e["actors"] == 1
         )
         learner.signal(signal.SIGTERM)
-        assert learner.wait_exit(30) == 0
-        assert actors[1].wait_exit(15) == 0
+        assert learner.wait_exit(HANG_S) == 0
+        assert actors[1].wait_exit(HANG_S) == 0
     finally:
         for a in actors:
             a.stop()
