@@ -24,6 +24,7 @@ class Reporter:
     ) -> None:
         self.log, self.tensorboard, self.evaluation = log, tensorboard, evaluation
         self._actor_marks: dict[str, tuple[float, int]] = {}
+        self._last_now: float | None = None
 
     def progress(self, fields: dict, now: float, actor_steps: dict[str, int] | None = None) -> None:
         """Log one ``progress`` event (``fields``) and write its scalars; with
@@ -36,12 +37,14 @@ class Reporter:
         if actor_steps is not None:
             rates = {}
             for actor_id, steps in actor_steps.items():
-                t, before = self._actor_marks.get(actor_id, (None, 0))
+                # An actor new since the last event had no steps then (it joined since).
+                t, before = self._actor_marks.get(actor_id, (self._last_now, 0))
                 if t is not None and now > t:
                     rates[actor_id] = (steps - before) / (now - t)
             # Only live actors are kept: the marks stay as many as the actors.
             self._actor_marks = {a: (now, s) for a, s in actor_steps.items()}
             self.tensorboard.actors(rates, int(fields.get("env_steps", 0)))
+        self._last_now = now
 
     def tick(self, wall_s: float, env_steps: int, weights) -> None:
         if self.evaluation is None:

@@ -104,7 +104,8 @@ def test_a_run_records_its_config_file_and_writes_tensorboard_and_evaluations(tm
     )
     run = tmp_path / "run"
     subprocess.run(
-        [sys.executable, "-m", "learner", "--config", f, "--run-dir", str(run)],
+        [sys.executable, "-m", "learner", "--config", f, "--run-dir", str(run),
+         "--log-interval-s", "0.2"],
         check=True, cwd=python_path(), capture_output=True, timeout=300,
     )  # fmt: skip
     recorded = json.loads((run / "config.json").read_text())["config"]

@@ -87,7 +87,8 @@ def test_algorithm_learns_cartpole_through_real_processes(tmp_path, algo):
     config = json.loads((tmp_path / "config.json").read_text())
     assert summary["algo"] == config["config"]["algo"] == algo
     assert config["spec"]["coordination"] == COORDINATION[algo]
-    joined = learner.events("actor_joined")
-    assert {e["actor_id"] for e in joined} == {"local-0", "local-1"}
+    joined = {e["actor_id"] for e in learner.events("actor_joined")}
+    # An async run can be solved before the slower actor process has joined.
+    assert joined and joined <= {"local-0", "local-1"}
     progress = learner.events("progress")
     assert not progress or progress[-1]["rejected"] == 0
