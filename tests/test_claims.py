@@ -265,3 +265,22 @@ def test_rewards_the_learner_cannot_check_are_caught_by_confirm_episodes(tmp_pat
         assert learner.events("run_finished") == []
     finally:
         learner.stop()
+
+
+def test_a_heartbeat_whose_counter_goes_backwards_is_refused(tmp_path, zctx):  # noqa: F811
+    learner = hostile_learner(tmp_path)
+    try:
+        sock = raw_dealer(zctx, endpoint_of(learner))
+        welcome = join(sock, "liar")
+        send_rollouts(sock, welcome, 3, reward=1.0, claim_episodes=0)  # seq 1, 2, 3
+        for seq in (3, 1):  # as far as it got: fine; back to 1: a lie
+            sock.send_multipart(
+                encode(Heartbeat(actor_id="liar", incarnation="inc-1", seq=seq, policy_version=0))
+            )
+        rejected = learner.wait_for(
+            "message_rejected", 60, where=lambda e: e["reason"] == "false_claim"
+        )
+        assert rejected["detail"] == "heartbeat seq 1 < 3"
+        assert recv_until(sock, Pong, 30) is not None  # the honest one was answered
+    finally:
+        learner.stop()
