@@ -51,6 +51,13 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
         if cfg.encoder != "auto"
         else default_encoder(env["obs_shape"], env["obs_dtype"])
     )
+    if cfg.obs_norm and cfg.algorithm.coordination == "gradients":
+        raise BuildError(
+            f"--obs-norm: the learner updates the statistics from the observations it "
+            f"trains on, and --algo {cfg.algo} sends gradients only; use a3c or a2c"
+        )
+    if cfg.obs_norm and env["obs_dtype"] == "|u1":
+        raise BuildError("--obs-norm is for vector observations; images are scaled by the CNN")
     return RunSpec(
         env_id=cfg.env,
         algo=cfg.algo,
@@ -60,6 +67,7 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
         rollout_len=cfg.rollout_len,
         encoder=encoder,
         hidden=cfg.hidden,
+        obs_norm=cfg.obs_norm,
         max_in_flight=cfg.max_in_flight,
         heartbeat_s=cfg.heartbeat_s,
         env_kwargs=env_kwargs,

@@ -79,6 +79,10 @@ class LearnerConfig:
         "auto",
         "observation encoder: mlp, cnn (Nature DQN); auto: cnn for uint8 images, mlp otherwise",
     )
+    obs_norm: bool = arg(
+        False,
+        "normalise observations by running mean and variance, updated by the learner from the data it trains on and shipped to actors with the weights (not with a3c-grad)",
+    )
     hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the MLP encoder")
     lr: float | None = arg(
         None,

@@ -27,7 +27,10 @@ INCOMPATIBLE_SPEC = (
     "action_shape",
     "action_low",
     "action_high",
+    "obs_norm",
 )
+# Spec fields newer than some checkpoints: their value when a checkpoint has none.
+SPEC_DEFAULTS = {"obs_norm": False}
 INCOMPATIBLE_CONFIG = ("optimizer",)
 # Settings of where and how long, not of what is learned: not worth a log line.
 # Where and how the learner talks and reports: nothing a resumed run's training depends on.
@@ -57,6 +60,7 @@ def compare(
 ) -> dict[str, tuple[Any, Any]]:
     """The settings that changed, as {name: (saved, now)}; raises IncompatibleResume
     naming every incompatible difference."""
+    saved_spec = {**SPEC_DEFAULTS, **saved_spec}
     bad = [k for k in INCOMPATIBLE_SPEC if saved_spec.get(k) != spec.get(k)]
     bad += [k for k in INCOMPATIBLE_CONFIG if saved_config.get(k) != config.get(k)]
     if bad:

@@ -104,7 +104,16 @@ class Trainer:
             return Batch.from_rollouts(rollouts, self.device)
 
     def train_batch(self, batch: Batch) -> UpdateStats:
-        """One update on a prepared batch."""
+        """One update on a prepared batch; then, if the network normalises observations,
+        their statistics take in this batch's (core/models/normalizer.py), so the new
+        version carries both."""
+        result = self._train(batch)
+        norm = self.model.obs_norm
+        if result.applied and norm is not None:
+            norm.update(batch.obs[:-1][batch.valid])  # [valid transitions, *obs_shape]
+        return result
+
+    def _train(self, batch: Batch) -> UpdateStats:
         if self._copy_stream is not None:
             # Training waits for the batch's copies, and the copy stream's memory is not
             # reused before training is done with it.

@@ -14,7 +14,8 @@ Arrays: an Experience carries exactly the arrays of one rollout, whose names, dt
 and shapes are defined in protocol/rollout.py (from the RunSpec); a frame-stacked run's
 observations travel as distinct frames plus indices (protocol/frames.py). A Gradient carries
 ``grad/<param>`` float32 arrays (one per network parameter) plus the rollout's rewards,
-flags and episode arrays; a Weights message carries ``<param>`` float32 arrays.
+flags and episode arrays; a Weights message carries ``<param>`` float32 arrays (with ``obs_norm.mean`` and
+``obs_norm.var`` when the run normalises observations).
 
 Directions: actor -> learner on the learner's ROUTER (Hello, Experience, Gradient,
 Heartbeat, WeightsRequest, Bye); learner -> one actor on the ROUTER (Welcome, Weights,
@@ -39,7 +40,9 @@ from protocol.rollout import GRADIENT_ROLLOUT_ARRAYS, PACKED_OBS_ARRAYS, ROLLOUT
 #    instead of obs (protocol/frames.py).
 # 4: a Gradient carries its rollout's rewards and terminated/truncated/valid flags, so the
 #    learner derives episodes and step counts instead of trusting the actor's.
-SCHEMA_VERSION = 4
+# 5: RunSpec gained obs_norm; a Weights message of such a run also carries the
+#    normaliser's obs_norm.mean and obs_norm.var (float32, the observation's shape).
+SCHEMA_VERSION = 5
 
 # Array dtypes allowed on the wire, as numpy's little-endian type strings. Anything else
 # (objects, structured or void types, big-endian) is refused by the codec.

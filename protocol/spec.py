@@ -65,6 +65,9 @@ class RunSpec:
     # stacked, observations travel whole.
     frame_stack: int = 0
     hidden: tuple[int, ...] = (64, 64)
+    # Running observation normalisation in the network: its mean and variance travel
+    # with the weights (``obs_norm.mean``, ``obs_norm.var`` in a Weights message).
+    obs_norm: bool = False
     max_in_flight: int = 1
     heartbeat_s: float = 0.5
 
@@ -112,6 +115,8 @@ class RunSpec:
             raise SpecError("max_in_flight must be in [1, 1024]")
         if not self.heartbeat_s > 0:
             raise SpecError("heartbeat_s must be > 0")
+        if self.obs_norm and self.obs_dtype == "|u1":
+            raise SpecError("obs_norm is for vector observations, not uint8 images")
 
     @property
     def sync(self) -> bool:
@@ -151,6 +156,8 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
     typ = str(typ)
     if typ == "str":
         ok = isinstance(value, str)
+    elif typ == "bool":
+        ok = isinstance(value, bool)
     elif typ == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif typ == "float":

@@ -22,6 +22,7 @@ from torch import nn
 
 from core.models.encoders import build_encoder, orthogonal
 from core.models.heads import build_head
+from core.models.normalizer import ObsNormalizer
 from protocol.spec import RunSpec
 
 
@@ -36,12 +37,18 @@ class ModelConfig:
     encoder: str = "mlp"
     hidden: tuple[int, ...] = (64, 64)
     obs_dtype: str = "<f4"
+    obs_norm: bool = False  # running observation normalisation (normalizer.py)
 
     def __post_init__(self) -> None:
         if self.action_kind not in ("discrete", "box"):
             raise ValueError(f"action_kind must be discrete or box, got {self.action_kind!r}")
         if not self.obs_shape or math.prod(self.obs_shape) < 1 or not self.hidden:
             raise ValueError("obs_shape must be non-empty and hidden non-empty")
+        if self.obs_norm and self.obs_dtype == "|u1":
+            raise ValueError(
+                "observation normalisation is for vector observations; images are scaled "
+                "to [0, 1] by the encoder"
+            )
         if self.action_kind == "box" and not self.action_low:
             # Unbounded unless told: the head clips into these for the env only.
             size = math.prod(self.action_shape)
@@ -60,6 +67,7 @@ class ModelConfig:
             encoder=spec.encoder,
             hidden=tuple(spec.hidden),
             obs_dtype=spec.obs_dtype,
+            obs_norm=spec.obs_norm,
         )
 
 
@@ -67,6 +75,7 @@ class ActorCritic(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.obs_norm = ObsNormalizer(cfg.obs_shape) if cfg.obs_norm else None
         self.head = build_head(cfg)
         enc = (cfg.encoder, cfg.obs_shape, cfg.hidden, cfg.obs_dtype)
         self.policy_encoder = build_encoder(*enc)
@@ -79,20 +88,36 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs [..., *obs_shape] -> (policy output [..., out_dim], value [...])."""
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
         feat = self.policy_encoder(obs)  # [..., feat]
         value_feat = feat if self.value_encoder is None else self.value_encoder(obs)
         return self.policy_out(feat), self.value_out(value_feat).squeeze(-1)
 
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The policy output alone (what acting needs; the value is not evaluated)."""
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
         return self.policy_out(self.policy_encoder(obs))
 
     def distribution(self, out: torch.Tensor) -> torch.distributions.Distribution:
         return self.head.distribution(out)
 
 
+def wire_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a Weights message carries: the parameters, and the statistics that are part
+    of the policy without being trained by gradients (the observation normaliser's
+    mean and variance, normalizer.py). Gradients are of the parameters alone."""
+    out = dict(model.named_parameters())
+    for prefix, module in model.named_modules():
+        if isinstance(module, ObsNormalizer):
+            out.update({f"{prefix}.{name}": getattr(module, name) for name in module.SHIPPED})
+    return out
+
+
 def param_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+    """The shapes of ``wire_tensors``: what a Weights message is checked against."""
+    return {name: tuple(t.shape) for name, t in wire_tensors(model).items()}
 
 
 def weights_to_arrays(model: nn.Module) -> dict[str, np.ndarray]:
@@ -101,13 +126,14 @@ def weights_to_arrays(model: nn.Module) -> dict[str, np.ndarray]:
     Weights message still queued (ZeroMQ sends large frames without copying) would go
     out with the next update's values under this version's number."""
     return {
-        name: p.detach().to("cpu", torch.float32, copy=True).numpy()
-        for name, p in model.named_parameters()
+        name: t.detach().to("cpu", torch.float32, copy=True).numpy()
+        for name, t in wire_tensors(model).items()
     }
 
 
 @torch.no_grad()
 def load_arrays(model: nn.Module, arrays: Mapping[str, np.ndarray]) -> None:
-    """Copy checked arrays (see protocol.checks.check_weights) into the parameters."""
-    for name, p in model.named_parameters():
-        p.copy_(torch.as_tensor(np.asarray(arrays[name])))
+    """Copy checked arrays (see protocol.checks.check_weights) into the parameters and
+    the shipped statistics."""
+    for name, t in wire_tensors(model).items():
+        t.copy_(torch.as_tensor(np.asarray(arrays[name])))

@@ -1,0 +1,178 @@
+"""Observation normalisation shared by every actor (core/models/normalizer.py): the
+merge is exact, the statistics are updated by the learner from what it trains on, travel
+with the weights under their version, survive a checkpoint, and are what evaluation and
+the actors' policies use."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from core.algos import get as get_algo
+from core.evaluation import play
+from core.models import ActorCritic, ModelConfig, param_shapes
+from core.models.normalizer import ObsNormalizer, merge_moments
+from core.policy import Policy
+from learner.build import BuildError, build_spec
+from learner.checkpoint import read
+from learner.config import parse
+from learner.trainer import Trainer, TrainerConfig
+from protocol.checks import InvalidMessage, check_weights
+from protocol.messages import Weights
+from protocol.rollout import Rollout
+from protocol.spec import RunSpec, SpecError
+from scripts.procs import python_path
+from tests.conftest import experience_arrays
+
+SPEC = RunSpec(
+    env_id="CartPole-v1",
+    algo="a2c",
+    coordination="sync",
+    num_envs=3,
+    rollout_len=5,
+    obs_shape=(4,),
+    action_kind="discrete",
+    action_n=2,
+    hidden=(8, 8),
+    obs_norm=True,
+)
+A2C = get_algo("a2c")
+
+
+def trainer(spec: RunSpec = SPEC) -> Trainer:
+    return Trainer(spec, A2C, A2C.make_config(), TrainerConfig(seed=3), torch.device("cpu"))
+
+
+def test_merge_is_exact_against_the_concatenated_data():
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(3.0, 2.0, size=(n, 4)) * rng.uniform(0.1, 5) for n in (1, 7, 50, 3)]
+    mean = torch.zeros(4, dtype=torch.float64)
+    var = torch.ones(4, dtype=torch.float64)
+    count = torch.zeros((), dtype=torch.float64)
+    for c in chunks:
+        x = torch.from_numpy(c)
+        mean, var, count = merge_moments(
+            mean, var, count, x.mean(0), x.var(0, unbiased=False), len(c)
+        )
+    everything = np.concatenate(chunks)
+    np.testing.assert_allclose(mean.numpy(), everything.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(var.numpy(), everything.var(0), rtol=1e-12)
+    assert int(count) == len(everything)
+
+
+def test_normaliser_update_matches_numpy_and_normalises():
+    norm = ObsNormalizer((2, 3))
+    rng = np.random.default_rng(1)
+    data = [rng.normal(-4.0, 10.0, size=(n, 2, 3)).astype(np.float32) for n in (5, 40, 1)]
+    for d in data:
+        norm.update(torch.from_numpy(d))
+    everything = np.concatenate(data)
+    np.testing.assert_allclose(norm.mean.numpy(), everything.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm.var.numpy(), everything.var(0), rtol=1e-4)
+    out = norm(torch.from_numpy(everything)).numpy()
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(0), 1.0, rtol=1e-3)
+    assert float(norm(torch.full((1, 2, 3), 1e9)).max()) == 10.0  # clipped
+
+
+def batch_rollout(seed: int, scale: float) -> Rollout:
+    arrays = experience_arrays(SPEC, SPEC.num_envs, seed=seed)
+    arrays["obs"] = (arrays["obs"] * scale + 5.0).astype("<f4")
+    return Rollout.from_arrays(arrays)
+
+
+def test_statistics_are_the_trained_batchs_and_travel_with_the_weights():
+    t = trainer()
+    r = batch_rollout(0, scale=20.0)
+    result = t.train_on([r])
+    assert result.applied and t.version == 1
+    seen = r.obs[:-1][r.valid]  # the valid transitions' observations
+    weights = t.weights()
+    assert {"obs_norm.mean", "obs_norm.var"} <= weights.keys()
+    assert "obs_norm.count" not in weights  # the count stays on the learner
+    np.testing.assert_allclose(weights["obs_norm.mean"], seen.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(weights["obs_norm.var"], seen.var(0), rtol=1e-4)
+    # An actor checks and loads them with the parameters, and acts as the learner would.
+    actor = Policy(ModelConfig.from_spec(SPEC), seed=0)
+    msg = Weights(arrays=weights, learner_id="L", version=t.version)
+    check_weights(msg, param_shapes(actor.model))
+    actor.load(weights, t.version)
+    obs = torch.from_numpy(r.obs[0])
+    torch.testing.assert_close(actor.model.policy(obs), t.model.policy(obs))
+    # Weights without the statistics are not this network's.
+    partial = {k: v for k, v in weights.items() if not k.startswith("obs_norm.")}
+    with pytest.raises(InvalidMessage) as info:
+        check_weights(Weights(arrays=partial), param_shapes(actor.model))
+    assert info.value.reason == "bad_params"
+
+
+def test_a_skipped_update_leaves_the_statistics_alone():
+    t = trainer()
+    t.train_on([batch_rollout(0, scale=1.0)])
+    before = {k: v.copy() for k, v in t.weights().items()}
+    r = batch_rollout(1, scale=1.0)
+    r.rewards[:] = np.nan  # a non-finite loss: the update is skipped
+    assert not t.train_on([r]).applied
+    after = t.weights()
+    for k in ("obs_norm.mean", "obs_norm.var"):
+        np.testing.assert_array_equal(before[k], after[k])
+
+
+def test_statistics_and_count_survive_a_checkpoint_round_trip():
+    t = trainer()
+    for seed in range(3):
+        t.train_on([batch_rollout(seed, scale=3.0)])
+    buf = io.BytesIO()
+    torch.save({"trainer": t.state_dict()}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    again = trainer()
+    again.load_state_dict(state["trainer"])
+    for name in ("mean", "var", "count"):
+        torch.testing.assert_close(
+            getattr(again.model.obs_norm, name), getattr(t.model.obs_norm, name)
+        )
+    assert float(again.model.obs_norm.count) == 3 * (SPEC.rollout_len * SPEC.num_envs - 1)
+
+
+def test_evaluation_plays_with_the_statistics():
+    t = trainer(dataclasses.replace(SPEC, hidden=(16,)))
+    t.train_on([batch_rollout(0, scale=2.0)])
+    played = play(t.spec, t.weights(), episodes=2, seed=0)
+    assert played.complete and len(played.returns) == 2
+
+
+def test_obs_norm_is_refused_where_it_cannot_work():
+    cfg, _ = parse(["--obs-norm", "--algo", "a3c-grad"])
+    with pytest.raises(BuildError, match="gradients only"):
+        build_spec(cfg)
+    with pytest.raises(SpecError):
+        dataclasses.replace(SPEC, obs_dtype="|u1", obs_shape=(4, 40, 40), frame_stack=4)
+    with pytest.raises(ValueError, match="vector observations"):
+        ActorCritic(ModelConfig(obs_shape=(4, 40, 40), action_kind="discrete", action_n=2,
+                                obs_dtype="|u1", encoder="cnn", obs_norm=True))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_run_with_obs_norm_trains_and_checkpoints_the_statistics(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "learner", "--obs-norm", "--max-env-steps", "20000",
+         "--run-dir", str(tmp_path)],
+        check=True, cwd=python_path(), capture_output=True, timeout=300,
+    )  # fmt: skip
+    events = [json.loads(line) for line in (tmp_path / "learner.jsonl").read_text().splitlines()]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["rejected"] == 0 and progress[-1]["updates"] > 0
+    assert json.loads((tmp_path / "config.json").read_text())["spec"]["obs_norm"] is True
+    state = read(sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))[-1])
+    model = state["trainer"]["model"]
+    assert float(model["obs_norm.count"]) >= 10_000  # what it trained on, not more
+    assert float(model["obs_norm.count"]) <= state["counters"]["env_steps"]
+    assert (model["obs_norm.var"] != 1.0).all()
