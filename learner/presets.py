@@ -7,11 +7,13 @@ A config file sets any learner flag, loss settings included, by its name (``envs
 
     [preset]
     envs = ["CartPole-v1"]    # exact env ids, or
-    family = "ale"            # every env of a family (core/envs)
+    family = "ale"            # every env of a family (core/envs), or
+    action_kind = "box"       # every env with this kind of action space
     source = "where the numbers came from"
 
 Precedence, lowest first: built-in defaults, the preset (``--preset auto`` picks the one
-for ``--env``: an exact id first, then the family), ``--config FILE``, the command line.
+for ``--env``: an exact id first, then the family, then the action space),
+``--config FILE``, the command line.
 A preset's loss settings apply where the chosen algorithm has them (a preset serves
 several algorithms); a config file's must apply, as on the command line. The run's
 config.json records what applied.
@@ -47,6 +49,7 @@ class Preset:
     values: dict[str, Any]  # flag name (underscores) -> value, loss settings included
     envs: tuple[str, ...] = ()
     family: str = ""
+    action_kind: str = ""
     source: str = ""
     loss_names: frozenset[str] = field(default_factory=frozenset)
 
@@ -94,6 +97,7 @@ def load_preset(path: Path, known: Iterable[str], loss_names: Iterable[str]) -> 
         values=load_config(path, known),
         envs=tuple(meta.get("envs", ())),
         family=str(meta.get("family", "")),
+        action_kind=str(meta.get("action_kind", "")),
         source=str(meta.get("source", "")),
         loss_names=frozenset(loss_names),
     )
@@ -109,7 +113,7 @@ def preset_for(
     env_id: str, name: str, known: Iterable[str], loss_names: Iterable[str]
 ) -> Preset | None:
     """The preset named ``name``; "auto": the one for ``env_id`` (an exact id first,
-    then its family), if any; "none": no preset."""
+    then its family, then its kind of action space), if any; "none": no preset."""
     if name == "none":
         return None
     presets = shipped(known, loss_names)
@@ -122,10 +126,17 @@ def preset_for(
     for p in presets.values():
         if env_id in p.envs:
             return p
-    from core.envs import EnvSpecError, family_for
+    from core.envs import EnvSpecError, describe, family_for
 
     try:
         family = family_for(env_id).name
     except EnvSpecError:
         return None
-    return next((p for p in presets.values() if p.family and p.family == family), None)
+    found = next((p for p in presets.values() if p.family and p.family == family), None)
+    if found is not None or not any(p.action_kind for p in presets.values()):
+        return found
+    try:
+        kind = describe(env_id)["action_kind"]  # builds the env once to read its spaces
+    except Exception:  # noqa: BLE001 - the build makes the env again and reports why not
+        return None
+    return next((p for p in presets.values() if p.action_kind == kind), None)

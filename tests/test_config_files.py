@@ -72,7 +72,15 @@ def test_load_config_refuses_tables_and_keeps_the_preset_table_out(tmp_path):
     assert load_config(path, ["envs"]) == {"envs": 2}
 
 
-ENV_OF = {"atari": "ALE/Pong-v5"}  # presets for a family: an env of it
+# Presets for a family or a kind of action space: an env of it.
+ENV_OF = {"atari": "ALE/Pong-v5", "continuous": "MountainCarContinuous-v0"}
+
+
+def test_box_action_spaces_get_the_continuous_preset_unless_they_have_their_own():
+    assert parse(["--env", "MountainCarContinuous-v0"])[0].preset == "continuous"
+    assert parse(["--env", "Pendulum-v1"])[0].preset == "pendulum"  # its own comes first
+    cfg, _ = parse(["--env", "MountainCar-v0"])  # discrete, no preset of its own
+    assert cfg.preset == "none" and cfg.algo == "a2c"
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS_DIR.glob("*.toml")))
