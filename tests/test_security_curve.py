@@ -13,7 +13,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from datetime import datetime
 
 import pytest
 import zmq
@@ -94,9 +93,10 @@ def test_curve_admits_only_authorised_keys_under_their_own_name(tmp_path, zctx):
         assert actors["rogue"].wait_exit(60) == 3
         failed = actors["rogue"].wait_for("auth_failed", 1)
         assert failed["level"] == "error"
-        # It gives up instead of retrying: timed from its first Hello, not from its start,
-        # which on a loaded machine is mostly four processes importing torch at once.
-        assert seconds_between(actors["rogue"].wait_for("joining", 1), failed) < 15
+        # It gives up instead of retrying: one refusal, at most one join attempt (the
+        # handshake can fail before the actor has even logged its first), no re-joins.
+        assert len(actors["rogue"].events("auth_failed")) == 1
+        assert len(actors["rogue"].events("joining")) <= 1
         rogue_public, _ = zmq.auth.load_certificate(str(rogue_keys / "rogue" / "rogue.key"))
         learner.wait_for("auth_rejected", 5, where=lambda e: e.get("key") == rogue_public.decode())
 
@@ -117,13 +117,6 @@ def test_curve_admits_only_authorised_keys_under_their_own_name(tmp_path, zctx):
         for a in actors.values():
             a.stop()
         learner.stop()
-
-
-def seconds_between(earlier: dict, later: dict) -> float:
-    def when(ev: dict) -> datetime:
-        return datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00"))
-
-    return (when(later) - when(earlier)).total_seconds()
 
 
 # --- binding beyond loopback ------------------------------------------------------------
