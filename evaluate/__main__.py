@@ -106,6 +106,13 @@ def evaluate(args: argparse.Namespace) -> dict:
         )
     except ValueError as exc:  # e.g. video of an env with neither rendering nor images
         raise EvalError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a renderer that cannot start: say which
+        if not args.video:
+            raise
+        raise EvalError(
+            f"recording failed ({type(exc).__name__}: {str(exc)[:200]}); MuJoCo renders "
+            "with MUJOCO_GL=egl or osmesa, pygame with SDL_VIDEODRIVER=dummy"
+        ) from None
     finally:
         if recorder is not None:
             videos = recorder.close()
@@ -195,8 +202,10 @@ def _fps(spec: RunSpec) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    # pygame (classic-control rendering) needs no window: render off-screen, quietly.
+    # Render off-screen: pygame (classic control, Box2D) without a window, MuJoCo through
+    # EGL (headless GPUs and Mesa alike). Either can be overridden from the environment.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         result = evaluate(args)
     except EvalError as exc:
