@@ -90,10 +90,12 @@ compare: venv
 	$(PY) -m scripts.compare --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)
 	$(PY) -m scripts.compare --env Acrobot-v1 --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)
 
-# Time to solve CartPole-v1 against Stable-Baselines3 A2C and PPO (installs the optional bench extra).
+# Time to solve ENV (CartPole-v1 unless given; Acrobot-v1, LunarLander-v3, Pendulum-v1,
+# HalfCheetah-v5) against Stable-Baselines3 A2C and PPO with rl-zoo's settings for it, ours
+# with the env's preset (installs the optional bench extra). ARGS e.g. "--seeds 1,2,3".
 bench-solve: venv
 	$(PY) -m pip install -q -e ".[bench]"
-	$(PY) -m scripts.bench_solve $(ARGS)
+	$(PY) -m scripts.bench_solve $(if $(ENV),--env $(ENV)) $(ARGS)
 
 # Actor env steps/s against the raw limit, wire cost per batch, learner samples/s.
 bench-throughput: venv
