@@ -23,7 +23,7 @@ infinitely slow in the medians (so the median is honest about failures).
 
 No trainer imports here (the learner runs in a subprocess), so this file also runs as
 ``python scripts/bench_solve.py``. Tables and report files come from scripts/report.py,
-running a process from scripts/procs.py, the envs and zoo entries from scripts/sb3_peer.py.
+running a process from scripts/procs.py, the envs from scripts/sb3_peer.py, the zoo entries from scripts/zoo.py.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 from scripts.procs import run_process  # noqa: E402
 from scripts.report import machine_lines, markdown_table, write_report  # noqa: E402
 from scripts.runlog import machine_info  # noqa: E402
-from scripts.sb3_peer import TARGETS, ZOO, ZOO_COMMIT, ZOO_ENTRY  # noqa: E402
+from scripts.sb3_peer import TARGETS  # noqa: E402
+from scripts.zoo import ZOO, ZOO_COMMIT, ZOO_ENTRY  # noqa: E402
 
 OURS = "ours"
 PEERS = ("sb3-a2c", "sb3-ppo")
@@ -172,7 +173,7 @@ def ours_command(
 
 def peer_command(system: str, env: str, seed: int, max_seconds: float) -> list[str]:
     algo = system.removeprefix("sb3-")
-    cmd = [sys.executable, str(ROOT / "scripts" / "sb3_peer.py"), "--env", env, "--algo", algo]
+    cmd = [sys.executable, "-m", "scripts.sb3_peer", "--env", env, "--algo", algo]  # cwd: ROOT
     cmd += [f"--target={TARGETS[env]:g}", "--seed", str(seed), "--max-seconds", f"{max_seconds:g}"]
     return cmd
 

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from scripts import bench_solve, bench_throughput, sb3_peer
+from scripts import bench_solve, bench_throughput, sb3_peer, zoo
 
 
 def _run(system: str, seed: int, wall_s: float | None, env_steps: int | None = None) -> dict:
@@ -105,7 +105,7 @@ def test_solve_tracker_needs_a_full_window_at_the_target():
 
 
 def test_linear_schedule_decays_to_zero():
-    schedule = sb3_peer.linear(1e-3)
+    schedule = zoo.linear(1e-3)
     assert schedule(1.0) == pytest.approx(1e-3) and schedule(0.0) == 0.0
 
 
@@ -138,19 +138,19 @@ def test_targets_per_env():
 
 
 def test_zoo_has_a2c_and_ppo_for_every_env_with_what_the_script_needs():
-    assert set(sb3_peer.ZOO) == set(sb3_peer.TARGETS)
-    for env, entries in sb3_peer.ZOO.items():
+    assert set(zoo.ZOO) == set(sb3_peer.TARGETS)
+    for env, entries in zoo.ZOO.items():
         assert set(entries) == {"a2c", "ppo"}, env
         for algo, entry in entries.items():
             assert entry["policy"] == "MlpPolicy", (env, algo)
             assert int(entry["n_timesteps"]) >= 100_000, (env, algo)
-            s = sb3_peer.settings(env, algo)
+            s = zoo.settings(env, algo)
             assert s.n_envs >= 1 and s.n_timesteps == int(entry["n_timesteps"])
-            assert not set(s.kwargs) & sb3_peer.RUN_KEYS
+            assert not set(s.kwargs) & zoo.RUN_KEYS
 
 
 def test_cartpole_peers_are_the_ones_the_bench_always_ran():
-    a2c, ppo = sb3_peer.settings("CartPole-v1", "a2c"), sb3_peer.settings("CartPole-v1", "ppo")
+    a2c, ppo = zoo.settings("CartPole-v1", "a2c"), zoo.settings("CartPole-v1", "ppo")
     assert (a2c.n_envs, a2c.n_timesteps, a2c.normalize, a2c.kwargs) == (
         8,
         500_000,
@@ -165,18 +165,18 @@ def test_cartpole_peers_are_the_ones_the_bench_always_ran():
 def test_settings_translate_normalize_schedules_and_policy_kwargs():
     from torch import nn
 
-    pendulum = sb3_peer.settings("Pendulum-v1", "a2c")
+    pendulum = zoo.settings("Pendulum-v1", "a2c")
     assert pendulum.normalize == {"gamma": 0.9}  # the zoo passes the entry's gamma on
     assert pendulum.kwargs["use_sde"] is True
     assert pendulum.kwargs["learning_rate"](1.0) == pytest.approx(7e-4)
     assert pendulum.kwargs["policy_kwargs"] == {"log_std_init": -2, "ortho_init": False}
-    cheetah = sb3_peer.settings("HalfCheetah-v5", "a2c")
+    cheetah = zoo.settings("HalfCheetah-v5", "a2c")
     assert (cheetah.n_envs, cheetah.normalize, cheetah.kwargs) == (1, {}, {})  # no gamma given
-    ppo = sb3_peer.settings("HalfCheetah-v5", "ppo")
+    ppo = zoo.settings("HalfCheetah-v5", "ppo")
     assert ppo.normalize == {"gamma": 0.98}
     assert ppo.kwargs["policy_kwargs"]["activation_fn"] is nn.ReLU
-    assert sb3_peer.settings("LunarLander-v3", "a2c").normalize is None
-    assert sb3_peer.settings("Pendulum-v1", "ppo").kwargs["sde_sample_freq"] == 4
+    assert zoo.settings("LunarLander-v3", "a2c").normalize is None
+    assert zoo.settings("Pendulum-v1", "ppo").kwargs["sde_sample_freq"] == 4
 
 
 def test_policy_kwargs_are_parsed_as_the_zoo_writes_them():
@@ -187,13 +187,13 @@ def test_policy_kwargs_are_parsed_as_the_zoo_writes_them():
         "dict( log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU, "
         "net_arch=dict(pi=[256, 256], vf=[256, 256]) )"
     )
-    assert sb3_peer.parse_policy_kwargs(text) == {
+    assert zoo.parse_policy_kwargs(text) == {
         "log_std_init": -2,
         "ortho_init": False,
         "activation_fn": nn.ReLU,
         "net_arch": {"pi": [256, 256], "vf": [256, 256]},
     }
-    assert sb3_peer.parse_policy_kwargs("dict(log_std_init=-3.29)") == {"log_std_init": -3.29}
+    assert zoo.parse_policy_kwargs("dict(log_std_init=-3.29)") == {"log_std_init": -3.29}
 
 
 @pytest.mark.parametrize(
@@ -212,13 +212,13 @@ def test_policy_kwargs_are_parsed_as_the_zoo_writes_them():
 )
 def test_policy_kwargs_refuse_anything_else(text):
     with pytest.raises(ValueError, match="policy_kwargs"):
-        sb3_peer.parse_policy_kwargs(text)
+        zoo.parse_policy_kwargs(text)
 
 
 def test_only_linear_schedules():
-    assert sb3_peer.schedule("lin_0.00083")(1.0) == pytest.approx(0.00083)
+    assert zoo.schedule("lin_0.00083")(1.0) == pytest.approx(0.00083)
     with pytest.raises(ValueError, match="lin_"):
-        sb3_peer.schedule("exp_0.1")
+        zoo.schedule("exp_0.1")
 
 
 @pytest.mark.parametrize("env", sorted(PRESETS))
@@ -246,8 +246,8 @@ def test_cartpole_runs_the_configuration_the_bench_always_ran(tmp_path):
 
 def test_the_peer_is_told_the_env_and_target():
     cmd = bench_solve.peer_command("sb3-a2c", "Pendulum-v1", 2, 30.0)
-    assert cmd[1].endswith("sb3_peer.py")
-    assert cmd[2:] == [
+    assert cmd[1:3] == ["-m", "scripts.sb3_peer"]
+    assert cmd[3:] == [
         "--env",
         "Pendulum-v1",
         "--algo",
@@ -319,7 +319,7 @@ def test_sb3_accepts_every_zoo_entry(env, algo):
     pytest.importorskip("stable_baselines3", reason="stable-baselines3 (the bench extra) absent")
     from stable_baselines3.common.vec_env import VecNormalize
 
-    entry = sb3_peer.ZOO[env][algo]
+    entry = zoo.ZOO[env][algo]
     model = sb3_peer.build(env, algo, seed=1)
     try:
         envs = model.get_env()
