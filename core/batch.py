@@ -86,6 +86,20 @@ class Batch:
         """The envs ``idx`` (whole columns: every step of each): a PPO minibatch."""
         return Batch(**{f.name: getattr(self, f.name).index_select(1, idx) for f in fields(self)})
 
+    def steps_at(self, flat: torch.Tensor) -> Batch:
+        """The transitions at ``flat`` (indices into the [T * N] steps, time-major) as a
+        batch of one step each, [1, B]: a PPO minibatch smaller than an env column. Its
+        bootstrap row repeats the observations (the loss reads values of the first row
+        only; targets come precomputed for the whole batch)."""
+        t, n = self.valid.shape
+        obs = self.obs[:-1].reshape(t * n, *self.obs.shape[2:]).index_select(0, flat)
+        out = {"obs": torch.stack([obs, obs])}  # [2, B, *obs_shape]
+        for f in fields(self):
+            if f.name != "obs":
+                x = getattr(self, f.name)
+                out[f.name] = x.reshape(t * n, *x.shape[2:]).index_select(0, flat).unsqueeze(0)
+        return Batch(**out)
+
     @property
     def num_envs(self) -> int:
         return self.valid.shape[1]

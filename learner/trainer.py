@@ -139,41 +139,34 @@ class Trainer:
         )
 
     def _train_epochs(self, batch: Batch, transitions: int) -> UpdateStats:
-        """Several steps on one batch (PPO): targets once, then ``epochs`` passes over
-        minibatches of whole env columns in a fresh random order each pass. Minibatches
-        whose loss or gradient is not finite take no step; one version for the batch."""
+        """Several steps on one batch (PPO): targets once, then ``epochs`` passes of
+        minibatches (``_minibatches``). Minibatches whose loss or gradient is not finite
+        take no step; one version for the batch."""
         cfg = self.loss_cfg
         targets = self.algo.targets(self.model, batch, cfg)
-        columns = max(1, cfg.minibatch_size // max(1, batch.rewards.shape[0]))
         order = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.version)
         sums: dict[str, torch.Tensor] = {}  # kept on the device: no sync per minibatch
         steps = 0
         norms = []
-        for _ in range(cfg.epochs):
-            perm = torch.randperm(batch.num_envs, generator=order)
-            for start in range(0, batch.num_envs, columns):
-                idx = perm[start : start + columns].to(self.device)
-                mb = batch.columns(idx)
-                terms = self.algo.loss(
-                    self.model, mb, cfg, {k: v.index_select(1, idx) for k, v in targets.items()}
-                )
-                self.optimizer.zero_grad(set_to_none=False)
-                if terms.transitions == 0 or not torch.isfinite(terms.total):
-                    continue
-                terms.total.backward()
-                norm = self._clip_and_step()
-                if norm is None:
-                    continue
-                steps += 1
-                norms.append(norm)
-                values = {
-                    "policy_loss": terms.policy_loss,
-                    "value_loss": terms.value_loss,
-                    "entropy": terms.entropy,
-                    **terms.extras,
-                }
-                for k, v in values.items():
-                    sums[k] = sums.get(k, 0.0) + v.detach()
+        for mb, mb_targets in self._minibatches(batch, targets, cfg, order):
+            terms = self.algo.loss(self.model, mb, cfg, mb_targets)
+            self.optimizer.zero_grad(set_to_none=False)
+            if terms.transitions == 0 or not torch.isfinite(terms.total):
+                continue
+            terms.total.backward()
+            norm = self._clip_and_step()
+            if norm is None:
+                continue
+            steps += 1
+            norms.append(norm)
+            values = {
+                "policy_loss": terms.policy_loss,
+                "value_loss": terms.value_loss,
+                "entropy": terms.entropy,
+                **terms.extras,
+            }
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v.detach()
         if steps == 0:
             return self._skipped(transitions, "non_finite")
         self.version += 1
@@ -192,6 +185,37 @@ class Trainer:
             self.version,
             {**extras, "steps": float(steps)},
         )
+
+    def _minibatches(self, batch: Batch, targets: dict, cfg, order: torch.Generator):
+        """``cfg.epochs`` passes over the batch in a fresh random order each pass, as
+        (minibatch, its targets). A minibatch of at least a rollout's length is whole env
+        columns ([T, n]); a smaller one is single valid transitions ([1, B]), as SB3 and
+        CleanRL draw them: the targets (GAE) were computed over the whole batch first, so
+        nothing is cut either way."""
+        t = batch.rewards.shape[0]
+        if cfg.minibatch_size >= t:
+            columns = max(1, cfg.minibatch_size // t)
+            for _ in range(cfg.epochs):
+                perm = torch.randperm(batch.num_envs, generator=order)
+                for start in range(0, batch.num_envs, columns):
+                    idx = perm[start : start + columns].to(self.device)
+                    yield (
+                        batch.columns(idx),
+                        {k: v.index_select(1, idx) for k, v in targets.items()},
+                    )
+            return
+        valid = batch.valid.reshape(-1).nonzero().squeeze(1)  # flat indices of transitions
+        for _ in range(cfg.epochs):
+            perm = valid[torch.randperm(len(valid), generator=order).to(valid.device)]
+            for start in range(0, len(perm), cfg.minibatch_size):
+                flat = perm[start : start + cfg.minibatch_size]
+                yield (
+                    batch.steps_at(flat),
+                    {
+                        k: v.reshape(-1).index_select(0, flat).unsqueeze(0)
+                        for k, v in targets.items()
+                    },
+                )
 
     def apply_gradient(
         self,

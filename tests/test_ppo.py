@@ -3,6 +3,7 @@ fresh data, and the trainer's epochs over minibatches."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ from core.models.actor_critic import ActorCritic
 from learner.trainer import Trainer, TrainerConfig
 from protocol.rollout import Rollout
 from protocol.spec import RunSpec
+from tests.conftest import CARTPOLE, experience_arrays
 
 T, N, OBS, ACTIONS = 6, 5, 3, 3
 
@@ -151,3 +153,27 @@ def test_trainer_takes_epochs_times_minibatches_steps_and_one_version():
 def test_gradient_coordination_refuses_an_algorithm_with_epochs():
     with pytest.raises(ValueError, match="no epochs"):
         algos.Algorithm("x", "gradients", PPOConfig, ppo_loss, 1e-3, 4, "", targets=ppo_targets)
+
+
+def test_minibatches_smaller_than_a_column_are_single_transitions_of_the_whole_batch():
+    """minibatch_size < T: each epoch visits every valid transition exactly once, in
+    minibatches of single steps, each with its own precomputed targets."""
+    spec = dataclasses.replace(CARTPOLE, algo="ppo", hidden=(8,))
+    algo = algos.get("ppo")
+    cfg = algo.make_config({"minibatch_size": 4, "epochs": 2})
+    trainer = Trainer(spec, algo, cfg, TrainerConfig(seed=1), torch.device("cpu"))
+    batch = trainer.prepare([Rollout.from_arrays(experience_arrays(spec, 3))])  # T=5, N=3
+    targets = {"advantages": torch.arange(15.0).reshape(5, 3), "returns": torch.zeros(5, 3)}
+    order = torch.Generator().manual_seed(0)
+    seen = []
+    for mb, mb_targets in trainer._minibatches(batch, targets, cfg, order):
+        assert mb.valid.shape == (1, len(mb_targets["advantages"][0])) and mb.valid.all()
+        assert mb.obs.shape[:2] == (2, mb.valid.shape[1]) and len(mb.valid[0]) <= 4
+        seen += mb_targets["advantages"][0].tolist()
+        # Each transition's obs is its own: the flat index is 3 * t + n.
+        flat = mb_targets["advantages"][0].long()
+        torch.testing.assert_close(mb.obs[0], batch.obs[:-1].reshape(15, 4)[flat])
+    # Two epochs over the 14 valid transitions (step (2, 0) is the reset, not valid).
+    assert sorted(seen) == sorted([float(i) for i in range(15) if i != 6] * 2)
+    result = trainer.train_batch(batch)
+    assert result.applied and result.extras["steps"] == 2 * 4  # ceil(14 / 4) per epoch

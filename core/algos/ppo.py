@@ -3,9 +3,10 @@ async queue it is asynchronous PPO (APPO, as in Sample Factory, Petrenko et al. 
 
 One batch (rollouts side by side, [T, N]) gives several optimizer steps: ``targets``
 computes, once and without gradients, the values of the network as it is and from them
-the GAE advantages and returns; then ``epochs`` passes over minibatches of whole env
-columns (``minibatch_size`` transitions, rounded to columns of T steps, so GAE's time
-recursion is never cut) each take one step on ``ppo_loss``. The trainer runs that loop
+the GAE advantages and returns over the whole batch; then ``epochs`` passes over
+minibatches each take one step on ``ppo_loss``: whole env columns when
+``minibatch_size`` is at least T (rounded to columns), single valid transitions drawn at
+random (as SB3 and CleanRL) when it is smaller than a column. The trainer runs that loop
 (learner/trainer.py); the batch is one version, one weights broadcast.
 
     ratio       = pi(a|s) / mu(a|s)              mu: the behaviour policy that acted (the
@@ -44,7 +45,8 @@ class PPOConfig:
     value_clip: float = arg(0.0, "PPO: clip value updates to +- this around the old values; 0: off")
     epochs: int = arg(4, "PPO: passes over each batch")
     minibatch_size: int = arg(
-        256, "PPO: transitions per optimizer step (rounded to whole env columns of T steps)"
+        256,
+        "PPO: transitions per optimizer step: whole env columns of T steps when at least T, else single transitions drawn at random",
     )
     reward_clip: float = arg(0.0, REWARD_CLIP_HELP)
 
