@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,20 +58,36 @@ def run_process(
 class Proc:
     """One ``python -m ...`` child whose JSON log lines are read back from ``log_path``."""
 
-    def __init__(self, args: list[str], log_path: Path, stderr_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        stderr_path: Path,
+        *,
+        prefix: Sequence[str] = (),
+        only_new: bool = False,
+    ) -> None:
+        """``prefix``: a command that execs Python (e.g. ``ip netns exec NS``);
+        ``only_new``: its events are the lines the log gets after it starts (a resumed
+        learner appends to the same file)."""
         self.log_path = log_path
         self.stderr_path = stderr_path
+        self._skip = len(log_path.read_text().splitlines()) if only_new and log_path.exists() else 0
         self._err = open(stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()}
         self.popen = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._err, env=env
+            [*prefix, sys.executable, *args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+            env=env,
         )
 
     def events(self, name: str | None = None) -> list[dict]:
         if not self.log_path.exists():
             return []
         out = []
-        for line in self.log_path.read_text().splitlines():
+        for line in self.log_path.read_text().splitlines()[self._skip :]:
             try:
                 ev = json.loads(line)
             except json.JSONDecodeError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,10 +66,8 @@ def test_config_file_errors_are_usage_errors(tmp_path, capsys):
 
 def test_load_config_refuses_tables_and_keeps_the_preset_table_out(tmp_path):
     with pytest.raises(ConfigError, match="top-level"):
-        load_config(tmp_path / "x", ["envs"]) if False else load_config(
-            __import__("pathlib").Path(write(tmp_path, "[learner]\nenvs = 2\n")), ["envs"]
-        )
-    path = __import__("pathlib").Path(write(tmp_path, 'envs = 2\n[preset]\nenvs = ["X"]\n'))
+        load_config(Path(write(tmp_path, "[learner]\nenvs = 2\n")), ["envs"])
+    path = Path(write(tmp_path, 'envs = 2\n[preset]\nenvs = ["X"]\n'))
     assert load_config(path, ["envs"]) == {"envs": 2}
 
 

@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from learner.admission import admit_hello, judge_batch
 from learner.registry import ActorRegistry
 from protocol.messages import Error, Experience, Hello, Weights, Welcome
 from scripts.keys import make_keys
-from scripts.procs import ROOT, Proc, python_path
+from scripts.procs import Proc
 from tests.conftest import CARTPOLE, experience_arrays
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -161,31 +160,9 @@ class NsProc(Proc):
     got after it started (a resumed learner appends to the same learner.jsonl)."""
 
     def __init__(self, ns: str, args: list[str], log_path: Path, stderr_path: Path) -> None:
-        self.log_path = log_path
-        self.stderr_path = stderr_path
-        self._skip = len(log_path.read_text().splitlines()) if log_path.exists() else 0
-        self._err = open(stderr_path, "wb")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()}
-        self.popen = subprocess.Popen(
-            [IP, "netns", "exec", ns, sys.executable, *args],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=self._err,
-            env=env,
+        super().__init__(
+            args, log_path, stderr_path, prefix=[IP, "netns", "exec", ns], only_new=True
         )
-
-    def events(self, name: str | None = None) -> list[dict]:
-        if not self.log_path.exists():
-            return []
-        out = []
-        for line in self.log_path.read_text().splitlines()[self._skip :]:
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line being written right now
-            if name is None or ev.get("event") == name:
-                out.append(ev)
-        return out
 
 
 def start_learner(
