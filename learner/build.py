@@ -56,6 +56,11 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
             f"--obs-norm: the learner updates the statistics from the observations it "
             f"trains on, and --algo {cfg.algo} sends gradients only; use a3c or a2c"
         )
+    if cfg.reward_norm and cfg.algorithm.coordination == "gradients":
+        raise BuildError(
+            f"--reward-norm: --algo {cfg.algo} computes its loss on the actors, which never "
+            "see the learner's reward statistics; use a3c or a2c"
+        )
     if cfg.obs_norm and env["obs_dtype"] == "|u1":
         raise BuildError("--obs-norm is for vector observations; images are scaled by the CNN")
     return RunSpec(
@@ -165,6 +170,8 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
                 optimizer=cfg.optimizer,
                 max_grad_norm=cfg.max_grad_norm,
                 seed=cfg.seed,
+                reward_norm=cfg.reward_norm,
+                log_std_init=cfg.log_std_init,
             ),
             device,
         )

@@ -83,6 +83,14 @@ class LearnerConfig:
         False,
         "normalise observations by running mean and variance, updated by the learner from the data it trains on and shipped to actors with the weights (not with a3c-grad)",
     )
+    reward_norm: bool = arg(
+        False,
+        "divide the rewards the loss sees by the running std of the discounted return (SB3's VecNormalize norm_reward), kept by the learner; clipped to +-10 (not with a3c-grad)",
+    )
+    log_std_init: float = arg(
+        0.0,
+        "Box actions: the Gaussian's initial log standard deviation (learned from there; rl-zoo uses -2 for Pendulum)",
+    )
     hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the MLP encoder")
     lr: float | None = arg(
         None,

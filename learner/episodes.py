@@ -63,9 +63,13 @@ class EpisodeChain:
         # Nothing observed yet: a gap before the first rollout (rollouts refused before
         # the actor re-joined and built fresh envs) leaves nothing running to break.
         self.fresh = True
+        # How many times steps went missing: what else carries state across this
+        # chain's rollouts (learner/reward_scale.py) starts over when it changes.
+        self.breaks = 0
 
     def break_(self) -> None:
         """Steps are missing (a lost or refused rollout): nothing running is whole."""
+        self.breaks += 1
         self.ret[:] = 0.0
         self.length[:] = 0
         self.seen[:] = False

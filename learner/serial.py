@@ -70,6 +70,13 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
                     rollout.rewards, rollout.terminated, rollout.truncated, rollout.valid
                 )
                 check_claims(episodes, rollout.ep_returns, rollout.ep_lengths)  # a bug if not
+                trainer.observe_rewards(
+                    chains[actor_id],
+                    rollout.rewards,
+                    rollout.terminated,
+                    rollout.truncated,
+                    rollout.valid,
+                )
                 stats.add_episodes(episodes)
                 stats.add_lag(trainer.version - acting.policy.version)
                 seq += 1

@@ -369,6 +369,9 @@ class LearnerServer:
             a = msg.arrays
             episodes = rec.chain.observe(a["rewards"], a["terminated"], a["truncated"], a["valid"])
             check_claims(episodes, a["ep_returns"], a["ep_lengths"])
+            self.trainer.observe_rewards(
+                rec.chain, a["rewards"], a["terminated"], a["truncated"], a["valid"]
+            )
         except checks.InvalidMessage as exc:
             rec.chain.break_()  # the steps of a refused rollout are missing from the chain
             self._reject(rec.routing_id, exc.reason, exc.detail)

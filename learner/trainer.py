@@ -14,6 +14,7 @@ would still move the parameters), and the stats say why.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 from core.algos import Algorithm
 from core.batch import Batch
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
+from learner.reward_scale import RewardScale
 from protocol.rollout import Rollout
 from protocol.spec import RunSpec
 
@@ -34,6 +36,8 @@ class TrainerConfig:
     optimizer: str = "adam"
     max_grad_norm: float = 0.5
     seed: int = 1
+    reward_norm: bool = False  # learner/reward_scale.py
+    log_std_init: float = 0.0  # Box actions: the Gaussian's initial log-std
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,15 @@ class Trainer:
         self.cfg = cfg
         self.device = device
         self.model = ActorCritic(ModelConfig.from_spec(spec)).to(device)
+        log_std = getattr(self.model.head, "log_std", None)
+        if log_std is not None:
+            with torch.no_grad():
+                log_std.fill_(cfg.log_std_init)
         for p in self.model.parameters():
             p.grad = torch.zeros_like(p)
+        # Rewards scaled by the running std of the discounted return (--reward-norm):
+        # the server and the serial loop show it every accepted rollout (observe_rewards).
+        self.reward_scale = RewardScale(loss_cfg.gamma) if cfg.reward_norm else None
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr)
         self.version = 0
         # On a GPU, batches are copied on a stream of their own, so the copy of the next
@@ -103,10 +114,18 @@ class Trainer:
         with torch.cuda.stream(self._copy_stream):
             return Batch.from_rollouts(rollouts, self.device)
 
+    def observe_rewards(self, chain, rewards, terminated, truncated, valid) -> None:
+        """An accepted rollout's rewards, in each actor's order (``chain`` is its
+        EpisodeChain): what --reward-norm scales by. Nothing without it."""
+        if self.reward_scale is not None:
+            self.reward_scale.observe(chain, rewards, terminated, truncated, valid)
+
     def train_batch(self, batch: Batch) -> UpdateStats:
         """One update on a prepared batch; then, if the network normalises observations,
         their statistics take in this batch's (core/models/normalizer.py), so the new
-        version carries both."""
+        version carries both. With --reward-norm the loss sees the scaled rewards."""
+        if self.reward_scale is not None:
+            batch = dataclasses.replace(batch, rewards=self.reward_scale.apply(batch.rewards))
         result = self._train(batch)
         norm = self.model.obs_norm
         if result.applied and norm is not None:
@@ -278,13 +297,18 @@ class Trainer:
         return weights_to_arrays(self.model)
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "version": self.version,
         }
+        if self.reward_scale is not None:
+            state["reward_scale"] = self.reward_scale.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.version = int(state["version"])
+        if self.reward_scale is not None and "reward_scale" in state:
+            self.reward_scale.load_state_dict(state["reward_scale"])
