@@ -83,9 +83,9 @@ NAMES ?= actor-1,actor-2
 keys: venv
 	$(PY) scripts/keys.py --out keys --actors $(NAMES)
 
-# The four-way comparison, 5 seeds each, on CartPole-v1 then Acrobot-v1 (reports in
+# Every algorithm, 5 seeds each, on CartPole-v1 then Acrobot-v1 (reports in
 # runs/compare-<time>/; about 20 minutes on 2 cores). ARGS applies to both.
-COMPARE_ALGOS ?= a2c,a3c,a3c-grad,impala
+COMPARE_ALGOS ?= a2c,a3c,a3c-grad,impala,ppo,appo
 compare: venv
 	$(PY) -m scripts.compare --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)
 	$(PY) -m scripts.compare --env Acrobot-v1 --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)

@@ -19,7 +19,7 @@ from typing import Any
 
 from core import algos
 from core.cli import add_flags, arg
-from learner.presets import ConfigError, load_config, preset_for
+from learner.presets import ConfigError, algo_tables, load_config, preset_for
 from protocol.sockets import DEFAULT_MAX_FRAME_BYTES
 
 
@@ -41,7 +41,7 @@ class LearnerConfig:
         "auto",
         "a preset from configs/ (learner/presets.py): auto (the one for --env: its id, else its family, e.g. atari for ALE ids), a file name there (cartpole, atari, ...), or none; --config and flags given still win",
     )
-    algo: str = arg("a2c", "the algorithm, a row of core/algos: a2c, a3c, a3c-grad")
+    algo: str = arg("a2c", f"the algorithm, a row of core/algos: {', '.join(algos.ALGORITHMS)}")
     seed: int = arg(1, "seed for the network, the learner's RNGs and the actors' env seeds")
     # Stopping rules
     target_return: float | None = arg(
@@ -94,7 +94,8 @@ class LearnerConfig:
     hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the MLP encoder")
     lr: float | None = arg(
         None,
-        "learning rate; default per algorithm: 4e-3 for a2c (one update per rollout of every actor), 2e-3 for a3c and a3c-grad (about half the samples per update)",
+        "learning rate; default per algorithm: "
+        + ", ".join(f"{a.name} {a.lr:g}" for a in algos.ALGORITHMS.values()),
     )
     optimizer: str = arg("adam", "optimizer", choices=("adam", "rmsprop"))
     max_grad_norm: float = arg(0.5, "clip the global gradient norm to this")
@@ -108,7 +109,12 @@ class LearnerConfig:
     )
     max_policy_lag: int | None = arg(
         None,
-        "async and gradient algorithms: drop (and count) batches collected more than this many versions ago; default per algorithm (4 for a3c, a3c-grad)",
+        "async and gradient algorithms: drop (and count) batches collected more than this many versions ago; default per algorithm: "
+        + ", ".join(
+            f"{a.name} {a.max_policy_lag}"
+            for a in algos.ALGORITHMS.values()
+            if a.coordination != "sync"
+        ),
     )
     # Network endpoints
     host: str = arg(
@@ -321,9 +327,11 @@ def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentP
     # become the parser's defaults, so a flag given still wins; loss settings (None in
     # the namespace unless given) are merged below.
     file_values: dict[str, Any] = {}
+    file_algos: dict[str, dict[str, Any]] = {}
     if ns.config:
         try:
             file_values = load_config(Path(ns.config), known)
+            file_algos = algo_tables(Path(ns.config), known)
         except ConfigError as exc:
             parser.error(f"--config: {exc}")
         parser.set_defaults(**_flags_only(file_values, loss_names))
@@ -341,6 +349,25 @@ def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentP
     except ValueError as exc:
         parser.error(f"--algo: {exc}")
     own = {f.name for f in dataclasses.fields(algo.config)}
+    # The algorithm is chosen: the [algos.<it>] tables of the preset and the file apply.
+    for where, tables in (("--preset", preset.algos if preset else {}), ("--config", file_algos)):
+        if unknown := sorted(tables.keys() - algos.ALGORITHMS.keys()):
+            parser.error(f"{where}: [algos.{unknown[0]}]: unknown algorithm")
+    if preset is not None and ns.algo in preset.algos:
+        table = preset.algos[ns.algo]
+        if foreign := sorted(k for k in table if k in loss_names and k not in own):
+            parser.error(
+                f"--preset {preset.name}: [algos.{ns.algo}] {', '.join(foreign)} is not a loss setting of {ns.algo}"
+            )
+        preset = preset.for_algo(ns.algo)
+    if ns.algo in file_algos:
+        file_values = {**file_values, **file_algos[ns.algo]}
+    if preset is not None or ns.algo in file_algos:
+        parser.set_defaults(
+            **{**(preset.flags if preset else {}), **_flags_only(file_values, loss_names)}
+        )
+        ns = parser.parse_args(argv)
+        ns.preset = preset.name if preset is not None else "none"
     given = {k: getattr(ns, k) for k in loss_names if getattr(ns, k) is not None}
     foreign = sorted(given.keys() - own)
     if foreign:

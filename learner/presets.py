@@ -11,19 +11,32 @@ A config file sets any learner flag, loss settings included, by its name (``envs
     action_kind = "box"       # every env with this kind of action space
     source = "where the numbers came from"
 
+Settings for one algorithm only go in a table of its name under ``algos``; they apply
+when that algorithm is the one chosen (by the file, or by ``--algo``), over the file's
+top-level values, and must apply to it:
+
+    algo = "ppo"              # what runs unless --algo says otherwise
+    lr = 1e-3
+    [algos.a2c]               # --algo a2c: these instead
+    rollout_len = 8
+    lr = 7e-4
+
 Precedence, lowest first: built-in defaults, the preset (``--preset auto`` picks the one
-for ``--env``: an exact id first, then the family, then the action space),
-``--config FILE``, the command line.
-A preset's loss settings apply where the chosen algorithm has them (a preset serves
-several algorithms); a config file's must apply, as on the command line. The run's
-config.json records what applied.
+for ``--env``: an exact id first, then the family, then the action space), the preset's
+table for the chosen algorithm, ``--config FILE`` (then its table for the algorithm), the
+command line.
+A preset's top-level loss settings apply where the chosen algorithm has them (a preset
+serves several algorithms); a config file's must apply, as on the command line. The
+run's config.json records what applied.
 
     preset = preset_for("ALE/Pong-v5")          # the "atari" preset, or None
     values = load_config(Path("my.toml"), known) # {flag: value}
+    tables = algo_tables(Path("my.toml"), known) # {algo: {flag: value}}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +65,13 @@ class Preset:
     action_kind: str = ""
     source: str = ""
     loss_names: frozenset[str] = field(default_factory=frozenset)
+    algos: dict[str, dict[str, Any]] = field(default_factory=dict)  # [algos.<name>] tables
+
+    def for_algo(self, algo: str) -> Preset:
+        """This preset with its table for ``algo`` (if any) over its top-level values;
+        that table's loss settings must all be ``algo``'s (checked by the caller)."""
+        table = self.algos.get(algo, {})
+        return dataclasses.replace(self, values={**self.values, **table}, algos={})
 
     @property
     def flags(self) -> dict[str, Any]:
@@ -62,31 +82,58 @@ class Preset:
         return {k: v for k, v in self.values.items() if k in self.loss_names}
 
 
-def load_config(path: Path, known: Iterable[str]) -> dict[str, Any]:
-    """{flag: value} of a config file; every key must be a learner flag in ``known``.
-    A ``[preset]`` table (the match of a shipped preset) is left out."""
+def _read(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    data.pop("preset", None)
-    known = set(known)
+
+
+def _flags(data: dict[str, Any], known: set[str], where: str) -> dict[str, Any]:
     values, unknown = {}, []
     for key, value in data.items():
         name = key.replace("-", "_")
         if isinstance(value, dict):
-            raise ConfigError(f"{path}: [{key}]: flags are top-level keys, not tables")
+            raise ConfigError(f"{where}: [{key}]: flags are top-level keys, not tables")
         if name not in known:
             unknown.append(key)
         values[name] = tuple(value) if isinstance(value, list) else value
     if unknown:
-        raise ConfigError(f"{path}: not learner flags: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{where}: not learner flags: {', '.join(sorted(unknown))}")
     return values
 
 
+def load_config(path: Path, known: Iterable[str]) -> dict[str, Any]:
+    """{flag: value} of a config file's top level; every key must be a learner flag in
+    ``known``. The ``[preset]`` table (the match of a shipped preset) and the ``[algos.*]``
+    tables (``algo_tables``) are left out."""
+    data = _read(path)
+    data.pop("preset", None)
+    data.pop("algos", None)
+    return _flags(data, set(known), str(path))
+
+
+def algo_tables(path: Path, known: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """{algorithm: {flag: value}} of a config file's ``[algos.<name>]`` tables: settings
+    for that algorithm only. The algorithm names are checked where they are used."""
+    tables = _read(path).get("algos", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: algos must be tables, [algos.<algorithm>]")
+    out = {}
+    for name, table in tables.items():
+        where = f"{path} [algos.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: must be a table of flags")
+        out[name] = _flags(table, set(known), where)
+        if "algo" in out[name]:
+            raise ConfigError(f"{where}: cannot set algo (it is the table's name)")
+    return out
+
+
 def load_preset(path: Path, known: Iterable[str], loss_names: Iterable[str]) -> Preset:
+    known = list(known)
     try:
         meta = tomllib.loads(path.read_text(encoding="utf-8")).get("preset", {})
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -95,6 +142,7 @@ def load_preset(path: Path, known: Iterable[str], loss_names: Iterable[str]) -> 
         name=path.stem,
         path=path,
         values=load_config(path, known),
+        algos=algo_tables(path, known),
         envs=tuple(meta.get("envs", ())),
         family=str(meta.get("family", "")),
         action_kind=str(meta.get("action_kind", "")),

@@ -64,6 +64,52 @@ def test_config_file_errors_are_usage_errors(tmp_path, capsys):
     assert "--envs" in usage_error(["--config", write(tmp_path, "envs = -3\n")], capsys)
 
 
+def test_algo_tables_apply_to_their_algorithm_only(tmp_path):
+    f = write(
+        tmp_path,
+        'algo = "ppo"\nlr = 1e-3\nrollout_len = 64\n[algos.ppo]\nclip = 0.3\n'
+        "[algos.a2c]\nrollout_len = 8\nlr = 7e-4\nnormalize_advantages = true\n"
+        "[algos.impala]\nrollout_len = 20\n",
+    )
+    cfg, _ = parse(["--config", f])  # ppo: the top level and its table
+    assert (cfg.algo, cfg.rollout_len, cfg.lr, cfg.loss.clip) == ("ppo", 64, 1e-3, 0.3)
+    cfg, _ = parse(["--config", f, "--algo", "a2c"])  # ppo's clip is not a2c's: left out
+    assert (cfg.rollout_len, cfg.lr, cfg.loss.normalize_advantages) == (8, 7e-4, True)
+    cfg, _ = parse(["--config", f, "--algo", "a2c", "--lr", "1e-2"])  # the command line wins
+    assert (cfg.rollout_len, cfg.lr) == (8, 1e-2)
+    cfg, _ = parse(["--config", f, "--algo", "impala"])
+    assert (cfg.rollout_len, cfg.lr) == (20, 1e-3)
+
+
+def test_algo_tables_are_checked(tmp_path, capsys):
+    err = usage_error(["--config", write(tmp_path, "[algos.nope]\nenvs = 2\n")], capsys)
+    assert "[algos.nope]: unknown algorithm" in err
+    err = usage_error(["--config", write(tmp_path, '[algos.a2c]\nalgo = "ppo"\n')], capsys)
+    assert "cannot set algo" in err
+    err = usage_error(["--config", write(tmp_path, "[algos.a2c]\nenvz = 2\n")], capsys)
+    assert "[algos.a2c]: not learner flags: envz" in err
+    f = write(tmp_path, 'algo = "a2c"\n[algos.a2c]\nclip = 0.2\n')
+    assert "clip does not apply to --algo a2c" in usage_error(["--config", f], capsys)
+
+
+def test_a_presets_algo_table_applies_when_its_algorithm_is_chosen(tmp_path, monkeypatch, capsys):
+    cfg, _ = parse(["--env", "Pendulum-v1"])  # the preset's own algorithm: its top level
+    assert (cfg.algo, cfg.rollout_len, cfg.obs_norm) == ("ppo", 128, False)
+    cfg, _ = parse(["--env", "Pendulum-v1", "--algo", "a2c"])
+    assert (cfg.preset, cfg.rollout_len, cfg.obs_norm) == ("pendulum", 8, True)
+    assert (cfg.loss.gamma, cfg.loss.gae_lambda) == (0.9, 0.9)  # the top level's, the table's
+    cfg, _ = parse(["--env", "Pendulum-v1", "--algo", "a2c", "--rollout-len", "16"])
+    assert cfg.rollout_len == 16  # the command line still wins
+    f = write(tmp_path, "[algos.a2c]\nrollout_len = 32\n", "mine.toml")
+    cfg, _ = parse(["--env", "Pendulum-v1", "--algo", "a2c", "--config", f])
+    assert cfg.rollout_len == 32 and cfg.obs_norm  # --config's table over the preset's
+    # A preset whose table gives its algorithm a loss setting it lacks is refused.
+    monkeypatch.setattr("learner.presets.CONFIGS_DIR", tmp_path)
+    write(tmp_path, '[algos.a2c]\nclip = 0.1\n[preset]\nenvs = ["Acrobot-v1"]\n', "bad.toml")
+    err = usage_error(["--env", "Acrobot-v1", "--algo", "a2c"], capsys)
+    assert "--preset bad: [algos.a2c] clip is not a loss setting of a2c" in err
+
+
 def test_load_config_refuses_tables_and_keeps_the_preset_table_out(tmp_path):
     with pytest.raises(ConfigError, match="top-level"):
         load_config(Path(write(tmp_path, "[learner]\nenvs = 2\n")), ["envs"])
@@ -103,6 +149,11 @@ def test_every_shipped_preset_parses_and_is_chosen_for_its_env(name):
     for key, value in preset.loss.items():
         if hasattr(cfg.loss, key):
             assert getattr(cfg.loss, key) == value, key
+    for algo, table in preset.algos.items():  # each table applies to its algorithm
+        cfg, _ = parse(["--env", env, "--algo", algo])
+        for key, value in table.items():
+            got = getattr(cfg.loss if hasattr(cfg.loss, key) else cfg, key)
+            assert got == value, (algo, key)
 
 
 def test_a_run_records_its_config_file_and_writes_tensorboard_and_evaluations(tmp_path):

@@ -146,7 +146,7 @@ def test_the_loss_sees_the_scaled_rewards_and_the_scale_survives_a_checkpoint(al
     a_stats, b_stats = scaled.train_on([r]), plain.train_on([by_hand])
     assert a_stats.applied and b_stats.applied
     assert a_stats.value_loss == pytest.approx(b_stats.value_loss, rel=1e-5)
-    for (name, p), q in zip(scaled.model.named_parameters(), plain.model.parameters()):
+    for (name, p), q in zip(scaled.model.named_parameters(), plain.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, msg=name)
     buf = io.BytesIO()
     torch.save({"trainer": scaled.state_dict()}, buf)
@@ -157,7 +157,9 @@ def test_the_loss_sees_the_scaled_rewards_and_the_scale_survives_a_checkpoint(al
 
 
 def test_batch_rewards_are_untouched_without_reward_norm():
-    t = Trainer(SPEC, get_algo("a2c"), get_algo("a2c").make_config(), TrainerConfig(), torch.device("cpu"))
+    t = Trainer(
+        SPEC, get_algo("a2c"), get_algo("a2c").make_config(), TrainerConfig(), torch.device("cpu")
+    )
     r = rollout(1)
     t.observe_rewards(EpisodeChain(3), r.rewards, r.terminated, r.truncated, r.valid)  # no-op
     assert t.reward_scale is None and "reward_scale" not in t.state_dict()
