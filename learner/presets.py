@@ -8,7 +8,8 @@ A config file sets any learner flag, loss settings included, by its name (``envs
     [preset]
     envs = ["CartPole-v1"]    # exact env ids, or
     family = "ale"            # every env of a family (core/envs), or
-    action_kind = "box"       # every env with this kind of action space
+    action_kind = "box"       # every env with this kind of action space,
+    observations = "vector"   #   optionally only with vector (or "image") observations
     source = "where the numbers came from"
 
 Settings for one algorithm only go in a table of its name under ``algos``; they apply
@@ -63,6 +64,7 @@ class Preset:
     envs: tuple[str, ...] = ()
     family: str = ""
     action_kind: str = ""
+    observations: str = ""  # with action_kind: "vector" or "image" only; "": either
     source: str = ""
     loss_names: frozenset[str] = field(default_factory=frozenset)
     algos: dict[str, dict[str, Any]] = field(default_factory=dict)  # [algos.<name>] tables
@@ -146,6 +148,7 @@ def load_preset(path: Path, known: Iterable[str], loss_names: Iterable[str]) -> 
         envs=tuple(meta.get("envs", ())),
         family=str(meta.get("family", "")),
         action_kind=str(meta.get("action_kind", "")),
+        observations=str(meta.get("observations", "")),
         source=str(meta.get("source", "")),
         loss_names=frozenset(loss_names),
     )
@@ -184,7 +187,15 @@ def preset_for(
     if found is not None or not any(p.action_kind for p in presets.values()):
         return found
     try:
-        kind = describe(env_id)["action_kind"]  # builds the env once to read its spaces
+        env = describe(env_id)  # builds the env once to read its spaces
     except Exception:  # noqa: BLE001 - the build makes the env again and reports why not
         return None
-    return next((p for p in presets.values() if p.action_kind == kind), None)
+    obs = "image" if env["obs_dtype"] == "|u1" else "vector"
+    return next(
+        (
+            p
+            for p in presets.values()
+            if p.action_kind == env["action_kind"] and p.observations in ("", obs)
+        ),
+        None,
+    )

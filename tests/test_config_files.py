@@ -118,13 +118,19 @@ def test_load_config_refuses_tables_and_keeps_the_preset_table_out(tmp_path):
 
 
 # Presets for a family or a kind of action space: an env of it.
-ENV_OF = {"atari": "ALE/Pong-v5", "continuous": "MountainCarContinuous-v0"}
+ENV_OF = {
+    "atari": "ALE/Pong-v5",
+    "continuous": "MountainCarContinuous-v0",
+    "discrete": "MountainCar-v0",
+}
 
 
-def test_box_action_spaces_get_the_continuous_preset_unless_they_have_their_own():
+def test_each_kind_of_action_space_gets_its_preset_unless_the_env_has_its_own():
     assert parse(["--env", "MountainCarContinuous-v0"])[0].preset == "continuous"
     assert parse(["--env", "Pendulum-v1"])[0].preset == "pendulum"  # its own comes first
     cfg, _ = parse(["--env", "MountainCar-v0"])  # discrete, no preset of its own
+    assert cfg.preset == "discrete" and cfg.algo == "ppo"
+    cfg, _ = parse(["--env", "zmq_a3c/Catch-v0"])  # discrete, but images: not that one
     assert cfg.preset == "none" and cfg.algo == "a2c"
 
 
