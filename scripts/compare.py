@@ -1,7 +1,8 @@
-"""The fair comparison of a2c, a3c and a3c-grad: every algorithm runs every seed with
-the same learner flags, one learner at a time, and the report says how many env steps,
-episodes and seconds each needed to reach mean return 195 and 475, and how the gradient
-norm, the return variance and the policy lag behaved over training.
+"""The fair comparison of the algorithms: every algorithm runs every seed with the
+same learner flags (and the env's preset, with its table for the algorithm), one
+learner at a time, and the report says how many env steps, episodes and seconds each
+needed to reach the env's two report returns (CartPole: 195 and 475), and how the
+gradient norm, the return variance and the policy lag behaved over training.
 
     python scripts/compare.py --seeds 1 --max-seconds 20     # or: python -m scripts.compare
 
@@ -39,9 +40,15 @@ from scripts.report import markdown_table  # noqa: E402
 # Every registered algorithm, in table order (core/algos is the one list).
 ALGOS = tuple(algos.ALGORITHMS)
 # The returns whose first crossing the report times, per env: for CartPole, v0's and
-# v1's "solved"; for Acrobot, halfway and its threshold (-100). main() sets THRESHOLDS
+# v1's "solved"; for the others, about halfway and the threshold (Acrobot -100,
+# LunarLander 200, Pendulum -200, its preset's target). main() sets THRESHOLDS
 # from --env.
-ENV_THRESHOLDS = {"CartPole-v1": (195.0, 475.0), "Acrobot-v1": (-200.0, -100.0)}
+ENV_THRESHOLDS = {
+    "CartPole-v1": (195.0, 475.0),
+    "Acrobot-v1": (-200.0, -100.0),
+    "LunarLander-v3": (100.0, 200.0),
+    "Pendulum-v1": (-500.0, -200.0),
+}
 THRESHOLDS = ENV_THRESHOLDS["CartPole-v1"]
 TIMEOUT_MARGIN_S = 60.0  # start-up, shutdown and the final checkpoint on top of --max-seconds
 KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL of a run that overran
