@@ -16,6 +16,7 @@ thousands of env steps, best-worst of 8 runs:
 
     a3c-grad  38.9-54.5     a3c  36.8-52.9     impala  36.8-48.4
     ppo       23.3-26.9     appo 25.8-34.3
+    appo --targets vtrace (seeds 1-3, 2026-11-24 17:25): 26.8-34.3
 
 Each budget is about twice the worst seen. With the policy loss's sign flipped, every
 one of them ends on max_env_steps (13-19 s each). Env steps, not seconds: a loaded
@@ -42,7 +43,10 @@ BUDGETS = {
     "impala": 100_000,
     "ppo": 60_000,
     "appo": 70_000,
+    "appo-vtrace": 70_000,  # APPO with V-trace's targets (--targets vtrace)
 }
+# Cases that are an algorithm with flags of their own.
+CASES = {"appo-vtrace": ("appo", ["--targets", "vtrace"])}
 # The coordination mode each runs in (core/algos/__init__.py), checked in the run spec.
 COORDINATION = {
     "a3c-grad": "gradients",
@@ -53,11 +57,13 @@ COORDINATION = {
 }
 
 
-@pytest.mark.parametrize("algo", list(BUDGETS))
-def test_algorithm_learns_cartpole_through_real_processes(tmp_path, algo):
-    budget = BUDGETS[algo]
+@pytest.mark.parametrize("case", list(BUDGETS))
+def test_algorithm_learns_cartpole_through_real_processes(tmp_path, case):
+    budget = BUDGETS[case]
+    algo, flags = CASES.get(case, (case, []))
     learner = start_learner(
         tmp_path,
+        *flags,
         "--algo",
         algo,
         "--actors",
@@ -87,6 +93,8 @@ def test_algorithm_learns_cartpole_through_real_processes(tmp_path, algo):
     config = json.loads((tmp_path / "config.json").read_text())
     assert summary["algo"] == config["config"]["algo"] == algo
     assert config["spec"]["coordination"] == COORDINATION[algo]
+    if flags:
+        assert config["config"]["loss"]["targets"] == flags[1]
     joined = {e["actor_id"] for e in learner.events("actor_joined")}
     # An async run can be solved before the slower actor process has joined.
     assert joined and joined <= {"local-0", "local-1"}

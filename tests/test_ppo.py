@@ -177,3 +177,50 @@ def test_minibatches_smaller_than_a_column_are_single_transitions_of_the_whole_b
     assert sorted(seen) == sorted([float(i) for i in range(15) if i != 6] * 2)
     result = trainer.train_batch(batch)
     assert result.applied and result.extras["steps"] == 2 * 4  # ceil(14 / 4) per epoch
+
+
+def fresh_rollout(m: ActorCritic, seed: int) -> Rollout:
+    """A rollout whose behaviour log-probs are the network's own: ratio 1."""
+    r = rollout(seed)
+    with torch.no_grad():
+        out, _ = m(torch.from_numpy(r.obs[:-1]))
+        fresh = torch.distributions.Categorical(logits=out).log_prob(torch.from_numpy(r.actions))
+    r.logp = fresh.numpy().astype(np.float32)
+    return r
+
+
+def test_vtrace_targets_on_fresh_data_are_gae_at_lambda_one():
+    m = model(4)
+    batch = Batch.from_rollouts([fresh_rollout(m, 4)], torch.device("cpu"))
+    gae = ppo_targets(m, batch, PPOConfig(gae_lambda=1.0))
+    vtrace = ppo_targets(m, batch, PPOConfig(targets="vtrace", gae_lambda=0.5))  # no lambda
+    mask = batch.valid
+    for key in ("returns", "advantages"):
+        torch.testing.assert_close(vtrace[key][mask], gae[key][mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(vtrace["old_values"], gae["old_values"])
+
+
+def test_vtrace_targets_correct_for_stale_data_as_impala_does():
+    """Behaviour log-probs of another policy: the value targets are V-trace's v_s (the
+    same function IMPALA's loss uses), not GAE's; the advantages are unweighted by rho
+    (the PPO ratio weights them)."""
+    from core.algos.vtrace import vtrace_targets
+
+    m = model(5)
+    r = rollout(5)  # behaviour log-probs drawn at random: far from the network's
+    batch = Batch.from_rollouts([r], torch.device("cpu"))
+    cfg = PPOConfig(targets="vtrace", vtrace_rho_bar=1.0, vtrace_c_bar=0.9)
+    got = ppo_targets(m, batch, cfg)
+    with torch.no_grad():
+        out, values = m(batch.obs)
+        logp = torch.distributions.Categorical(logits=out[:-1]).log_prob(batch.actions)
+    args = (values, logp - batch.behaviour_logp, batch.rewards, batch.terminated,
+            batch.truncated, batch.valid, cfg.gamma, 1.0, 0.9)  # fmt: skip
+    vs, weighted = vtrace_targets(*args)
+    torch.testing.assert_close(got["returns"], vs)
+    rho = torch.exp(logp - batch.behaviour_logp).clamp(max=1.0)
+    torch.testing.assert_close(got["advantages"] * rho, weighted, rtol=1e-5, atol=1e-6)
+    gae = ppo_targets(m, batch, PPOConfig(gae_lambda=1.0))
+    assert not torch.allclose(got["returns"][batch.valid], gae["returns"][batch.valid])
+    with pytest.raises(ValueError, match="gae or vtrace"):
+        PPOConfig(targets="retrace")

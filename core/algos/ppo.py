@@ -30,6 +30,7 @@ import torch
 
 from core.algos.base import REWARD_CLIP_HELP, LossTerms, check_loss_settings
 from core.algos.returns import advantages_and_returns, clipped
+from core.algos.vtrace import vtrace_targets
 from core.batch import Batch
 from core.cli import arg
 
@@ -49,9 +50,20 @@ class PPOConfig:
         "PPO: transitions per optimizer step: whole env columns of T steps when at least T, else single transitions drawn at random",
     )
     reward_clip: float = arg(0.0, REWARD_CLIP_HELP)
+    targets: str = arg(
+        "gae",
+        "PPO: advantages and value targets: gae, or vtrace (V-trace's, corrected for the lag of the policy that acted, as Sample Factory's APPO)",
+        choices=("gae", "vtrace"),
+    )
+    vtrace_rho_bar: float = arg(1.0, "V-trace: truncation of the importance weights rho")
+    vtrace_c_bar: float = arg(1.0, "V-trace: truncation of the trace coefficients c")
 
     def __post_init__(self) -> None:
         check_loss_settings(self, "value_coef", "entropy_coef", "value_clip", "reward_clip")
+        if self.targets not in ("gae", "vtrace"):
+            raise ValueError("--targets must be gae or vtrace")
+        if not self.vtrace_rho_bar > 0 or not self.vtrace_c_bar > 0:
+            raise ValueError("--vtrace-rho-bar and --vtrace-c-bar must be > 0")
         if not 0 < self.clip < 1:
             raise ValueError("--clip must be in (0, 1)")
         if not 1 <= self.epochs <= 100 or self.minibatch_size < 1:
@@ -60,17 +72,38 @@ class PPOConfig:
 
 @torch.no_grad()
 def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
-    """Advantages, returns and old values [T, N] from the network as it is now."""
-    _, values = model(batch.obs)  # [T+1, N]
-    adv, returns = advantages_and_returns(
-        clipped(batch.rewards, cfg.reward_clip),
-        values,
-        batch.terminated,
-        batch.truncated,
-        batch.valid,
-        cfg.gamma,
-        cfg.gae_lambda,
-    )
+    """Advantages, returns and old values [T, N] from the network as it is now: GAE's,
+    or with ``targets="vtrace"`` V-trace's (Espeholt et al. 2018): the value targets
+    v_s corrected for the lag between the policy that acted and this one, the
+    advantages r + gamma * v_{s+1} - V(x_s) (the clipped ratio weights them, so rho is
+    not applied twice). On fresh data (ratio 1, c-bar >= 1) the two agree at GAE
+    lambda 1."""
+    out, values = model(batch.obs)  # [T+1, N]
+    rewards = clipped(batch.rewards, cfg.reward_clip)
+    if cfg.targets == "vtrace":
+        logp = model.distribution(out[:-1]).log_prob(model.head.flat_actions(batch.actions))
+        returns, adv = vtrace_targets(
+            values,
+            (logp - batch.behaviour_logp).clamp(-20.0, 20.0),
+            rewards,
+            batch.terminated,
+            batch.truncated,
+            batch.valid,
+            cfg.gamma,
+            cfg.vtrace_rho_bar,
+            cfg.vtrace_c_bar,
+            weighted=False,
+        )
+    else:
+        adv, returns = advantages_and_returns(
+            rewards,
+            values,
+            batch.terminated,
+            batch.truncated,
+            batch.valid,
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
     return {"advantages": adv, "returns": returns, "old_values": values[:-1]}
 
 

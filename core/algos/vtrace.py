@@ -60,8 +60,12 @@ def vtrace_targets(
     gamma: float,
     rho_bar: float,
     c_bar: float,
+    weighted: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(v_s [T, N], policy-gradient advantages [T, N]); zero where ``valid`` is False."""
+    """(v_s [T, N], policy-gradient advantages [T, N]); zero where ``valid`` is False.
+    ``weighted``: the advantages carry IMPALA's truncated importance weight rho; without
+    it they are r + gamma * v_{s+1} - V(x_s) alone (for a loss that weights them itself,
+    as PPO's ratio does)."""
     ratio = torch.exp(log_ratio)
     rho = ratio.clamp(max=rho_bar)
     c = ratio.clamp(max=c_bar)
@@ -79,8 +83,8 @@ def vtrace_targets(
     # v_{s+1} for the advantage: 0 after a termination, V(x_{s+1}) after a truncation.
     vs_next = torch.where(terminated, torch.zeros_like(values[1:]), vs[1:])
     vs_next = torch.where(truncated, values[1:], vs_next)
-    adv = rho * (rewards + gamma * vs_next - values[:-1]) * mask
-    return vs[:-1] * mask, adv
+    adv = (rewards + gamma * vs_next - values[:-1]) * mask
+    return vs[:-1] * mask, rho * adv if weighted else adv
 
 
 def impala_loss(model, batch: Batch, cfg: VTraceConfig) -> LossTerms:
