@@ -18,8 +18,8 @@ STAMP := $(VENV)/.installed
 
 ENV ?= CartPole-v1
 # CartPole: the fastest configuration measured (see README, Benchmarks); elsewhere the
-# env's preset in configs/ chooses (Atari: appo), else the built-in a2c. ALGO=a2c, a3c,
-# ppo, ... to choose yourself.
+# env's preset in configs/ chooses (Atari: appo; other envs: ppo), else the built-in a2c.
+# ALGO=a2c, a3c, ppo, ... to choose yourself (with the preset's settings for it).
 ALGO ?= $(if $(filter CartPole-v1,$(ENV)),a3c-grad,)
 SEED ?= 1
 ACTORS ?= 2
