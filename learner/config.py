@@ -323,9 +323,10 @@ def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentP
     ns = parser.parse_args(argv)
     own_flags = [f.name for f in dataclasses.fields(LearnerConfig) if f.name != "loss"]
     known = [*own_flags, *loss_names]
-    # Lowest first: defaults, the preset, --config, the command line. Values of a file
-    # become the parser's defaults, so a flag given still wins; loss settings (None in
-    # the namespace unless given) are merged below.
+    # Lowest first: defaults, the preset, its [algos.<chosen>] table, --config, its
+    # table, the command line. Values of a file become the parser's defaults, so a flag
+    # given still wins; loss settings (None in the namespace unless given) are merged
+    # below. The tables apply once the algorithm is known (given, or from the files).
     file_values: dict[str, Any] = {}
     file_algos: dict[str, dict[str, Any]] = {}
     if ns.config:
