@@ -1,4 +1,6 @@
-"""``python -m actor --learner tcp://HOST:PORT``: parse, set up logs and signals, run."""
+"""``python -m actor --learner tcp://HOST:PORT`` (or ``--learner-file PATH``): parse, set
+up logs and signals, run. With ``--respawn`` this process only supervises a child actor
+(actor/respawn.py) and never imports torch."""
 
 from __future__ import annotations
 
@@ -10,13 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from actor.client import EXIT_AUTH, ActorClient
 from actor.config import ActorConfig
-from core import logs
+from core import cluster, logs
 from core.cli import build_parser, parse_config
 from protocol import sockets
+
+EXIT_AUTH = 3  # as actor.client's; repeated so that a supervisor need not import it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,10 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "The environment, network and rollout settings come from the learner.",
     )
     cfg = parse_config(ActorConfig, parser, argv)
-    try:
-        sockets.parse_endpoint(cfg.learner)
-    except sockets.EndpointError as exc:
-        parser.error(str(exc))
+    if not cfg.learner_file:
+        try:
+            sockets.parse_endpoint(cfg.learner)
+        except sockets.EndpointError as exc:
+            parser.error(str(exc))
     curve = None
     if cfg.keys:
         try:
@@ -41,15 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # With keys, the identity is the key's name: the learner checks it against the
         # authenticated key, so a different --actor-id would only be refused.
         cfg = dataclasses.replace(cfg, actor_id=cfg.actor_id or name)
-    if not cfg.actor_id:
-        cfg = dataclasses.replace(cfg, actor_id=f"{socket.gethostname()}-{os.getpid()}")
-    torch.set_num_threads(cfg.torch_threads)
-    log = logs.configure(
-        "actor",
-        Path(cfg.run_dir) / f"actor-{cfg.actor_id}.jsonl",
-        level=cfg.log_level,
-        actor_id=cfg.actor_id,
-    )
     stop = {"requested": False}
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -57,7 +50,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    if cfg.respawn:
+        from actor.respawn import Supervisor, with_stable_id
+
+        cfg = with_stable_id(cfg)
+        return Supervisor(cfg, _logs(cfg, process="supervisor"), lambda: stop["requested"]).run()
+    if not cfg.actor_id:
+        cfg = dataclasses.replace(cfg, actor_id=f"{socket.gethostname()}-{os.getpid()}")
+    import torch
+
+    from actor.client import ActorClient
+
+    torch.set_num_threads(cfg.torch_threads)
+    log = _logs(cfg)
     return ActorClient(cfg, log, lambda: stop["requested"], curve=curve).run()
+
+
+def _logs(cfg: ActorConfig, **bind: str):
+    try:
+        return logs.configure(
+            "actor",
+            Path(cfg.run_dir) / f"actor-{cfg.actor_id}.jsonl",
+            level=cfg.log_level,
+            actor_id=cfg.actor_id,
+            **cluster.ids(),
+            **bind,
+        )
+    except OSError as exc:
+        print(f"actor: --run-dir {cfg.run_dir}: cannot write the log there: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,14 @@ import os
 import socket
 import time
 import uuid
+from pathlib import Path
 
 from actor.config import ActorConfig
 from actor.credit import Credit
 from actor.transport import DEALER, Transport
 from core.acting import Acting, build_acting
 from core.collector import EnvFailure
-from protocol import checks, sockets
+from protocol import address, checks, sockets
 from protocol.codec import encode
 from protocol.messages import (
     Ack,
@@ -59,6 +60,8 @@ EXIT_OK = 0
 EXIT_PROTOCOL = 2
 EXIT_AUTH = 3
 EXIT_ENV = 4
+EXIT_NO_LEARNER = 5  # --learner-file named no learner within --learner-file-timeout
+LEARNER_FILE_POLL_S = 0.2
 
 
 class Stop(Exception):
@@ -83,7 +86,12 @@ class ActorClient:
         self.stop_requested = stop_requested  # () -> bool, set by the signal handlers
         self.actor_id = cfg.actor_id or f"{socket.gethostname()}-{os.getpid()}"
         self.incarnation = uuid.uuid4().hex[:12]
-        self.transport = Transport(cfg.learner, log, curve)
+        self.curve = curve
+        # With --learner-file the endpoint is read from the file before each join.
+        self.endpoint = "" if cfg.learner_file else cfg.learner
+        self.transport: Transport | None = (
+            None if cfg.learner_file else Transport(cfg.learner, log, curve)
+        )
         # What one Welcome set up; replaced on every re-join.
         self.learner_id: str | None = None
         self.acting: Acting | None = None
@@ -104,6 +112,7 @@ class ActorClient:
             while True:
                 self._check_stop()
                 try:
+                    self._locate()
                     self._join()
                     self._train_loop()
                 except Rejoin:
@@ -121,10 +130,61 @@ class ActorClient:
     def _check_stop(self) -> None:
         if self.stop_requested():
             raise Stop(EXIT_OK, "signal")
-        why = self.transport.handshake_failure()
+        why = self.transport.handshake_failure() if self.transport is not None else None
         if why is not None:
-            self.log.error("auth_failed", learner=self.cfg.learner, detail=why)
+            self.log.error("auth_failed", learner=self.endpoint, detail=why)
             raise Stop(EXIT_AUTH, "auth_failed")
+
+    def _locate(self) -> None:
+        """--learner-file: wait (at most --learner-file-timeout) until the file names a
+        learner, and connect there if that is not where this actor is connected."""
+        if not self.cfg.learner_file:
+            return
+        path = Path(self.cfg.learner_file)
+        start, problem, logged = time.monotonic(), "the file does not exist", False
+        while True:
+            self._check_stop()
+            try:
+                found = address.read(path)
+                if found is not None:
+                    break
+                problem = "the file does not exist"
+            except (OSError, address.AddressFileError) as exc:
+                problem = str(exc)
+            waited = time.monotonic() - start
+            if waited > self.cfg.learner_file_timeout:
+                self.log.error(
+                    "learner_not_found",
+                    learner_file=str(path),
+                    waited_s=round(waited, 1),
+                    detail=problem,
+                )
+                raise Stop(EXIT_NO_LEARNER, "learner_not_found")
+            if not logged:
+                self.log.info("waiting_for_learner_file", learner_file=str(path), detail=problem)
+                logged = True
+            time.sleep(LEARNER_FILE_POLL_S)
+        if found.router != self.endpoint:
+            if self.transport is not None:
+                self.transport.close()
+            self.transport = Transport(found.router, self.log, self.curve)
+            self.endpoint = found.router
+            self.log.info(
+                "learner_located",
+                learner=found.router,
+                learner_id=found.learner_id,
+                learner_host=found.host,
+                learner_file=str(path),
+            )
+
+    def _moved(self) -> bool:
+        """--learner-file: does the file now name another endpoint, or none (the learner
+        exited)? Read while a join gets no answer."""
+        try:
+            found = address.read(Path(self.cfg.learner_file))
+        except (OSError, address.AddressFileError):
+            return False  # being rewritten, or damaged: keep trying where we are
+        return found is None or found.router != self.endpoint
 
     def _join(self) -> None:
         hello = Hello(
@@ -135,7 +195,7 @@ class ActorClient:
             num_envs=self.cfg.envs,
             temperature=float(self.cfg.temperature),
         )
-        self.log.info("joining", learner=self.cfg.learner, incarnation=self.incarnation)
+        self.log.info("joining", learner=self.endpoint, incarnation=self.incarnation)
         start, last_sent, warned = time.monotonic(), 0.0, False
         # A join ends on the Weights that follow a Welcome of this join: each Welcome
         # builds fresh envs (the learner counts episodes from them), and Weights alone
@@ -145,11 +205,13 @@ class ActorClient:
             self._check_stop()
             now = time.monotonic()
             if now - last_sent >= HELLO_EVERY_S:
+                if not welcomed and self.cfg.learner_file and self._moved():
+                    raise Rejoin()
                 self.transport.try_send(hello)
                 last_sent = now
             if not warned and now - start > self.cfg.learner_timeout:
                 self.log.warning(
-                    "learner_unreachable", learner=self.cfg.learner, waited_s=round(now - start, 1)
+                    "learner_unreachable", learner=self.endpoint, waited_s=round(now - start, 1)
                 )
                 warned = True
             for source, msg in self.transport.receive(POLL_MS):
@@ -317,7 +379,7 @@ class ActorClient:
         self._heartbeat()
         if now - self.last_heard > self.cfg.learner_timeout:
             self.log.warning(
-                "learner_lost", learner=self.cfg.learner, silent_s=round(now - self.last_heard, 1)
+                "learner_lost", learner=self.endpoint, silent_s=round(now - self.last_heard, 1)
             )
             raise Rejoin()
 
@@ -395,12 +457,14 @@ class ActorClient:
             self.backpressure_logged_at = now
 
     def _close(self, reason: str) -> None:
+        if self.acting is not None:
+            self.acting.close()
+        if self.transport is None:  # stopped before a learner was found
+            return
         try:
             self.transport.try_send(
                 Bye(actor_id=self.actor_id, incarnation=self.incarnation, reason=reason)
             )
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
-        if self.acting is not None:
-            self.acting.close()
         self.transport.close()

@@ -13,6 +13,14 @@ class ActorConfig:
     learner: str = arg(
         "tcp://127.0.0.1:5555", "the learner's address, tcp://HOST:PORT (all an actor needs)"
     )
+    learner_file: str = arg(
+        "",
+        "read the learner's address from this file (written by the learner's --address-file) instead of --learner: wait for it, and read it again whenever the learner is lost (a restarted learner may listen elsewhere)",
+    )
+    learner_file_timeout: float = arg(
+        120.0,
+        "seconds to wait for --learner-file to name a learner before giving up (exit 5)",
+    )
     actor_id: str = arg("", "a stable name for this actor; default: HOSTNAME-PID")
     envs: int = arg(0, "environments stepped by this actor; 0: as the learner says")
     temperature: float = arg(0.0, "softmax temperature for exploration; 0: as the learner assigns")
@@ -30,6 +38,15 @@ class ActorConfig:
     seed_offset: int = arg(
         0, "added to the seed the learner assigns (to decorrelate restarted actors)"
     )
+    respawn: bool = arg(
+        False,
+        "run the actor in a child process and start it again (same actor id, so the learner sees a re-join) when it crashes or is killed; back-off from 0.5 s, doubling to 8 s. Not after a clean exit (0), a usage or protocol error (2), an auth failure (3) or no learner (5). For schedulers that never restart one task (Slurm); Kubernetes and Ray restart by themselves",
+    )
+    max_restarts: int = arg(
+        10,
+        "--respawn: give up (crash loop) after this many restarts within --restart-window-s",
+    )
+    restart_window_s: float = arg(300.0, "--respawn: the window --max-restarts counts in")
     log_level: str = arg("info", "log level", choices=("debug", "info", "warning"))
     torch_threads: int = arg(
         1, "torch intra-op threads; 1 is best when several processes share a machine"
@@ -46,5 +63,9 @@ class ActorConfig:
             raise ValueError("--learner-timeout must be > 0")
         if self.max_env_failures < 1:
             raise ValueError("--max-env-failures must be >= 1")
+        if not self.learner_file_timeout > 0:
+            raise ValueError("--learner-file-timeout must be > 0")
+        if self.max_restarts < 0 or not self.restart_window_s > 0:
+            raise ValueError("--max-restarts must be >= 0 and --restart-window-s > 0")
         if self.torch_threads < 1:
             raise ValueError("--torch-threads must be >= 1")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -13,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from core import logs
+from core import cluster, logs
 from learner import console
 from learner.build import BuildError, Parts, build, finish
 from learner.config import parse
 from learner.outcome import Outcome
 from learner.serial import run_serial
-from protocol import sockets
+from protocol import address, sockets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,19 +32,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             "or --insecure (anyone who can reach the port can send data and read weights)"
         )
     run_dir = Path(cfg.run_dir or f"runs/{cfg.algo}-{cfg.env}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     mode = console.choose_mode(cfg.console)
     terminal = console.terminal() if mode == "live" else None
-    # The console shows progress its own way (a live view or a short line): the log's
-    # console lines leave it out; learner.jsonl keeps it.
-    log = logs.configure(
-        "learner",
-        run_dir / "learner.jsonl",
-        level=cfg.log_level,
-        console=mode,
-        terminal=terminal,
-        hide=("progress",),
-    )
+    # The first things written are checked here, so that a run directory or address
+    # file nobody can write fails at once with its name (a cluster job's first line),
+    # not with a traceback later.
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.address_file:
+            Path(cfg.address_file).parent.mkdir(parents=True, exist_ok=True)
+        # The console shows progress its own way (a live view or a short line): the
+        # log's console lines leave it out; learner.jsonl keeps it.
+        log = logs.configure(
+            "learner",
+            run_dir / "learner.jsonl",
+            level=cfg.log_level,
+            console=mode,
+            terminal=terminal,
+            hide=("progress",),
+            **cluster.ids(),
+        )
+    except OSError as exc:
+        parser.error(f"--run-dir {run_dir} (or --address-file): cannot write there: {exc}")
     torch.set_num_threads(cfg.torch_threads)
     stop = {"requested": False}
 
@@ -107,20 +118,35 @@ def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:
     """Run until an outcome; always shut down and write the final checkpoint. Returns
     the outcome and the training seconds."""
     outcome = Outcome(False, "crashed")
+    cfg = parts.cfg
     try:
         if parts.server is None:
             outcome = run_serial(parts, stop_requested)
         else:
-            server, cfg = parts.server, parts.cfg
+            server = parts.server
             host = cfg.host
+            advertised = address.advertised_host(host, cfg.advertise_host)
             local = "127.0.0.1" if sockets.is_loopback(host) or host in ("0.0.0.0", "*") else host
             assert parts.actors is not None
             parts.actors.start(sockets.tcp(local, server.port))
+            if cfg.address_file:
+                where = address.LearnerAddress(
+                    router=sockets.tcp(advertised, server.port),
+                    pub=sockets.tcp(advertised, server.pub_port),
+                    learner_id=server.learner_id,
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                )
+                address.write(Path(cfg.address_file), where)
+                log.info("address_written", path=cfg.address_file, **where.to_dict())
             outcome = server.run()
     except Exception:
         log.exception("learner_crashed")
         raise
     finally:
+        if parts.server is not None and cfg.address_file:
+            # First of all: actors that look now must not find a learner that is leaving.
+            address.remove(Path(cfg.address_file), parts.server.learner_id)
         wall_s = parts.wall_s()
         parts.close()  # the threads that play the policy; TensorBoard flushed
         if parts.server is not None:

@@ -129,6 +129,14 @@ class LearnerConfig:
         "CurveZMQ key directory of the learner (from `make keys`); turns on encryption and authentication",
     )
     insecure: bool = arg(False, "allow binding a non-loopback address without --keys")
+    address_file: str = arg(
+        "",
+        "once bound, write where this learner listens (tcp://HOST:PORT of both sockets, JSON; protocol/address.py) to this file, atomically; removed on exit. Actors started with --learner-file PATH find it there (cluster launches, --port 0)",
+    )
+    advertise_host: str = arg(
+        "",
+        "the host name or address other machines reach this learner by, written to --address-file; default: --host, or this machine's hostname when --host binds every interface (0.0.0.0, *, ::)",
+    )
     max_frame_bytes: int = arg(
         DEFAULT_MAX_FRAME_BYTES,
         "largest frame accepted; larger ones are cut off by ZeroMQ before Python sees them",

@@ -40,6 +40,8 @@ IGNORED_CONFIG = (
     "port",
     "pub_port",
     "host",
+    "advertise_host",
+    "address_file",
     "keys",
     "log_level",
     "console",
