@@ -6,6 +6,7 @@
 #   make eval RUN=runs/<run>     play the run's newest checkpoint, with video
 #   make plot RUNS="runs/a runs/b"   reward curves in one PNG
 #   make tensorboard             TensorBoard over every run in runs/
+#   make slurm-run               the learner + actors as one Slurm job (README, On a Slurm cluster)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -28,7 +29,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys compare bench-solve bench-throughput bench-gpu bench-atari staleness soak clean
+.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down compare bench-solve bench-throughput bench-gpu bench-atari staleness soak clean
 
 venv: $(STAMP)
 
@@ -82,6 +83,28 @@ clean:
 NAMES ?= actor-1,actor-2
 keys: venv
 	$(PY) scripts/keys.py --out keys --actors $(NAMES)
+
+# One heterogeneous Slurm job: the learner (component 0) and SLURM_ACTORS actor tasks
+# (component 1) over SLURM_NODES nodes, encrypted with keys made for the job in its run
+# directory (deploy/slurm/train.sbatch says every setting). The checkout and .venv must
+# be on a filesystem every node sees. E.g. make slurm-run SLURM_ACTORS=64 SLURM_NODES=4
+# SLURM_ARGS="--gres=gpu:1 --partition=gpu" ARGS="--max-env-steps 5000000"
+SLURM_ACTORS ?= 4
+SLURM_NODES ?= 2
+SLURM_ARGS ?=
+slurm-run: venv
+	@command -v sbatch >/dev/null || { echo "sbatch not found: run this on a Slurm login node"; exit 2; }
+	mkdir -p runs
+	ENV_ID=$(ENV) ALGO=$(ALGO) LEARNER_ARGS="--seed $(SEED) $(ARGS)" REPO=$(CURDIR) \
+	  sbatch --output=runs/slurm-%j.out $(SLURM_ARGS) : --nodes=$(SLURM_NODES) --ntasks=$(SLURM_ACTORS) deploy/slurm/train.sbatch
+
+# A one-box Slurm cluster on 127.0.0.1 (three virtual nodes) to try slurm-run on, as the
+# tests do; `eval "$$(make -s slurm-cluster-up)"` sets SLURM_CONF for this shell.
+SLURM_CLUSTER ?= /tmp/zmq-a3c-slurm
+slurm-cluster-up:
+	@deploy/slurm/ci/cluster.sh start $(SLURM_CLUSTER) | tail -n 1
+slurm-cluster-down:
+	deploy/slurm/ci/cluster.sh stop $(SLURM_CLUSTER)
 
 # Every algorithm, 5 seeds each, on CartPole-v1 then Acrobot-v1 (reports in
 # runs/compare-<time>/; about 20 minutes on 2 cores). ARGS applies to both.

@@ -102,7 +102,9 @@ class Supervisor:
             lived = self.clock() - started
             if self.stop_requested():
                 self.log.info("respawn_stopped", code=code)
-                return _shell_code(code)
+                # Asked to stop, it stopped: a child that the signal ended before it
+                # could handle it (still importing) did what was asked too.
+                return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else _shell_code(code)
             if code in FINAL_CODES:
                 self.log.info("respawn_done", code=code, restarts=self.restarts)
                 return code

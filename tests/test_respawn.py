@@ -102,10 +102,16 @@ def test_restarts_spread_over_more_than_the_window_are_not_a_loop():
     assert len(sup.argvs) == 7
 
 
-def test_a_stop_request_ends_it_without_a_restart():
-    sup = Scripted([0, 0], stop_after=1)
+@pytest.mark.parametrize("code", [0, -signal.SIGTERM, -signal.SIGINT])
+def test_a_stop_request_ends_it_without_a_restart_and_exit_0(code):
+    # A child the signal ended before it had its handler installed stopped as asked too.
+    sup = Scripted([code, 0], stop_after=1)
     assert sup.run() == 0
     assert len(sup.argvs) == 1 and sup.log_.named("respawn_stopped")
+
+
+def test_a_child_that_crashed_while_stopping_reports_it():
+    assert Scripted([-signal.SIGSEGV], stop_after=1).run() == 128 + signal.SIGSEGV
 
 
 def test_the_child_keeps_the_actor_id_and_moves_its_seed_offset():
