@@ -7,6 +7,7 @@
 #   make plot RUNS="runs/a runs/b"   reward curves in one PNG
 #   make tensorboard             TensorBoard over every run in runs/
 #   make slurm-run               the learner + actors as one Slurm job (README, On a Slurm cluster)
+#   make ray-run / make k8s-keys on a Ray cluster; keys for Kubernetes (README)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -29,7 +30,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down compare bench-solve bench-throughput bench-gpu bench-atari staleness soak clean
+.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-solve bench-throughput bench-gpu bench-atari staleness soak clean
 
 venv: $(STAMP)
 
@@ -105,6 +106,19 @@ slurm-cluster-up:
 	@deploy/slurm/ci/cluster.sh start $(SLURM_CLUSTER) | tail -n 1
 slurm-cluster-down:
 	deploy/slurm/ci/cluster.sh stop $(SLURM_CLUSTER)
+
+# On a Ray cluster (RAY_ADDRESS, or a head on this machine): the learner and RAY_ACTORS
+# actors as Ray actors that Ray places and restarts (README, On a Ray cluster).
+RAY_ACTORS ?= 2
+ray-run: venv
+	$(PY) -m pip install -q -e ".[ray]"
+	$(PY) -m launch.ray --actors $(RAY_ACTORS) -- --env $(ENV) $(if $(ALGO),--algo $(ALGO)) --seed $(SEED) $(ARGS)
+
+# Kubernetes: keys for K8S_ACTORS actors as two Secrets in keys/k8s/secrets.yaml (then
+# kubectl apply -f it, and kubectl apply -k deploy/k8s/overlays/<overlay>).
+K8S_ACTORS ?= 4
+k8s-keys: venv
+	$(PY) scripts/keys.py --out keys/k8s --fleet $(K8S_ACTORS) --k8s-secrets keys/k8s/secrets.yaml
 
 # Every algorithm, 5 seeds each, on CartPole-v1 then Acrobot-v1 (reports in
 # runs/compare-<time>/; about 20 minutes on 2 cores). ARGS applies to both.

@@ -15,7 +15,7 @@ from pathlib import Path
 from actor.config import ActorConfig
 from core import cluster, logs
 from core.cli import build_parser, parse_config
-from protocol import sockets
+from protocol import keys, sockets
 
 EXIT_AUTH = 3  # as actor.client's; repeated so that a supervisor need not import it
 
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     curve = None
     if cfg.keys:
         try:
-            name, curve = sockets.load_actor_keys(Path(cfg.keys))
+            name, curve = keys.load_actor_keys(Path(cfg.keys))
         except (OSError, ValueError) as exc:
             print(f"actor: --keys {cfg.keys}: {exc}", file=sys.stderr)
             return EXIT_AUTH

@@ -18,7 +18,6 @@ that keeps dying young; one that ran ``HEALTHY_S`` starts over from 0.5 s.
 from __future__ import annotations
 
 import collections
-import ctypes
 import dataclasses
 import os
 import signal
@@ -29,6 +28,7 @@ import time
 from collections.abc import Callable
 
 from actor.config import ActorConfig
+from core.procs import die_with_parent
 
 # Exit codes a restart cannot cure: the learner shut the run down (0), a usage or
 # protocol error (2), the learner refused our key (3), no learner to be found (5).
@@ -39,7 +39,6 @@ HEALTHY_S = 30.0  # a child that lived this long was not crash-looping
 STOP_WAIT_S = 15.0  # after passing SIGTERM on, before SIGKILL
 SEED_STRIDE = 100_003  # per restart, above any actor's env count
 OWN_FLAGS = frozenset({"respawn", "max_restarts", "restart_window_s"})
-PR_SET_PDEATHSIG = 1
 
 
 def child_argv(cfg: ActorConfig, restarts: int) -> list[str]:
@@ -64,16 +63,6 @@ def with_stable_id(cfg: ActorConfig) -> ActorConfig:
     if cfg.actor_id:
         return cfg
     return dataclasses.replace(cfg, actor_id=f"{socket.gethostname()}-{os.getpid()}")
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the supervisor dies (even by SIGKILL),
-    so no actor outlives the task that Slurm is tracking."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the scheduler's own cleanup applies
-        pass
 
 
 class Supervisor:
@@ -137,7 +126,7 @@ class Supervisor:
 
     def _run_child(self) -> int:
         argv = child_argv(self.cfg, self.restarts)
-        proc = subprocess.Popen(argv, preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only
+        proc = subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: PLW1509 - prctl only
         self.log.info("actor_started", pid=proc.pid, restarts=self.restarts)
         passed_on = None
         while True:

@@ -5,6 +5,7 @@ only. No sockets here."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -62,3 +63,16 @@ def stop_process(
 ) -> int | None:
     """``stop_processes`` for one child."""
     return stop_processes([popen], timeout_s, group=group)[0]
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """A ``preexec_fn``: the child gets SIGTERM when its parent dies, even by SIGKILL, so
+    that no learner or actor outlives the supervisor or launcher a scheduler tracks."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the scheduler's own cleanup applies
+        pass

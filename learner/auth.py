@@ -22,7 +22,8 @@ import zmq
 import zmq.auth
 from zmq.utils import z85
 
-from protocol.sockets import CurveKeys, read_keypair
+from protocol.keys import read_keypair
+from protocol.sockets import CurveKeys
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 

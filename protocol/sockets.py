@@ -18,10 +18,7 @@ actors connect (the moving side) a DEALER and a SUB.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 import zmq
 
@@ -175,66 +172,3 @@ def connect_sub(
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.connect(endpoint)
     return sock
-
-
-# --- CurveZMQ key files -------------------------------------------------------------
-
-
-def write_keypair(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write ``name.key`` (public) and ``name.key_secret`` (mode 0600) into
-    ``directory``, in the format of ``zmq.auth``'s certificate files."""
-    directory.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.curve_keypair()
-    pub_path, sec_path = directory / f"{name}.key", directory / f"{name}.key_secret"
-    pub_path.write_text(_cert(public, None))
-    # Create the secret file 0600 from the start, never world-readable even briefly.
-    fd = os.open(sec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "w") as f:
-        f.write(_cert(public, secret))
-    os.chmod(sec_path, stat.S_IRUSR | stat.S_IWUSR)
-    return pub_path, sec_path
-
-
-def _cert(public: bytes, secret: bytes | None) -> str:
-    lines = ["metadata", "curve", f'    public-key = "{public.decode()}"']
-    if secret is not None:
-        lines.append(f'    secret-key = "{secret.decode()}"')
-    return "\n".join(lines) + "\n"
-
-
-def read_public(path: Path) -> bytes:
-    import zmq.auth
-
-    public, _ = zmq.auth.load_certificate(str(path))
-    return public
-
-
-def read_keypair(path: Path) -> tuple[bytes, bytes]:
-    """The key pair in a ``*.key_secret`` file; refuses a secret others can read."""
-    import zmq.auth
-
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise PermissionError(
-            f"{path} is readable by others (mode {oct(mode & 0o777)}); chmod 600 it"
-        )
-    public, secret = zmq.auth.load_certificate(str(path))
-    if secret is None:
-        raise ValueError(f"{path} holds no secret key")
-    return public, secret
-
-
-def load_actor_keys(directory: Path) -> tuple[str, CurveKeys]:
-    """An actor's key directory (made by ``make keys``): ``learner.key`` (the learner's
-    public key) and exactly one ``NAME.key_secret`` (this actor's pair). Returns
-    (NAME, keys); NAME is the identity the learner knows this key by."""
-    secrets = sorted(p for p in directory.glob("*.key_secret") if p.name != "learner.key_secret")
-    if len(secrets) != 1:
-        raise ValueError(
-            f"{directory} must hold exactly one actor *.key_secret, found {len(secrets)}"
-        )
-    server = directory / "learner.key"
-    if not server.is_file():
-        raise ValueError(f"{directory} lacks learner.key (the learner's public key)")
-    public, secret = read_keypair(secrets[0])
-    return secrets[0].name[: -len(".key_secret")], CurveKeys(public, secret, read_public(server))

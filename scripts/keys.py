@@ -21,62 +21,48 @@ of the actors' job step starts with ``--keys RUN/keys/task-K`` and is known to t
 learner as ``task-K`` (restarted, it is the same actor). It is idempotent: keys that
 exist are kept (a resubmitted or requeued job finds the same ones), missing ones are
 added, so a job may run it every time it starts.
+
+For Kubernetes, the same keys as two Secrets (deploy/k8s mounts them):
+
+    python scripts/keys.py --out keys/k8s --fleet 8 --k8s-secrets keys/k8s/secrets.yaml
+    kubectl apply -f keys/k8s/secrets.yaml
+
+``zmq-a3c-learner-keys`` (the learner's pair, the actors' public keys) and
+``zmq-a3c-actor-keys`` (the learner's public key, every actor's pair).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
+import base64
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from protocol.sockets import write_keypair  # noqa: E402
+from protocol.keys import FLEET_PREFIX, fleet_names, make_keys, secret_files  # noqa: E402
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-FLEET_PREFIX = "task-"
+K8S_SECRETS = ("zmq-a3c-learner-keys", "zmq-a3c-actor-keys")
 
 
-def fleet_names(count: int, prefix: str = FLEET_PREFIX) -> list[str]:
-    return [f"{prefix}{k}" for k in range(count)]
-
-
-def make_keys(out: Path, actors: list[str], add: bool = False, keep: bool = False) -> None:
-    """``add``: the learner's keys may exist already; ``keep``: so may actors' (each
-    actor's directory and its authorisation are made only where missing)."""
-    for name in actors:
-        if not NAME.match(name) or name == "learner":
-            raise ValueError(
-                f"bad actor name {name!r}: letters, digits, '.', '_', '-'; not 'learner'"
-            )
-    learner_dir = out / "learner"
-    if (learner_dir / "learner.key_secret").exists():
-        if not (add or keep):
-            raise FileExistsError(f"{learner_dir} exists; pass --add to add actors to it")
-    else:
-        out.mkdir(parents=True, mode=0o700, exist_ok=True)
-        learner_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
-        write_keypair(learner_dir, "learner")
-    (learner_dir / "authorized").mkdir(mode=0o700, exist_ok=True)
-    for name in actors:
-        actor_dir = out / name
-        complete = (actor_dir / f"{name}.key_secret").exists() and (
-            learner_dir / "authorized" / f"{name}.key"
-        ).exists()
-        if keep and complete:
-            continue
-        if actor_dir.exists() and not keep:
-            raise FileExistsError(f"{actor_dir} exists")
-        if keep and actor_dir.exists():  # half-written by a job that died: start it over
-            shutil.rmtree(actor_dir)
-        actor_dir.mkdir(parents=True, mode=0o700)
-        public, _ = write_keypair(actor_dir, name)
-        shutil.copyfile(learner_dir / "learner.key", actor_dir / "learner.key")
-        shutil.copyfile(public, learner_dir / "authorized" / f"{name}.key")
+def k8s_secrets(out: Path, actors: list[str]) -> str:
+    """Two Kubernetes Secret manifests (YAML) holding the keys in ``out``."""
+    docs = []
+    for name, files in zip(K8S_SECRETS, secret_files(out, actors), strict=True):
+        lines = [
+            "apiVersion: v1",
+            "kind: Secret",
+            "metadata:",
+            f"  name: {name}",
+            "  labels:",
+            "    app.kubernetes.io/name: zmq-a3c",
+            "type: Opaque",
+            "data:",
+        ]
+        lines += [f"  {k}: {base64.b64encode(v).decode()}" for k, v in sorted(files.items())]
+        docs.append("\n".join(lines) + "\n")
+    return "---\n".join(docs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,9 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         help="keys for N actor tasks named task-0 ... task-N-1 (instead of --actors); keys "
         "that exist are kept",
     )
+    parser.add_argument(
+        "--k8s-secrets",
+        default="",
+        metavar="FILE",
+        help="with --fleet: also write the keys as two Kubernetes Secrets to FILE (mode 0600)",
+    )
     args = parser.parse_args(argv)
     if args.fleet < 0:
         parser.error("--fleet must be >= 0")
+    if args.k8s_secrets and not args.fleet:
+        parser.error("--k8s-secrets needs --fleet N")
     try:
         if args.fleet:
             make_keys(Path(args.out), fleet_names(args.fleet), keep=True)
@@ -106,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             make_keys(Path(args.out), [a for a in args.actors.split(",") if a], add=args.add)
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))
+    if args.k8s_secrets:
+        fd = os.open(args.k8s_secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(k8s_secrets(Path(args.out), fleet_names(args.fleet)))
+        print(f"Kubernetes Secrets {', '.join(K8S_SECRETS)}: kubectl apply -f {args.k8s_secrets}")
     who = f"{args.out}/{FLEET_PREFIX}K for task K" if args.fleet else f"{args.out}/NAME"
     print(
         f"keys written under {args.out}/: learner: --keys {args.out}/learner; "

@@ -55,6 +55,22 @@ def run_process(
     return code, time.perf_counter() - t0, text
 
 
+def read_events(path: Path, name: str | None = None, *, skip: int = 0) -> list[dict]:
+    """The events (all, or those named ``name``) in a JSON log, after its first ``skip``
+    lines; none while it does not exist. A line being written right now is left out."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines()[skip:]:
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if name is None or ev.get("event") == name:
+            out.append(ev)
+    return out
+
+
 class Proc:
     """One ``python -m ...`` child whose JSON log lines are read back from ``log_path``."""
 
@@ -66,17 +82,19 @@ class Proc:
         *,
         prefix: Sequence[str] = (),
         only_new: bool = False,
+        python: bool = True,
     ) -> None:
         """``prefix``: a command that execs Python (e.g. ``ip netns exec NS``);
         ``only_new``: its events are the lines the log gets after it starts (a resumed
-        learner appends to the same file)."""
+        learner appends to the same file); ``python=False``: ``args`` is a whole command
+        (a script that execs Python itself), not Python's arguments."""
         self.log_path = log_path
         self.stderr_path = stderr_path
         self._skip = len(log_path.read_text().splitlines()) if only_new and log_path.exists() else 0
         self._err = open(stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()}
         self.popen = subprocess.Popen(
-            [*prefix, sys.executable, *args],
+            [*prefix, *([sys.executable] if python else []), *args],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=self._err,
@@ -84,17 +102,7 @@ class Proc:
         )
 
     def events(self, name: str | None = None) -> list[dict]:
-        if not self.log_path.exists():
-            return []
-        out = []
-        for line in self.log_path.read_text().splitlines()[self._skip :]:
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line being written right now
-            if name is None or ev.get("event") == name:
-                out.append(ev)
-        return out
+        return read_events(self.log_path, name, skip=self._skip)
 
     def wait_for(
         self, name: str, timeout: float = 60.0, where: Callable[[dict], bool] = lambda e: True

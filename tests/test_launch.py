@@ -14,28 +14,15 @@ import sys
 import pytest
 
 from protocol import address
-from scripts.keys import fleet_names, make_keys
+from protocol.keys import fleet_names, make_keys
 from scripts.procs import ROOT, Proc, start_learner
+from tests.test_faults import FAST as FAULTS_FAST
 
 pytestmark = pytest.mark.slow
 
 HANG_S = 60  # a guard against a hang, never what a test measures
-FAST = [
-    "--envs",
-    "4",
-    "--rollout-len",
-    "8",
-    "--target-return",
-    "1e9",
-    "--log-interval-s",
-    "0.2",
-    "--heartbeat-s",
-    "0.2",
-    "--actor-timeout-s",
-    "1.5",
-    "--max-seconds",
-    str(HANG_S * 5),
-]
+# The fault tests' small fast run, and a bound in case a test fails to stop a learner.
+FAST = [*FAULTS_FAST, "--max-seconds", str(HANG_S * 5)]
 
 
 def file_actor(run_dir, addr, actor_id, *args) -> Proc:
@@ -178,7 +165,7 @@ def test_fleet_keys_are_one_command_idempotent_and_private(tmp_path):
         assert (out / f"task-{k}" / f"task-{k}.key_secret").stat().st_mode & 0o077 == 0
         assert (out / f"task-{k}").stat().st_mode & 0o077 == 0
     from learner.auth import load_learner_keys
-    from protocol.sockets import load_actor_keys
+    from protocol.keys import load_actor_keys
 
     _, authorized = load_learner_keys(out / "learner")
     name, keys = load_actor_keys(out / "task-4")

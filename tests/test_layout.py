@@ -1,7 +1,7 @@
 """The shape of the house, read statically with ``ast`` (nothing here imports our
 packages): which package may import which, and no pickle anywhere.
 
-Four floors, no import running back up: ``scripts/`` | ``evaluate/`` -> ``learner/`` |
+Four floors, no import running back up: ``scripts/`` | ``evaluate/`` | ``launch/`` -> ``learner/`` |
 ``actor/`` -> ``core/`` -> ``protocol/``. The two roles never import each other, and nothing
 shipped imports ``scripts`` or ``tests``. Every import counts: ``import x``,
 ``from x import y``, relative imports, imports inside functions or under
@@ -19,12 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # package -> the top-level packages of ours it may not import.
 FORBIDDEN = {
-    "protocol": {"core", "learner", "actor", "evaluate", "scripts", "tests"},
-    "core": {"actor", "learner", "evaluate", "scripts", "tests"},
-    "learner": {"actor", "evaluate", "scripts", "tests"},
-    "actor": {"learner", "evaluate", "scripts", "tests"},
+    "protocol": {"core", "learner", "actor", "evaluate", "launch", "scripts", "tests"},
+    "core": {"actor", "learner", "evaluate", "launch", "scripts", "tests"},
+    "learner": {"actor", "evaluate", "launch", "scripts", "tests"},
+    "actor": {"learner", "evaluate", "launch", "scripts", "tests"},
     # evaluate reads the learner's checkpoints: it sits above the learner, beside scripts.
-    "evaluate": {"actor", "scripts", "tests"},
+    "evaluate": {"actor", "launch", "scripts", "tests"},
+    # Launchers start the programs as processes: they never import the learner.
+    "launch": {"learner", "evaluate", "scripts", "tests"},
     "scripts": {"tests"},
 }
 DYNAMIC_IMPORTS = {"import_module", "__import__"}

@@ -32,8 +32,8 @@ from actor.transport import DEALER
 from core.acting import build_acting
 from learner.admission import admit_hello, judge_batch
 from learner.registry import ActorRegistry
+from protocol.keys import make_keys
 from protocol.messages import Error, Experience, Hello, Weights, Welcome
-from scripts.keys import make_keys
 from scripts.procs import Proc
 from tests.conftest import CARTPOLE, experience_arrays
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from scripts.procs import ROOT
+from scripts.procs import read_events as events
 
 pytestmark = pytest.mark.slow
 
@@ -83,20 +84,6 @@ def submit(env: dict, out: Path, *sbatch_args: str) -> subprocess.Popen:
 def finish(job: subprocess.Popen) -> tuple[int, str]:
     text, _ = job.communicate(timeout=HANG_S + 30)
     return job.returncode, text
-
-
-def events(path: Path, name: str | None = None) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            ev = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # being written
-        if name is None or ev.get("event") == name:
-            out.append(ev)
-    return out
 
 
 def wait_event(path: Path, name: str, job: subprocess.Popen | None, where=lambda e: True) -> dict:

@@ -1,0 +1,318 @@
+"""``python -m launch.ray``: a training run on an existing Ray cluster.
+
+    python -m launch.ray --actors 16 [--learner-gpus 1] -- --env ALE/Pong-v5 --device cuda
+
+Ray places one learner and ``--actors`` actors (by the resources asked for) and restarts
+them when they die; the data never touches Ray: the learner and the actors are the
+ordinary ``python -m learner`` / ``python -m actor`` processes, talking ZeroMQ, encrypted
+with keys this driver makes for the run.
+
+    driver (here)                     Ray cluster
+      make keys ─────────────────▶  LearnerHost (named, max_restarts=-1): runs python -m
+      │                               learner --port 0 --address-file F; address() reads F
+      │                             ActorHost k (max_restarts=-1): runs python -m actor
+      │                               --learner-file F_k, and keeps F_k = LearnerHost.address()
+      wait for the learner's run() ──▶ its exit code is the run's; then stop every actor
+
+Restarts are Ray's: a host whose process died of a crash exits its worker, Ray starts the
+host again (``max_restarts=-1``) and retries ``run()`` (``max_task_retries=-1``), which
+starts the process again: the learner with ``--resume`` from its run directory, the
+actor with the same id (the learner logs ``actor_restarted``). Exits a restart cannot
+cure (0, 2 usage, 3 keys, 5 no learner) end ``run()`` with that code instead.
+
+Keys travel to the hosts through Ray's control plane (turn on Ray's TLS on an untrusted
+network); each host writes them mode 0600 into a private directory of its node.
+``--run-dir`` should be on storage the learner's possible nodes share, for its
+checkpoints to survive a move. Needs the ``ray`` extra: ``pip install -e '.[ray]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import ray
+
+from actor.respawn import FINAL_CODES
+from core.procs import die_with_parent
+from protocol import address
+from protocol.keys import fleet_names, make_keys
+
+POLL_S = 0.2
+ADDRESS_EVERY_S = 1.0
+STOP_WAIT_S = 20.0
+LEARNER_FINISH_S = 60.0  # after every actor left on its Shutdown
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    """A key directory as {relative path: bytes}, to ship to a host."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+def _unpack(files: dict[str, bytes], into: Path) -> Path:
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for rel, data in files.items():
+        path = into / rel
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    return into
+
+
+class _Process:
+    """The one child process a host runs: started, waited for (a ``stop()`` from another
+    thread of the host passes SIGTERM on), and what its exit means to Ray."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.stopping = False
+
+    def run(self, argv: list[str], extra_env: dict[str, str]) -> int:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
+        self.proc = subprocess.Popen(argv, env=env, preexec_fn=die_with_parent)  # noqa: PLW1509
+        code = self.proc.wait()
+        if code in FINAL_CODES or self.stopping:
+            return code
+        # A crash: let Ray restart this host (and retry run(), starting the process anew).
+        print(f"launch.ray: {argv[2]} exited {code}; Ray restarts it", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=4)
+class LearnerHost:
+    """Runs the learner; ``address()`` says where it listens (None while it starts or
+    after it ended)."""
+
+    def __init__(self, keys: dict[str, bytes] | None) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="zmq-a3c-learner-"))
+        self.keys = _unpack(keys, self.home / "keys") if keys else None
+        self.addr = self.home / "learner.addr"
+        self.process = _Process()
+        self.started = 0
+
+    def run(self, flags: list[str], bind_host: str, root: str) -> int:
+        self.started += 1
+        argv = [sys.executable, "-m", "learner", *flags, "--actors", "0", "--port", "0"]
+        argv += ["--host", bind_host, "--address-file", str(self.addr)]
+        argv += ["--advertise-host", ray.util.get_node_ip_address(), "--resume"]
+        argv += ["--keys", str(self.keys)] if self.keys else ["--insecure"]
+        return self.process.run(argv, {"PYTHONPATH": root})
+
+    def address(self) -> dict | None:
+        try:
+            found = address.read(self.addr)
+        except (OSError, address.AddressFileError):
+            return None
+        return found.to_dict() if found else None
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=2)
+class ActorHost:
+    """Runs one actor, which reads the learner's address from a file this host keeps
+    up to date from the learner's host."""
+
+    def __init__(self, name: str, keys: dict[str, bytes] | None) -> None:
+        self.name = name
+        self.home = Path(tempfile.mkdtemp(prefix=f"zmq-a3c-{name}-"))
+        self.keys = _unpack(keys, self.home / "keys") if keys else None
+        self.addr = self.home / "learner.addr"
+        self.process = _Process()
+
+    def run(self, learner, flags: list[str], root: str) -> int:
+        argv = [sys.executable, "-m", "actor", *flags, "--actor-id", self.name]
+        argv += ["--learner-file", str(self.addr), "--respawn", "false"]
+        argv += ["--keys", str(self.keys)] if self.keys else []
+        follower = _Follower(learner, self.addr)
+        follower.start()
+        try:
+            return self.process.run(argv, {"PYTHONPATH": root})
+        finally:
+            follower.stop()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class _Follower:
+    """A thread of an ActorHost: copies the learner host's address into the actor's
+    ``--learner-file`` (and removes it while there is none)."""
+
+    def __init__(self, learner, path: Path) -> None:
+        import threading
+
+        self.learner, self.path = learner, path
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="learner-address", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        current = None
+        while not self.done.is_set():
+            try:
+                found = ray.get(self.learner.address.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - the learner's host is restarting: try again
+                found = None
+            if found != current:
+                if found is None:
+                    self.path.unlink(missing_ok=True)
+                else:
+                    where = address.LearnerAddress(
+                        **{k: v for k, v in found.items() if k != "format"}
+                    )
+                    address.write(self.path, where)
+                current = found
+            self.done.wait(ADDRESS_EVERY_S)
+
+
+def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, learner_flags = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m launch.ray",
+        description="Run a learner and N actors on a Ray cluster (RAY_ADDRESS or --address). "
+        "Flags after -- go to the learner.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--address", default=os.environ.get("RAY_ADDRESS", "auto"), help="the Ray cluster"
+    )
+    parser.add_argument(
+        "--actors", type=int, default=2, help="actor processes (one Ray actor each)"
+    )
+    parser.add_argument("--actor-cpus", type=float, default=1.0, help="CPUs Ray reserves per actor")
+    parser.add_argument(
+        "--learner-cpus", type=float, default=1.0, help="CPUs Ray reserves for the learner"
+    )
+    parser.add_argument(
+        "--learner-gpus",
+        type=float,
+        default=0.0,
+        help="GPUs for the learner (Ray places it on a node that has them)",
+    )
+    parser.add_argument("--actor-args", default="", help="flags for every actor, e.g. '--envs 32'")
+    parser.add_argument(
+        "--run-dir",
+        default="",
+        help="the learner's --run-dir (storage its nodes share, to resume after a move); default: runs/ray-<time> where the learner runs",
+    )
+    parser.add_argument(
+        "--actor-run-dir", default="", help="where actors write their logs; default: --run-dir"
+    )
+    parser.add_argument(
+        "--bind-host",
+        default="0.0.0.0",
+        help="what the learner binds; actors connect to its node's Ray address",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="no CurveZMQ keys (trusted networks only)"
+    )
+    args = parser.parse_args(own)
+    if args.actors < 1:
+        parser.error("--actors must be >= 1")
+    return args, learner_flags
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, learner_flags = parse(argv)
+    root = str(Path(__file__).resolve().parent.parent)
+    run_dir = args.run_dir or str(Path(root) / "runs" / f"ray-{time.strftime('%Y%m%d-%H%M%S')}")
+    learner_flags = ["--run-dir", run_dir, "--console", "plain", *learner_flags]
+    actor_flags = ["--run-dir", args.actor_run_dir or run_dir, *args.actor_args.split()]
+    names = fleet_names(args.actors)
+    keys: dict[str, dict[str, bytes]] = {}
+    if not args.insecure:
+        with tempfile.TemporaryDirectory(prefix="zmq-a3c-keys-") as tmp:
+            make_keys(Path(tmp), names, keep=True)
+            keys = {n: _files(Path(tmp) / n) for n in ["learner", *names]}
+    ray.init(
+        address=args.address, runtime_env={"env_vars": {"PYTHONPATH": root}}, log_to_driver=True
+    )
+    say(f"Ray cluster {args.address}: 1 learner, {args.actors} actors, run dir {run_dir}")
+    learner = LearnerHost.options(num_cpus=args.learner_cpus, num_gpus=args.learner_gpus).remote(
+        keys.get("learner")
+    )
+    learner_run = learner.run.remote(learner_flags, args.bind_host, root)
+    actors = {n: ActorHost.options(num_cpus=args.actor_cpus).remote(n, keys.get(n)) for n in names}
+    runs = {actors[n].run.remote(learner, actor_flags, root): n for n in names}
+    stopped = {"requested": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopped.update(requested=True))
+    signal.signal(signal.SIGINT, lambda *_: stopped.update(requested=True))
+    code = None
+    failed: dict[str, int] = {}
+    stop_learner_at = None  # when to ask the learner to stop (checkpoint and end)
+    try:
+        while code is None:
+            done, _ = ray.wait([learner_run, *runs], num_returns=1, timeout=POLL_S)
+            for ref in done:
+                if ref == learner_run:
+                    code = _shell_code(ray.get(ref))
+                    say(f"learner exited {code}")
+                    break
+                name, actor_code = runs.pop(ref), _shell_code(ray.get(ref))
+                say(f"actor {name} exited {actor_code}")
+                if actor_code:
+                    failed[name] = actor_code
+            if code is not None or stop_learner_at is not None:
+                if stop_learner_at is not None and time.monotonic() >= stop_learner_at:
+                    learner.stop.remote()
+                    stop_learner_at = float("inf")
+                continue
+            if stopped["requested"] or (not runs and failed):
+                # Stopped here, or every actor gave up: the learner checkpoints and ends.
+                say(
+                    "stopping the learner"
+                    + ("" if stopped["requested"] else ": every actor gave up")
+                )
+                stop_learner_at = time.monotonic()
+            elif not runs:
+                # Every actor left on the learner's Shutdown: it is finishing by itself.
+                stop_learner_at = time.monotonic() + LEARNER_FINISH_S
+    finally:
+        for host in actors.values():
+            host.stop.remote()
+        if runs:
+            ray.wait(list(runs), num_returns=len(runs), timeout=STOP_WAIT_S)
+        for host in [*actors.values(), learner]:
+            ray.kill(host, no_restart=True)
+        ray.shutdown()
+    if code == 0 and failed and len(failed) == len(actors):
+        return min(failed.values())
+    return code
+
+
+def _shell_code(code: int) -> int:
+    return 128 - code if code < 0 else code
+
+
+def say(text: str) -> None:
+    print(f"launch.ray: {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
