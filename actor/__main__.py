@@ -77,7 +77,11 @@ def _logs(cfg: ActorConfig, **bind: str):
             **bind,
         )
     except OSError as exc:
-        print(f"actor: --run-dir {cfg.run_dir}: cannot write the log there: {exc}", file=sys.stderr)
+        print(
+            f"actor: --run-dir {cfg.run_dir}: cannot write the log there: "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

@@ -53,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             **cluster.ids(),
         )
     except OSError as exc:
-        parser.error(f"--run-dir {run_dir} (or --address-file): cannot write there: {exc}")
+        parser.error(
+            f"--run-dir {run_dir} (or --address-file): cannot write there: "
+            f"{type(exc).__name__}: {exc}"
+        )
     torch.set_num_threads(cfg.torch_threads)
     stop = {"requested": False}
 

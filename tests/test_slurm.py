@@ -142,8 +142,9 @@ def test_the_batch_script_trains_cartpole_to_solved_across_nodes_encrypted(slurm
 
 def test_a_killed_learner_and_a_killed_actor_come_back_and_the_run_still_solves(slurm, tmp_path):
     run = tmp_path / "run"
-    # A slower learning rate than the preset's: the run must outlast both kills.
-    slower = {"LEARNER_ARGS": "--checkpoint-every-s 1 --lr 2e-3"}
+    # The run must outlast both kills: every update takes 0.05 s longer (the learner's
+    # testing aid; a2c waits for it, so what is learned per update is unchanged).
+    slower = {"LEARNER_ARGS": "--checkpoint-every-s 1 --debug-update-delay-s 0.05"}
     job = submit(job_env(slurm, run, **slower), tmp_path / "job.out")
     learner_log = run / "learner.jsonl"
     try:
