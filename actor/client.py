@@ -60,7 +60,7 @@ EXIT_OK = 0
 EXIT_PROTOCOL = 2
 EXIT_AUTH = 3
 EXIT_ENV = 4
-EXIT_NO_LEARNER = 5  # --learner-file named no learner within --learner-file-timeout
+EXIT_NO_LEARNER = 5  # no learner within --learner-file-timeout or --join-timeout
 LEARNER_FILE_POLL_S = 0.2
 
 
@@ -129,7 +129,7 @@ class ActorClient:
 
     def _check_stop(self) -> None:
         if self.stop_requested():
-            raise Stop(EXIT_OK, "signal")
+            raise Stop(self.cfg.signal_exit_code, "signal")
         why = self.transport.handshake_failure() if self.transport is not None else None
         if why is not None:
             self.log.error("auth_failed", learner=self.endpoint, detail=why)
@@ -214,6 +214,14 @@ class ActorClient:
                     "learner_unreachable", learner=self.endpoint, waited_s=round(now - start, 1)
                 )
                 warned = True
+            if self.cfg.join_timeout and now - start > self.cfg.join_timeout and not welcomed:
+                self.log.error(
+                    "learner_not_found",
+                    learner=self.endpoint,
+                    waited_s=round(now - start, 1),
+                    detail="no answer to a join within --join-timeout",
+                )
+                raise Stop(EXIT_NO_LEARNER, "learner_not_found")
             for source, msg in self.transport.receive(POLL_MS):
                 if source != DEALER:
                     continue

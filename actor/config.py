@@ -21,6 +21,14 @@ class ActorConfig:
         120.0,
         "seconds to wait for --learner-file to name a learner before giving up (exit 5)",
     )
+    join_timeout: float = arg(
+        0.0,
+        "give up (exit 5) when no learner has answered a join for this many seconds; 0: keep trying (a learner may be restarting)",
+    )
+    signal_exit_code: int = arg(
+        0,
+        "exit code when stopped by SIGTERM or SIGINT: 0, or non-zero (143 under Kubernetes, where SIGTERM means eviction) so that the actor is started again",
+    )
     actor_id: str = arg("", "a stable name for this actor; default: HOSTNAME-PID")
     envs: int = arg(0, "environments stepped by this actor; 0: as the learner says")
     temperature: float = arg(0.0, "softmax temperature for exploration; 0: as the learner assigns")
@@ -63,6 +71,8 @@ class ActorConfig:
             raise ValueError("--learner-timeout must be > 0")
         if self.max_env_failures < 1:
             raise ValueError("--max-env-failures must be >= 1")
+        if self.join_timeout < 0 or not 0 <= self.signal_exit_code < 256:
+            raise ValueError("--join-timeout must be >= 0 and --signal-exit-code in [0, 255]")
         if not self.learner_file_timeout > 0:
             raise ValueError("--learner-file-timeout must be > 0")
         if self.max_restarts < 0 or not self.restart_window_s > 0:

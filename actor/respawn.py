@@ -126,7 +126,7 @@ class Supervisor:
 
     def _run_child(self) -> int:
         argv = child_argv(self.cfg, self.restarts)
-        proc = subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: PLW1509 - prctl only
+        proc = subprocess.Popen(argv, preexec_fn=die_with_parent())  # noqa: PLW1509 - prctl only
         self.log.info("actor_started", pid=proc.pid, restarts=self.restarts)
         passed_on = None
         while True:

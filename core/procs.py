@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 POLL_S = 0.05
 
@@ -68,11 +68,21 @@ def stop_process(
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """A ``preexec_fn``: the child gets SIGTERM when its parent dies, even by SIGKILL, so
-    that no learner or actor outlives the supervisor or launcher a scheduler tracks."""
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for Popen (None off Linux): the child gets SIGTERM when this
+    process dies, even by SIGKILL, so that no learner or actor outlives the supervisor
+    or launcher a scheduler tracks. libc is loaded here, in the parent: between fork and
+    exec the child only makes the call (a parent with threads must not dlopen there),
+    then checks that its parent did not die before it asked."""
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the scheduler's own cleanup applies
-        pass
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return in_child

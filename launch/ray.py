@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +49,8 @@ from protocol.keys import fleet_names, make_keys
 POLL_S = 0.2
 ADDRESS_EVERY_S = 1.0
 STOP_WAIT_S = 20.0
+STOP_EVERY_S = 5.0
+STOP_DEADLINE_S = 120.0
 LEARNER_FINISH_S = 60.0  # after every actor left on its Shutdown
 
 
@@ -56,6 +59,16 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
     }
+
+
+def _home(name: str) -> Path:
+    """This host's private directory on its node: the same one after Ray restarts the
+    host (so copies of the keys do not pile up), emptied first."""
+    job = ray.get_runtime_context().get_job_id()
+    home = Path(tempfile.gettempdir()) / f"zmq-a3c-{job}-{name}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(mode=0o700)
+    return home
 
 
 def _unpack(files: dict[str, bytes], into: Path) -> Path:
@@ -78,8 +91,10 @@ class _Process:
         self.stopping = False
 
     def run(self, argv: list[str], extra_env: dict[str, str]) -> int:
+        if self.stopping:  # stopped before it started (a restarted host): nothing to run
+            return 0
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
-        self.proc = subprocess.Popen(argv, env=env, preexec_fn=die_with_parent)  # noqa: PLW1509
+        self.proc = subprocess.Popen(argv, env=env, preexec_fn=die_with_parent())  # noqa: PLW1509
         code = self.proc.wait()
         if code in FINAL_CODES or self.stopping:
             return code
@@ -93,13 +108,13 @@ class _Process:
             self.proc.send_signal(signal.SIGTERM)
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=4)
+@ray.remote(max_task_retries=-1, max_concurrency=4)
 class LearnerHost:
     """Runs the learner; ``address()`` says where it listens (None while it starts or
     after it ended)."""
 
     def __init__(self, keys: dict[str, bytes] | None) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="zmq-a3c-learner-"))
+        self.home = _home("learner")
         self.keys = _unpack(keys, self.home / "keys") if keys else None
         self.addr = self.home / "learner.addr"
         self.process = _Process()
@@ -113,6 +128,10 @@ class LearnerHost:
         argv += ["--keys", str(self.keys)] if self.keys else ["--insecure"]
         return self.process.run(argv, {"PYTHONPATH": root})
 
+    def forget(self) -> None:
+        """Remove this host's keys and files from its node (the run is over)."""
+        shutil.rmtree(self.home, ignore_errors=True)
+
     def address(self) -> dict | None:
         try:
             found = address.read(self.addr)
@@ -124,21 +143,23 @@ class LearnerHost:
         self.process.stop()
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=2)
+@ray.remote(max_task_retries=-1, max_concurrency=2)
 class ActorHost:
     """Runs one actor, which reads the learner's address from a file this host keeps
     up to date from the learner's host."""
 
     def __init__(self, name: str, keys: dict[str, bytes] | None) -> None:
         self.name = name
-        self.home = Path(tempfile.mkdtemp(prefix=f"zmq-a3c-{name}-"))
+        self.home = _home(name)
         self.keys = _unpack(keys, self.home / "keys") if keys else None
         self.addr = self.home / "learner.addr"
         self.process = _Process()
 
     def run(self, learner, flags: list[str], root: str) -> int:
         argv = [sys.executable, "-m", "actor", *flags, "--actor-id", self.name]
-        argv += ["--learner-file", str(self.addr), "--respawn", "false"]
+        # Ray may take long to bring a learner back (another node, a GPU to free):
+        # the actor waits for it rather than give up.
+        argv += ["--learner-file", str(self.addr), "--learner-file-timeout", "86400"]
         argv += ["--keys", str(self.keys)] if self.keys else []
         follower = _Follower(learner, self.addr)
         follower.start()
@@ -149,6 +170,9 @@ class ActorHost:
 
     def stop(self) -> None:
         self.process.stop()
+
+    def forget(self) -> None:
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 class _Follower:
@@ -232,6 +256,15 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--insecure", action="store_true", help="no CurveZMQ keys (trusted networks only)"
     )
+    parser.add_argument(
+        "--learner-restarts",
+        type=int,
+        default=3,
+        help="times Ray may start a crashed learner again (it resumes); then the run fails",
+    )
+    parser.add_argument(
+        "--actor-restarts", type=int, default=100, help="times Ray may start each actor again"
+    )
     args = parser.parse_args(own)
     if args.actors < 1:
         parser.error("--actors must be >= 1")
@@ -254,56 +287,86 @@ def main(argv: Sequence[str] | None = None) -> int:
         address=args.address, runtime_env={"env_vars": {"PYTHONPATH": root}}, log_to_driver=True
     )
     say(f"Ray cluster {args.address}: 1 learner, {args.actors} actors, run dir {run_dir}")
-    learner = LearnerHost.options(num_cpus=args.learner_cpus, num_gpus=args.learner_gpus).remote(
-        keys.get("learner")
-    )
+    learner = LearnerHost.options(
+        num_cpus=args.learner_cpus,
+        num_gpus=args.learner_gpus,
+        max_restarts=args.learner_restarts,
+    ).remote(keys.get("learner"))
     learner_run = learner.run.remote(learner_flags, args.bind_host, root)
-    actors = {n: ActorHost.options(num_cpus=args.actor_cpus).remote(n, keys.get(n)) for n in names}
+    actors = {
+        n: ActorHost.options(num_cpus=args.actor_cpus, max_restarts=args.actor_restarts).remote(
+            n, keys.get(n)
+        )
+        for n in names
+    }
     runs = {actors[n].run.remote(learner, actor_flags, root): n for n in names}
     stopped = {"requested": False}
     signal.signal(signal.SIGTERM, lambda *_: stopped.update(requested=True))
     signal.signal(signal.SIGINT, lambda *_: stopped.update(requested=True))
-    code = None
-    failed: dict[str, int] = {}
-    stop_learner_at = None  # when to ask the learner to stop (checkpoint and end)
     try:
-        while code is None:
-            done, _ = ray.wait([learner_run, *runs], num_returns=1, timeout=POLL_S)
-            for ref in done:
-                if ref == learner_run:
-                    code = _shell_code(ray.get(ref))
-                    say(f"learner exited {code}")
-                    break
-                name, actor_code = runs.pop(ref), _shell_code(ray.get(ref))
-                say(f"actor {name} exited {actor_code}")
-                if actor_code:
-                    failed[name] = actor_code
-            if code is not None or stop_learner_at is not None:
-                if stop_learner_at is not None and time.monotonic() >= stop_learner_at:
-                    learner.stop.remote()
-                    stop_learner_at = float("inf")
-                continue
-            if stopped["requested"] or (not runs and failed):
-                # Stopped here, or every actor gave up: the learner checkpoints and ends.
-                say(
-                    "stopping the learner"
-                    + ("" if stopped["requested"] else ": every actor gave up")
-                )
-                stop_learner_at = time.monotonic()
-            elif not runs:
-                # Every actor left on the learner's Shutdown: it is finishing by itself.
-                stop_learner_at = time.monotonic() + LEARNER_FINISH_S
+        code, failed = _watch(learner, learner_run, runs, stopped)
     finally:
         for host in actors.values():
             host.stop.remote()
         if runs:
             ray.wait(list(runs), num_returns=len(runs), timeout=STOP_WAIT_S)
-        for host in [*actors.values(), learner]:
+        hosts = [*actors.values(), learner]
+        # Their keys off the nodes, then the hosts themselves.
+        ray.wait([h.forget.remote() for h in hosts], num_returns=len(hosts), timeout=10)
+        for host in hosts:
             ray.kill(host, no_restart=True)
         ray.shutdown()
     if code == 0 and failed and len(failed) == len(actors):
         return min(failed.values())
     return code
+
+
+def _watch(learner, learner_run, runs: dict, stopped: dict) -> tuple[int, dict[str, int]]:
+    """Until the learner's run() ends: print every exit; stop the learner when asked
+    (every STOP_EVERY_S until it ends, ray.kill after STOP_DEADLINE_S) or when every
+    actor gave up; give it LEARNER_FINISH_S once every actor left on its Shutdown.
+    Returns the learner's exit code and the actors that failed."""
+    failed: dict[str, int] = {}
+    stopping_since = finishing_since = None
+    last_stop = 0.0
+    while True:
+        done, _ = ray.wait([learner_run, *runs], num_returns=1, timeout=POLL_S)
+        for ref in done:
+            if ref == learner_run:
+                try:
+                    code = _shell_code(ray.get(ref))
+                except ray.exceptions.RayError as exc:  # restarted --learner-restarts times
+                    say(f"the learner is gone for good: {type(exc).__name__}")
+                    return 1, failed
+                say(f"learner exited {code}")
+                return code, failed
+            name = runs.pop(ref)
+            try:
+                actor_code = _shell_code(ray.get(ref))
+            except ray.exceptions.RayError as exc:  # restarted --actor-restarts times
+                say(f"actor {name} is gone for good: {type(exc).__name__}")
+                actor_code = 1
+            say(f"actor {name} exited {actor_code}")
+            if actor_code:
+                failed[name] = actor_code
+        now = time.monotonic()
+        if stopping_since is None and (stopped["requested"] or (not runs and failed)):
+            # Stopped here, or every actor gave up: the learner checkpoints and ends.
+            say("stopping the learner" + ("" if stopped["requested"] else ": every actor gave up"))
+            stopping_since = now
+        if stopping_since is None and not runs:
+            # Every actor left on the learner's Shutdown: it is finishing by itself.
+            finishing_since = finishing_since or now
+            if now - finishing_since > LEARNER_FINISH_S:
+                stopping_since = now
+        if stopping_since is not None:
+            if now - stopping_since > STOP_DEADLINE_S:
+                say("the learner did not stop: killing it")
+                ray.kill(learner, no_restart=True)
+                return 1, failed
+            if now - last_stop > STOP_EVERY_S:  # a restarting host may miss one
+                learner.stop.remote()
+                last_stop = now
 
 
 def _shell_code(code: int) -> int:

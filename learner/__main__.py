@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"mean return (100) {mean if mean is None else round(mean, 1)}; run dir {run_dir}",
         file=sys.stderr,
     )
-    return 0
+    return cfg.signal_exit_code if outcome.reason == "signal" else 0
 
 
 def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:
@@ -153,7 +153,12 @@ def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:
         wall_s = parts.wall_s()
         parts.close()  # the threads that play the policy; TensorBoard flushed
         if parts.server is not None:
-            parts.server.shutdown(outcome.reason)
+            # Actors leave only when the run is over. After a crash, or a stop that a
+            # supervisor will follow with a new learner (--signal-exit-code), they keep
+            # re-joining until the next learner resumes.
+            interrupted = outcome.reason == "signal" and cfg.signal_exit_code != 0
+            over = outcome.reason != "crashed" and not interrupted
+            parts.server.shutdown(outcome.reason, tell_actors=over)
         if parts.actors is not None:
             parts.actors.stop()
         try:

@@ -133,6 +133,10 @@ class LearnerConfig:
         "",
         "once bound, write where this learner listens (tcp://HOST:PORT of both sockets, JSON; protocol/address.py) to this file, atomically; removed on exit. Actors started with --learner-file PATH find it there (cluster launches, --port 0)",
     )
+    signal_exit_code: int = arg(
+        0,
+        "exit code when stopped by SIGTERM or SIGINT (after the final checkpoint). 0: the run is over and the actors are told to leave. Non-zero (143 under Kubernetes, where SIGTERM means eviction or a drain): the learner was interrupted and a new one will resume, so the actors are not told and keep re-joining",
+    )
     advertise_host: str = arg(
         "",
         "the host name or address other machines reach this learner by, written to --address-file; default: --host, or this machine's hostname when --host binds every interface (0.0.0.0, *, ::)",
@@ -234,6 +238,8 @@ class LearnerConfig:
             )
         if self.serial and self.actors < 1:
             raise ValueError("--serial needs --actors >= 1 (the in-process actors)")
+        if not 0 <= self.signal_exit_code < 256:
+            raise ValueError("--signal-exit-code must be in [0, 255]")
         if not 0 <= self.port < 65536 or not 0 <= self.pub_port < 65536:
             raise ValueError("ports must be in [0, 65535]")
         if self.port and self.pub_port == self.port:

@@ -71,14 +71,16 @@ class Outbox:
         except zmq.ZMQError:  # peer gone or at its high-water mark: it will ask again
             pass
 
-    def shutdown(self, routes: Iterable[bytes], reason: str) -> None:
-        """Tell every actor to stop (the PUB and each known ROUTER peer), then close."""
+    def shutdown(self, routes: Iterable[bytes], reason: str, *, tell: bool = True) -> None:
+        """Tell every actor to stop (the PUB and each known ROUTER peer), then close;
+        ``tell=False``: close only (the actors will find the next learner)."""
         frames = encode(Shutdown(learner_id=self.learner_id, reason=reason))
-        try:
-            self.pub.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
-        for route in routes:
-            self._send(route, frames)
+        if tell:
+            try:
+                self.pub.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            for route in routes:
+                self._send(route, frames)
         self.router.close(linger=sockets.LINGER_MS)
         self.pub.close(linger=sockets.LINGER_MS)

@@ -41,6 +41,7 @@ IGNORED_CONFIG = (
     "pub_port",
     "host",
     "advertise_host",
+    "signal_exit_code",
     "address_file",
     "keys",
     "log_level",

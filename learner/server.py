@@ -479,13 +479,14 @@ class LearnerServer:
             actors=len(self.registry.live()),
         )
 
-    def shutdown(self, reason: str) -> None:
-        """Tell every actor to stop, then close the sockets."""
+    def shutdown(self, reason: str, *, tell_actors: bool = True) -> None:
+        """Tell every actor to stop (unless the run goes on under another learner), then
+        close the sockets."""
         self.training.close()
         self.closed = True
         if self.training.alive:
             self.log.error("training_thread_stuck", detail="an update did not finish in 30 s")
-        self.outbox.shutdown(list(self.registry.by_route), reason)
+        self.outbox.shutdown(list(self.registry.by_route), reason, tell=tell_actors)
         if self.zap is not None:
             self.zap.close()
         self.ctx.term()

@@ -105,6 +105,23 @@ def test_the_parts_refer_to_each_other_correctly(overlay, tmp_path, restore_logg
         }
 
     assert secrets(learner) == {K8S_SECRETS[0]} and secrets(actors) == {K8S_SECRETS[1]}
+    # Secret files are root's: a non-root pod reads them only through its fsGroup.
+    for job in (learner, actors):
+        pod = job["spec"]["template"]["spec"]
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+        (mode,) = {v["secret"]["defaultMode"] for v in pod["volumes"] if "secret" in v}
+        assert mode & 0o040 and not mode & 0o007, oct(mode)
+    # SIGTERM on Kubernetes is an eviction: exit non-zero, so the pod is replaced (and
+    # the learner does not send the actors away); an actor that never finds a learner
+    # gives up, and that exit fails the Job instead of looping.
+    assert flag(lc["args"], "--signal-exit-code") == "143" == flag(ac["args"], "--signal-exit-code")
+    assert float(flag(ac["args"], "--join-timeout")) > 0
+    (rule,) = [r for r in actors["spec"]["podFailurePolicy"]["rules"] if r["action"] == "FailJob"]
+    assert {2, 3, 5} <= set(rule["onExitCodes"]["values"])
+    # Started = logged since this container started (the entry point marks its start).
+    startup = " ".join(lc["startupProbe"]["exec"]["command"])
+    assert "-nt /tmp/zmq-a3c-started" in startup
+    assert "/tmp/zmq-a3c-started" in (K8S / "entrypoint.sh").read_text()
     # Volumes and ConfigMaps named exist; the run directory is on the claimed volume.
     volumes = {v["name"]: v for v in learner_pod["spec"]["volumes"]}
     assert volumes["runs"]["persistentVolumeClaim"]["claimName"] in claims

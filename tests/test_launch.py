@@ -51,7 +51,7 @@ def stop_all(*procs) -> None:
             p.stop()
 
 
-def test_actor_waits_for_the_address_file_and_follows_a_restarted_learner(tmp_path):
+def test_actor_waits_for_the_address_file_and_follows_an_interrupted_learner(tmp_path):
     addr = tmp_path / "shared" / "learner.addr"
     args = ["--algo", "a3c", "--actors", "0", "--address-file", str(addr), *FAST]
     actor = first = second = None
@@ -59,7 +59,9 @@ def test_actor_waits_for_the_address_file_and_follows_a_restarted_learner(tmp_pa
         # The actor starts first, as it may under a scheduler.
         actor = file_actor(tmp_path, addr, "task-0")
         actor.wait_for("waiting_for_learner_file", HANG_S)
-        first = start_learner(tmp_path / "a", *args, "--checkpoint-every-s", "0.5")
+        first = start_learner(
+            tmp_path / "a", *args, "--checkpoint-every-s", "0.5", "--signal-exit-code", "143"
+        )
         listening = first.wait_for("learner_listening", HANG_S)
         written = address.read(addr)
         assert written is not None and written.learner_id == listening["learner_id"]
@@ -68,11 +70,14 @@ def test_actor_waits_for_the_address_file_and_follows_a_restarted_learner(tmp_pa
         assert located["learner"] == written.router
         first.wait_for("actor_joined", HANG_S, where=lambda e: e["actor_id"] == "task-0")
         first.wait_for("checkpoint_saved", HANG_S, where=lambda e: e["env_steps"] > 0)
-        # A learner killed outright leaves its file behind; its successor binds another
-        # free port and replaces the file.
-        first.signal(signal.SIGKILL)
-        first.wait_exit(HANG_S)
-        assert address.read(addr) == written
+        # Stopped as a scheduler stops a pod it will replace (--signal-exit-code): the
+        # learner checkpoints, removes its file, exits 143 and does not send the actors
+        # away; its successor binds another free port and writes the file again.
+        first.signal(signal.SIGTERM)
+        assert first.wait_exit(HANG_S) == 143
+        assert not addr.exists()
+        actor.wait_for("learner_lost", HANG_S)
+        assert actor.popen.poll() is None and not actor.events("learner_shutdown")
         (tmp_path / "b").mkdir()
         (tmp_path / "a" / "checkpoints").rename(tmp_path / "b" / "checkpoints")
         second = start_learner(tmp_path / "b", *args, "--resume")
@@ -171,3 +176,55 @@ def test_fleet_keys_are_one_command_idempotent_and_private(tmp_path):
     name, keys = load_actor_keys(out / "task-4")
     assert name == "task-4" and authorized[keys.public] == "task-4"
     assert json.dumps(sorted(authorized.values())) == json.dumps([f"task-{k}" for k in range(5)])
+
+
+class _FakeServer:
+    learner_id, port, pub_port = "L", 1, 2
+
+    def __init__(self, run):
+        self.run, self.told = run, []
+
+    def shutdown(self, reason, *, tell_actors=True):
+        self.told.append((reason, tell_actors))
+
+
+def _crash():
+    raise RuntimeError("a bug in an update")
+
+
+@pytest.mark.parametrize(
+    "outcome, exit_code, tell",
+    [("crashed", 0, False), ("signal", 143, False), ("signal", 0, True), ("solved", 143, True)],
+)
+def test_actors_are_sent_away_only_when_the_run_is_over(outcome, exit_code, tell):
+    """learner.__main__.run with the server faked: after a crash, or a stop that a new
+    learner will follow (--signal-exit-code), the actors are not told to leave (they
+    re-join the next learner); after a finished run they are."""
+    from types import SimpleNamespace
+
+    from learner.__main__ import run
+    from learner.outcome import Outcome
+
+    server = _FakeServer(
+        _crash if outcome == "crashed" else lambda: Outcome(outcome == "solved", outcome)
+    )
+    cfg = SimpleNamespace(
+        host="127.0.0.1", advertise_host="", address_file="", signal_exit_code=exit_code
+    )
+    parts = SimpleNamespace(
+        server=server,
+        cfg=cfg,
+        actors=SimpleNamespace(start=lambda endpoint: None, stop=lambda: None),
+        wall_s=lambda: 0.0,
+        close=lambda: None,
+        save_checkpoint=lambda wall_s: None,
+    )
+    log = SimpleNamespace(
+        exception=lambda *a, **k: None, info=lambda *a, **k: None, error=lambda *a, **k: None
+    )
+    if outcome == "crashed":
+        with pytest.raises(RuntimeError):
+            run(parts, log, lambda: False)
+    else:
+        run(parts, log, lambda: False)
+    assert server.told == [(outcome, tell)]

@@ -13,6 +13,8 @@ role=${1:-}
 SECRETS_DIR=${SECRETS_DIR:-/secrets}
 KEYS_DIR=${KEYS_DIR:-/tmp/zmq-a3c-keys}
 umask 077
+# When this container started: the learner's startup probe waits for a log line newer.
+: >"${STARTED_FILE:-/tmp/zmq-a3c-started}" 2>/dev/null || true
 
 fail() {
     echo "entrypoint.sh: $2" >&2
@@ -25,12 +27,13 @@ learner)
     [ -f "$SECRETS_DIR/learner.key_secret" ] ||
         fail 2 "no learner.key_secret in $SECRETS_DIR: create the Secrets (scripts/keys.py --fleet N --k8s-secrets FILE) or set INSECURE=1"
     mkdir -p "$KEYS_DIR/authorized"
-    cp "$SECRETS_DIR/learner.key" "$SECRETS_DIR/learner.key_secret" "$KEYS_DIR/"
+    cp "$SECRETS_DIR/learner.key" "$SECRETS_DIR/learner.key_secret" "$KEYS_DIR/" ||
+        fail 3 "cannot read the keys in $SECRETS_DIR (the pod's fsGroup must own the Secret's files)"
     found=0
     for f in "$SECRETS_DIR"/authorized.*.key; do
         [ -e "$f" ] || continue
         name=${f##*/authorized.}
-        cp "$f" "$KEYS_DIR/authorized/$name"
+        cp "$f" "$KEYS_DIR/authorized/$name" || fail 3 "cannot read $f"
         found=$((found + 1))
     done
     [ "$found" -gt 0 ] || fail 2 "no authorized.*.key in $SECRETS_DIR: no actor could join"
@@ -44,7 +47,8 @@ actor)
     [ -f "$SECRETS_DIR/$name.key_secret" ] ||
         fail 3 "no key for $name in $SECRETS_DIR: make the Secrets with --fleet N, N >= the number of actors"
     mkdir -p "$KEYS_DIR"
-    cp "$SECRETS_DIR/learner.key" "$SECRETS_DIR/$name.key" "$SECRETS_DIR/$name.key_secret" "$KEYS_DIR/"
+    cp "$SECRETS_DIR/learner.key" "$SECRETS_DIR/$name.key" "$SECRETS_DIR/$name.key_secret" "$KEYS_DIR/" ||
+        fail 3 "cannot read the keys in $SECRETS_DIR (the pod's fsGroup must own the Secret's files)"
     exec python -m actor --keys "$KEYS_DIR" "$@"
     ;;
 run) exec "$@" ;;
