@@ -196,7 +196,13 @@ def test_the_entry_point_builds_keys_from_the_secrets_and_an_actor_joins_over_cu
     entry = str(K8S / "entrypoint.sh")
     # The image's `python` is the project's: here, this interpreter's directory first.
     path = f"PATH={Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path[5:], "PYTHONPATH": python_path()}
+    started = f"STARTED_FILE={tmp_path / 'started'}"  # not the image's /tmp path
+    env = {
+        **os.environ,
+        "PATH": path[5:],
+        "PYTHONPATH": python_path(),
+        "STARTED_FILE": started[13:],
+    }
     port = free_port_pair()
     run = tmp_path / "run"
     run.mkdir()
@@ -219,7 +225,13 @@ def test_the_entry_point_builds_keys_from_the_secrets_and_an_actor_joins_over_cu
             ],
             run / "learner.jsonl",
             tmp_path / "learner.stderr",
-            prefix=["env", path, f"SECRETS_DIR={learner_secrets}", f"KEYS_DIR={tmp_path / 'lk'}"],
+            prefix=[
+                "env",
+                path,
+                started,
+                f"SECRETS_DIR={learner_secrets}",
+                f"KEYS_DIR={tmp_path / 'lk'}",
+            ],
             python=False,
         )
         actor = Proc(
@@ -229,6 +241,7 @@ def test_the_entry_point_builds_keys_from_the_secrets_and_an_actor_joins_over_cu
             prefix=[
                 "env",
                 path,
+                started,
                 f"SECRETS_DIR={actor_secrets}",
                 f"KEYS_DIR={tmp_path / 'ak'}",
                 "JOB_COMPLETION_INDEX=1",
