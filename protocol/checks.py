@@ -95,7 +95,8 @@ def check_steps(a: Mapping[str, np.ndarray]) -> None:
     """Rewards and flags as the collector (core/collector.py) writes them under
     gymnasium's next-step autoreset: a step that is not a transition (``valid`` False)
     carries no reward and no episode end, and the step after an episode end is the
-    reset, never a transition. Anything else is not a rollout any env produced."""
+    reset, never a transition, and only an episode end is followed by a reset. Anything
+    else is not a rollout any env produced."""
     rew, term, trunc, valid = (a[k] for k in ("rewards", "terminated", "truncated", "valid"))
     _finite(rew, "rewards")
     if np.abs(rew).max(initial=0.0) > MAX_ABS_REWARD:
@@ -107,6 +108,12 @@ def check_steps(a: Mapping[str, np.ndarray]) -> None:
         raise InvalidMessage("bad_flags", "a reward on a step that is not a transition")
     if (done[:-1] & valid[1:]).any():
         raise InvalidMessage("bad_flags", "a transition right after an episode end (the reset)")
+    if (valid[:-1] & ~done[:-1] & ~valid[1:]).any():
+        # A reset comes only after an end (an env error ends the running episodes as
+        # truncated first): a value estimate would bootstrap across it.
+        raise InvalidMessage(
+            "bad_flags", "a step that is not a transition after one that did not end"
+        )
 
 
 def _check_packed_obs(a: Mapping[str, np.ndarray], spec: RunSpec, obs_shape: tuple) -> None:

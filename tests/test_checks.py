@@ -260,8 +260,16 @@ def _steps(**changes) -> dict[str, np.ndarray]:
         {"rewards": (2, 0, 5.0)},  # a reward on the reset step
         {"valid": (2, 0, True)},  # a transition right after an end
         {"terminated": (4, 1, True), "truncated": (3, 1, True)},  # end, then no reset
+        {"valid": (3, 1, False), "rewards": (3, 1, 0.0)},  # a reset after no end
     ],
-    ids=["end_on_reset", "trunc_on_reset", "reward_on_reset", "no_reset", "end_then_end"],
+    ids=[
+        "end_on_reset",
+        "trunc_on_reset",
+        "reward_on_reset",
+        "no_reset",
+        "end_then_end",
+        "reset_without_end",
+    ],
 )
 def test_flags_no_env_produces_are_refused(changes):
     reject("bad_flags", check_steps, _steps(**changes))

@@ -204,6 +204,17 @@ def test_episode_end_then_autoreset_step():
     )
 
 
+def test_a_step_that_is_not_a_transition_carries_nothing_back():
+    # A valid, unfinished step followed by one that is not a transition (the content
+    # checks refuse this pattern, but the math must not depend on them): the invalid
+    # step's reward and value never reach the valid one, which bootstraps from
+    # V(obs[t+1]) alone, as the V-trace path (masked inside its loop) does.
+    values = [0.0, 2.0, 100.0]
+    adv, ret = one_env([1.0, 99.0], values, invalid=[1], gamma=0.5, lam=0.9)
+    assert ret.tolist() == pytest.approx([1.0 + 0.5 * 2.0, 0.0])
+    assert adv[0] == pytest.approx(1.0 + 0.5 * 2.0 - 0.0)
+
+
 def test_lambda_zero_is_one_step_td():
     adv, _ = one_env([1.0, 2.0, 3.0], [0.5, 0.25, 2.0, 4.0], gamma=0.5, lam=0.0)
     assert adv.tolist() == pytest.approx(

@@ -39,9 +39,12 @@ def advantages_and_returns(
     carry = gamma * gae_lambda * (~done).to(values.dtype)  # [T, N]
     adv = torch.zeros_like(rewards)
     last = torch.zeros_like(rewards[0])
+    mask = valid.to(values.dtype)  # [T, N]
     for t in range(t_len - 1, -1, -1):
-        last = deltas[t] + carry[t] * last
+        # Masked inside the recursion: a step that is not a transition passes nothing
+        # back, even to a valid step before it that did not end (the content checks
+        # refuse that pattern; the estimate must not depend on them).
+        last = (deltas[t] + carry[t] * last) * mask[t]
         adv[t] = last
-    adv = adv * valid
     returns = (adv + values[:-1]) * valid
     return adv, returns
