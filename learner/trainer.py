@@ -287,6 +287,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=False)
             return None
         self.optimizer.step()
+        self.model.keep_in_bounds()
         return norm.detach()
 
     def _skipped(self, transitions: int, why: str) -> UpdateStats:

@@ -346,6 +346,53 @@ def test_log_std_gradient_passes_beyond_its_bounds():
     )
 
 
+def test_log_std_parameter_stays_inside_its_bounds_under_steady_pressure():
+    # A loss that keeps pushing the std down (entropy traded away) for many steps: the
+    # parameter stays at the bound, and the first push back moves it inside at once.
+    head = GaussianHead((2,), (-1.0, -1.0), (1.0, 1.0))
+    opt = torch.optim.SGD(head.parameters(), lr=1.0)
+    for _ in range(50):
+        opt.zero_grad()
+        head._log_std().sum().backward()  # d/d log_std = +1: SGD lowers it by 1 a step
+        opt.step()
+        head.keep_in_bounds()
+    assert torch.equal(head.log_std.detach(), torch.full((2,), GaussianHead.LOG_STD_MIN))
+    opt.zero_grad()
+    (-head._log_std().sum()).backward()
+    opt.step()
+    head.keep_in_bounds()
+    assert (head.log_std.detach() > GaussianHead.LOG_STD_MIN).all()
+
+
+def test_the_trainer_keeps_the_log_std_inside_after_every_step():
+    from learner.trainer import Trainer, TrainerConfig
+
+    spec = RunSpec(
+        env_id="Pendulum-v1",
+        algo="a2c",
+        coordination="sync",
+        num_envs=2,
+        rollout_len=3,
+        obs_shape=(3,),
+        action_kind="box",
+        action_n=0,
+        action_shape=(1,),
+        action_low=(-2.0,),
+        action_high=(2.0,),
+        hidden=(8,),
+    )
+    algo = get_algo("a2c")
+    trainer = Trainer(spec, algo, algo.make_config(), TrainerConfig(), torch.device("cpu"))
+    with torch.no_grad():
+        trainer.model.head.log_std.fill_(7.0)  # as if it had drifted
+    for p in trainer.model.parameters():
+        p.grad = torch.zeros_like(p)
+    assert trainer._clip_and_step() is not None
+    assert torch.equal(
+        trainer.model.head.log_std.detach(), torch.full((1,), GaussianHead.LOG_STD_MAX)
+    )
+
+
 def test_uint8_observations_are_scaled_to_unit_range_inside_the_model():
     torch.manual_seed(0)
     img = ActorCritic(

@@ -100,6 +100,13 @@ class ActorCritic(nn.Module):
             obs = self.obs_norm(obs)
         return self.policy_out(self.policy_encoder(obs))
 
+    def keep_in_bounds(self) -> None:
+        """After an optimizer step: bounded parameters (the Gaussian's log-std) are put
+        back inside their bounds."""
+        bound = getattr(self.head, "keep_in_bounds", None)
+        if bound is not None:
+            bound()
+
     def distribution(self, out: torch.Tensor) -> torch.distributions.Distribution:
         return self.head.distribution(out)
 

@@ -73,9 +73,17 @@ class GaussianHead(nn.Module):
         self.high = np.asarray(high, dtype=np.float32).reshape(shape)
         self.log_std = nn.Parameter(torch.zeros(self.out_dim))
 
+    @torch.no_grad()
+    def keep_in_bounds(self) -> None:
+        """After each optimizer step: the parameter itself back inside the bounds, so
+        that it never wanders past them (where the value is clamped anyway) and takes
+        as long to come back; a projected gradient step."""
+        self.log_std.clamp_(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
     def _log_std(self) -> torch.Tensor:
         # The value is clamped, the gradient passes through (straight-through): a plain
-        # clamp has zero gradient outside the bounds and would pin the std there.
+        # clamp has zero gradient outside the bounds and would pin the std there. The
+        # parameter is kept inside by keep_in_bounds; this guards what is loaded.
         clamped = self.log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
         return self.log_std + (clamped - self.log_std).detach()
 
