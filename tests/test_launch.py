@@ -15,7 +15,7 @@ import pytest
 
 from protocol import address
 from protocol.keys import fleet_names, make_keys
-from scripts.procs import ROOT, Proc, start_learner
+from scripts.procs import ROOT, Proc, free_port_pair, start_actor, start_learner
 from tests.test_faults import FAST as FAULTS_FAST
 
 pytestmark = pytest.mark.slow
@@ -136,6 +136,18 @@ def test_no_learner_in_the_file_within_the_timeout_is_exit_5(tmp_path):
         (gone,) = actor.events("learner_not_found")
         assert gone["learner_file"].endswith("never.addr") and "does not exist" in gone["detail"]
         assert len(actor.events("actor_started")) == 1
+    finally:
+        actor.stop()
+
+
+def test_an_actor_that_no_learner_answers_gives_up_after_its_join_timeout(tmp_path):
+    port = free_port_pair()  # nothing listens there
+    actor = start_actor(tmp_path, f"tcp://127.0.0.1:{port}", "alone", "--join-timeout", "1")
+    try:
+        assert actor.wait_exit(HANG_S) == 5
+        (gone,) = actor.events("learner_not_found")
+        assert "--join-timeout" in gone["detail"]
+        assert actor.events("actor_exit")[-1]["code"] == 5
     finally:
         actor.stop()
 
