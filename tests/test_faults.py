@@ -65,7 +65,11 @@ def test_sigkilled_actor_is_declared_lost_for_its_silence_and_training_goes_on(t
     a0 = a1 = None
     try:
         endpoint = endpoint_of(learner)
-        a0, a1 = (start_actor(tmp_path, endpoint, f"a{i}", *ACTOR_FAST) for i in range(2))
+        # a0 alone first: every update is its rollout, so it has sent some when killed
+        # (with both started at once, a1 alone could make the first updates).
+        a0 = start_actor(tmp_path, endpoint, "a0", *ACTOR_FAST)
+        learner.wait_for("progress", HANG_S, where=lambda e: e["updates"] >= 5)
+        a1 = start_actor(tmp_path, endpoint, "a1", *ACTOR_FAST)
         learner.wait_for(
             "progress", HANG_S, where=lambda e: e["actors"] == 2 and e["updates"] >= 10
         )
