@@ -115,7 +115,11 @@ def test_sigkilled_actor_does_not_stop_the_learner(tmp_path, algo):
     actors = []
     try:
         endpoint = endpoint_of(learner)
-        actors = [start_actor(tmp_path, endpoint, f"a{i}") for i in range(2)]
+        # a0 alone first, so that it has sent rollouts when it is killed (started
+        # together, the other could make every update: last_seq 0).
+        actors = [start_actor(tmp_path, endpoint, "a0")]
+        learner.wait_for("progress", HANG_S, where=lambda e: e["updates"] >= 5)
+        actors.append(start_actor(tmp_path, endpoint, "a1"))
         learner.wait_for(
             "progress", HANG_S, where=lambda e: e["actors"] == 2 and e["updates"] >= 10
         )
