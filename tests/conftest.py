@@ -32,6 +32,22 @@ CARTPOLE = RunSpec(
     action_n=2,
 )
 
+# A continuous-action run (Box actions), for tests of the Gaussian head and its users.
+PENDULUM = RunSpec(
+    env_id="Pendulum-v1",
+    algo="a2c",
+    coordination="sync",
+    num_envs=3,
+    rollout_len=5,
+    obs_shape=(3,),
+    action_kind="box",
+    action_n=0,
+    action_shape=(1,),
+    action_low=(-2.0,),
+    action_high=(2.0,),
+    hidden=(8, 8),
+)
+
 
 def experience_arrays(spec: RunSpec, num_envs: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A valid discrete rollout for ``spec``: one finished episode, one autoreset step."""

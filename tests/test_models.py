@@ -22,6 +22,7 @@ from core.models import ActorCritic, ModelConfig, weights_to_arrays
 from core.models.heads import CategoricalHead, GaussianHead
 from core.policy import Policy
 from protocol.spec import RunSpec
+from tests.conftest import PENDULUM
 
 BOX_SHAPE = (2, 3)
 BOX_LOW = tuple(float(x) for x in np.linspace(-1.0, -0.5, 6))
@@ -273,14 +274,7 @@ def test_policy_and_collector_run_on_a_2x2_box_env(tiny_box_env):
 
 
 def test_pendulum_box_1_acts_within_bounds():
-    spec = RunSpec(
-        env_id="Pendulum-v1",
-        algo="a3c",
-        num_envs=2,
-        rollout_len=5,
-        hidden=(8,),
-        **describe("Pendulum-v1"),
-    )
+    spec = PENDULUM
     assert spec.action_shape == (1,)
     acting = build_acting(spec, num_envs=2, seed=3, temperature=1.0)
     try:

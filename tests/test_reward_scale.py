@@ -18,8 +18,7 @@ from learner.episodes import EpisodeChain
 from learner.reward_scale import CLIP, RewardScale
 from learner.trainer import Trainer, TrainerConfig
 from protocol.rollout import Rollout
-from protocol.spec import RunSpec
-from tests.conftest import experience_arrays
+from tests.conftest import PENDULUM, experience_arrays
 
 GAMMA = 0.9
 
@@ -100,20 +99,7 @@ def test_apply_scales_and_clips():
     torch.testing.assert_close(out, torch.tensor([[-1.0, 3.0, -CLIP]]))
 
 
-SPEC = RunSpec(
-    env_id="Pendulum-v1",
-    algo="a2c",
-    coordination="sync",
-    num_envs=3,
-    rollout_len=5,
-    obs_shape=(3,),
-    action_kind="box",
-    action_n=0,
-    action_shape=(1,),
-    action_low=(-2.0,),
-    action_high=(2.0,),
-    hidden=(8, 8),
-)
+SPEC = PENDULUM
 
 
 def rollout(seed: int) -> Rollout:
