@@ -123,13 +123,25 @@ class Trainer:
     def train_batch(self, batch: Batch) -> UpdateStats:
         """One update on a prepared batch; then, if the network normalises observations,
         their statistics take in this batch's (core/models/normalizer.py), so the new
-        version carries both. With --reward-norm the loss sees the scaled rewards."""
+        version carries both (the very first batch is taken in before its update
+        instead). With --reward-norm the loss sees the scaled rewards."""
         if self.reward_scale is not None:
             batch = dataclasses.replace(batch, rewards=self.reward_scale.apply(batch.rewards))
-        result = self._train(batch)
         norm = self.model.obs_norm
-        if result.applied and norm is not None:
+        seeded = norm is not None and int(norm.count) == 0
+        if seeded:
+            # The statistics start at mean 0, variance 1: training the first batch with
+            # them would fit the network to raw observations (hundreds of optimizer steps
+            # with the continuous preset), then see its inputs jump at the next batch.
+            # So the first batch's own moments come first; it is not merged twice, and a
+            # skipped update gives them back.
+            unseeded = {k: v.clone() for k, v in norm.state_dict().items()}
             norm.update(batch.obs[:-1][batch.valid])  # [valid transitions, *obs_shape]
+        result = self._train(batch)
+        if seeded and not result.applied:
+            norm.load_state_dict(unseeded)
+        elif result.applied and norm is not None and not seeded:
+            norm.update(batch.obs[:-1][batch.valid])
         return result
 
     def _train(self, batch: Batch) -> UpdateStats:

@@ -176,3 +176,36 @@ def test_a_run_with_obs_norm_trains_and_checkpoints_the_statistics(tmp_path):
     assert float(model["obs_norm.count"]) >= 10_000  # what it trained on, not more
     assert float(model["obs_norm.count"]) <= state["counters"]["env_steps"]
     assert (model["obs_norm.var"] != 1.0).all()
+
+
+def test_the_first_batch_is_trained_on_its_own_normalised_observations():
+    """The statistics start at mean 0, variance 1; the first update must not fit the
+    network to raw observations (with mean 5 and std 20 here): they are seeded from the
+    first batch before its update, and that batch is not merged a second time."""
+    t = trainer()
+    r = batch_rollout(0, scale=20.0)
+    seen_inputs = []
+    handle = t.model.obs_norm.register_forward_hook(lambda m, i, out: seen_inputs.append(out))
+    try:
+        assert t.train_on([r]).applied
+    finally:
+        handle.remove()
+    valid_obs = torch.from_numpy(r.obs[:-1][r.valid])
+    # What the loss saw: the batch's observations normalised by their own moments.
+    first = seen_inputs[0][:-1][torch.from_numpy(r.valid)]  # [valid transitions, 4]
+    assert abs(float(first.mean())) < 0.2 and 0.7 < float(first.std()) < 1.3
+    # Taken in once: the running statistics are exactly the batch's moments.
+    np.testing.assert_allclose(t.model.obs_norm.mean.numpy(), valid_obs.mean(0), rtol=1e-5)
+    assert int(t.model.obs_norm.count) == len(valid_obs)
+    # The second batch is merged after its update, as before.
+    t.train_on([batch_rollout(1, scale=20.0)])
+    assert int(t.model.obs_norm.count) == 2 * len(valid_obs)
+
+
+def test_a_skipped_first_update_gives_the_seeded_statistics_back():
+    t = trainer()
+    r = batch_rollout(0, scale=20.0)
+    r.rewards[:] = np.nan  # a non-finite loss: the update is skipped
+    assert not t.train_on([r]).applied
+    assert int(t.model.obs_norm.count) == 0
+    np.testing.assert_array_equal(t.model.obs_norm.mean.numpy(), np.zeros(4, np.float32))
