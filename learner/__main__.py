@@ -111,10 +111,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'SOLVED' if outcome.solved else 'NOT SOLVED'} ({outcome.reason}) {cfg.algo} {cfg.env} "
         f"seed={cfg.seed}: wall {summary['wall_s']:.2f}s, {summary['env_steps']} env steps, "
         f"{summary['episodes']} episodes, {summary['updates']} updates, "
-        f"mean return (100) {mean if mean is None else round(mean, 1)}; run dir {run_dir}",
+        f"mean return (100) {mean if mean is None else round(mean, 1)}{_confirmed(summary)}; "
+        f"run dir {run_dir}",
         file=sys.stderr,
     )
     return cfg.signal_exit_code if outcome.reason == "signal" else 0
+
+
+def _confirmed(summary: dict) -> str:
+    """The learner's own figure beside the actors' on the closing line."""
+    if not summary.get("confirm_attempts"):
+        return ""
+    mean = summary.get("confirm_mean_return")
+    verdict = "confirmed" if summary.get("confirm_passed") else "not confirmed"
+    return (
+        f", {verdict} by the learner's own {summary.get('confirm_episodes')} episodes "
+        f"(mean {mean if mean is None else round(mean, 1)})"
+    )
 
 
 def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:

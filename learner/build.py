@@ -22,7 +22,7 @@ from core.envs import EnvSpecError, describe, reward_threshold
 from core.models.encoders import default_encoder
 from learner.auth import load_learner_keys
 from learner.checkpoint import CheckpointConfig, Checkpointer
-from learner.config import LearnerConfig
+from learner.config import DEFAULT_CONFIRM_EPISODES, LearnerConfig
 from learner.confirm import SolveConfirmation
 from learner.local import LocalActors
 from learner.outcome import Outcome
@@ -193,13 +193,12 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
     )
     if cfg.resume:
         _resume(parts)
-    if cfg.confirm_episodes:
-        if parts.target is None:
-            raise BuildError(
-                f"--confirm-episodes: {cfg.env} has no reward threshold; give --target-return"
-            )
-        parts.confirm = SolveConfirmation(
-            spec, episodes=cfg.confirm_episodes, target=parts.target, seed=cfg.seed, log=log
+    confirm_episodes = cfg.confirm_episodes
+    if confirm_episodes is None:  # by default wherever there is a "solved" to confirm
+        confirm_episodes = DEFAULT_CONFIRM_EPISODES if parts.target is not None else 0
+    elif confirm_episodes and parts.target is None:
+        raise BuildError(
+            f"--confirm-episodes: {cfg.env} has no reward threshold; give --target-return"
         )
     parts.reporter = Reporter(
         log,
@@ -210,6 +209,15 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         if cfg.eval_every_s
         else None,
     )
+    if confirm_episodes:
+        parts.confirm = SolveConfirmation(
+            spec,
+            episodes=confirm_episodes,
+            target=parts.target,
+            seed=cfg.seed,
+            log=log,
+            report=parts.reporter.confirmation,
+        )
     if cfg.serial:
         return parts
     # Local actors use the keys of the authorised actors whose directories sit beside
@@ -304,5 +312,10 @@ def finish(parts: Parts, outcome: Outcome, wall_s: float) -> dict:
         "seed": parts.cfg.seed,
         "actors": parts.cfg.actors
         or (len(parts.server.registry.ids_seen) if parts.server is not None else 0),
+        # The learner's own evidence, beside the actors' mean_return_100 above.
+        "solved_on": ("learner_played" if outcome.confirmation else "actors_returns")
+        if outcome.solved
+        else None,
+        **(parts.confirm.summary() if parts.confirm is not None else {}),
         **(outcome.confirmation or {}),
     }

@@ -30,13 +30,29 @@ WeightsFn = Callable[[], tuple[int, Mapping[str, np.ndarray]]]
 
 
 class SolveConfirmation:
-    def __init__(self, spec: RunSpec, *, episodes: int, target: float, seed: int, log) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        *,
+        episodes: int,
+        target: float,
+        seed: int,
+        log,
+        report: Callable[[dict, int], None] | None = None,
+    ) -> None:
         self.episodes, self.target, self.seed, self.log = episodes, target, seed, log
+        self.report = report  # (figures, env steps): TensorBoard (learner/reporting.py)
         self.player = BackgroundPlay(spec, name="confirm-solved")
         self._version = -1
         self._mean_at_start: float | None = None
         self._retry_after = 0  # run episodes before which no new confirmation starts
         self.attempts = 0
+        self.last: dict | None = None  # the latest finished confirmation's figures
+
+    def summary(self) -> dict:
+        """What summary.json says of the learner's own evidence, apart from the actors'
+        figure (``mean_return_100``): the attempts, and the latest one's figures."""
+        return {"confirm_attempts": self.attempts, **(self.last or {})}
 
     def judge(self, solved: bool, stats: RunStats, weights: WeightsFn) -> Outcome | None:
         """``solved``: the stopping rule says so now; ``weights``: the policy to play
@@ -73,7 +89,11 @@ class SolveConfirmation:
             "confirm_return_std": result.std,
             "mean_return_100_at_start": self._mean_at_start,
         }
-        if result.complete and result.mean is not None and result.mean >= self.target:
+        passed = result.complete and result.mean is not None and result.mean >= self.target
+        self.last = {**figures, "confirm_passed": passed}
+        if self.report is not None:
+            self.report(figures, stats.env_steps)
+        if passed:
             self.log.info("solve_confirmed", **figures, target=self.target)
             return Outcome(True, "solved", confirmation=figures)
         self.log.warning(

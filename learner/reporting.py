@@ -5,6 +5,7 @@ evaluation, shared by the networked learner and the serial mode.
                         evaluation=PeriodicEvaluation(...) or None)
     reporter.progress(fields, actor_steps={"host-1": 1234})   # logs ``progress`` too
     reporter.tick(wall_s, env_steps, weights)                  # often; cheap
+    reporter.confirmation(fields, env_steps)                    # confirm.py's result
     reporter.close()
 """
 
@@ -52,6 +53,11 @@ class Reporter:
         done = self.evaluation.tick(wall_s, env_steps, weights)
         if done is not None and self.tensorboard is not None:
             self.tensorboard.evaluation(done)
+
+    def confirmation(self, fields: dict, env_steps: int) -> None:
+        """A finished confirmation's figures (learner/confirm.py logs them itself)."""
+        if self.tensorboard is not None:
+            self.tensorboard.confirmation(fields, env_steps)
 
     def close(self) -> None:
         if self.evaluation is not None:

@@ -6,6 +6,7 @@ every run side by side. The JSON log stays the record; this is a view of the sam
     tb.progress(fields)                  # the fields of one progress event
     tb.actors({"host-1": 5120.0}, step)  # env steps per second, per actor
     tb.evaluation(fields)                # an ``evaluation`` event's fields
+    tb.confirmation(fields, step)        # the learner's own episodes before "solved"
     tb.close()
 
 Writing is torch's ``SummaryWriter`` (the ``tensorboard`` package's event files).
@@ -71,6 +72,14 @@ class TensorBoardWriter:
         for key in ("mean_return", "return_std", "mean_length"):
             if _is_number(fields.get(key)):
                 self._writer.add_scalar(f"eval/{key}", float(fields[key]), step)
+
+    def confirmation(self, fields: dict, step: int) -> None:
+        """The learner's own figure (``confirm/*``), apart from the actors' ``return/*``."""
+        for key in ("confirm_mean_return", "confirm_return_std"):
+            if _is_number(fields.get(key)):
+                self._writer.add_scalar(
+                    f"confirm/{key[len('confirm_') :]}", float(fields[key]), step
+                )
 
     def close(self) -> None:
         self._writer.close()

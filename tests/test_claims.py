@@ -10,6 +10,9 @@ learner stop as solved after 128 env steps.
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pytest
 
@@ -283,4 +286,94 @@ def test_a_heartbeat_whose_counter_goes_backwards_is_refused(tmp_path, zctx):  #
         assert rejected["detail"] == "heartbeat seq 1 < 3"
         assert recv_until(sock, Pong, 30) is not None  # the honest one was answered
     finally:
+        learner.stop()
+
+
+def test_a_raw_client_inventing_solved_episodes_cannot_end_a_default_run(tmp_path):
+    """The held-out attack, with nothing but zmq, msgpack and the documented wire
+    (protocol/messages.py): a client joins a default CartPole learner and sends rollouts
+    consistent in every way the learner checks (reward 1 per step, every episode
+    truncated at exactly 500 steps, the autoreset step after it marked, claims equal to
+    the flags) that no environment produced: observations all zero, one constant
+    action. By default the learner plays the policy itself before it believes
+    "solved"; the run reports solve_not_confirmed and trains on to its budget."""
+    import msgpack
+    import zmq
+
+    budget = 120_000  # env steps: the invented 100 episodes of 500 end near 55k
+    learner = start_learner(
+        tmp_path, "--actors", "0", "--max-env-steps", str(budget), "--log-interval-s", "0.5"
+    )
+    ctx = zmq.Context()
+    ctx.linger = 0
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.sndtimeo = 10_000
+        sock.connect(endpoint_of(learner))
+
+        def send(kind: str, fields: dict, arrays: dict | None = None) -> None:
+            arrays = arrays or {}
+            header = {
+                "v": 5,
+                "type": kind,
+                "fields": fields,
+                "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays.items()],
+            }
+            sock.send_multipart([msgpack.packb(header), *arrays.values()])
+
+        def receive(kind: str, timeout_s: float) -> dict | None:
+            deadline = time.monotonic() + timeout_s
+            while (left := deadline - time.monotonic()) > 0:
+                if sock.poll(int(left * 1000)):
+                    header = msgpack.unpackb(sock.recv_multipart()[0])
+                    if header["type"] == kind:
+                        return header["fields"]
+            return None
+
+        send("hello", {"actor_id": "liar", "incarnation": "i1", "hostname": "h", "pid": 1,
+                       "num_envs": 0, "temperature": 0.0})  # fmt: skip
+        welcome = receive("welcome", 30)
+        assert welcome is not None, "no welcome"
+        t, n = welcome["run"]["rollout_len"], welcome["run"]["num_envs"]
+        version, step = 0, 0  # step: each env's step count (all envs in lockstep)
+        for seq in range(1, budget // (t * n) + 20):
+            if learner.popen.poll() is not None:
+                break
+            k = (np.arange(step, step + t) % 501)[:, None].repeat(n, axis=1)  # [T, N]
+            step += t
+            valid = k < 500  # the 501st step of each cycle is the autoreset step
+            truncated = k == 499
+            ended = int(truncated.sum())
+            arrays = {
+                "obs": np.zeros((t + 1, n, 4), "<f4"),
+                "actions": np.zeros((t, n), "<i8"),
+                "logp": np.full((t, n), np.log(0.5), "<f4"),
+                "rewards": valid.astype("<f4"),
+                "terminated": np.zeros((t, n), "|b1"),
+                "truncated": truncated,
+                "valid": valid,
+                "ep_returns": np.full(ended, 500.0, "<f8"),
+                "ep_lengths": np.full(ended, 500, "<i8"),
+            }
+            send("experience", {"actor_id": "liar", "incarnation": "i1", "seq": seq,
+                                "learner_id": welcome["learner_id"],
+                                "policy_version": version}, arrays)  # fmt: skip
+            ack = receive("ack", 30)
+            if ack is None:
+                break  # the run ended (or the learner is stuck: the asserts say which)
+            version = ack["version"]
+        learner.wait_exit(60)
+        started = learner.events("confirm_started")
+        assert started and started[0]["mean_return_100"] == 500.0, "the lie was believed"
+        refused = learner.events("solve_not_confirmed")
+        assert refused and refused[0]["confirm_mean_return"] < 100  # all-left CartPole
+        finished = learner.wait_for("run_finished", 5)
+        assert finished["reason"] == "max_env_steps" and finished["solved"] is False
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary["solved"] is False and summary["env_steps"] >= budget
+        assert summary["mean_return_100"] == 500.0  # the actors' word, kept apart ...
+        assert summary["confirm_passed"] is False  # ... from the learner's own
+        assert summary["confirm_attempts"] >= 1 and summary["confirm_mean_return"] < 100
+    finally:
+        ctx.destroy(linger=0)
         learner.stop()
