@@ -11,6 +11,7 @@ frames and their indices go to the device, and the stacks are gathered there.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -64,15 +65,24 @@ class Batch:
     terminated: torch.Tensor  # [T, N] bool
     truncated: torch.Tensor  # [T, N] bool
     valid: torch.Tensor  # [T, N] bool
+    # Versions between the policy that acted and the learner's at this update, per step
+    # (each rollout's value down its columns); None: unknown, taken as 0 (fresh).
+    lag: torch.Tensor | None = None  # [T, N] int32
 
     @classmethod
-    def from_rollouts(cls, rollouts: Sequence[Rollout], device: torch.device) -> Batch:
-        """Rollouts side by side on the env axis, [T, N1 + N2 + ...], on ``device``."""
+    def from_rollouts(
+        cls,
+        rollouts: Sequence[Rollout],
+        device: torch.device,
+        lags: Sequence[int] | None = None,
+    ) -> Batch:
+        """Rollouts side by side on the env axis, [T, N1 + N2 + ...], on ``device``;
+        ``lags``: each rollout's policy lag, if known."""
 
         def cat(name: str) -> torch.Tensor:
             return _tensors([getattr(r, name) for r in rollouts], 1, device)
 
-        return cls(
+        batch = cls(
             obs=_obs([r.obs for r in rollouts], device),
             actions=cat("actions"),
             behaviour_logp=cat("logp"),
@@ -81,10 +91,26 @@ class Batch:
             truncated=cat("truncated"),
             valid=cat("valid"),
         )
+        return batch if lags is None else batch.with_lags(lags, [r.num_envs for r in rollouts])
+
+    def with_lags(self, lags: Sequence[int], num_envs: Sequence[int]) -> Batch:
+        """This batch with each rollout's lag (rollouts of ``num_envs`` columns each, in
+        order) written down its columns."""
+        per_column = np.repeat(np.asarray(lags, dtype=np.int32), num_envs)  # [N]
+        t = self.valid.shape[0]
+        lag = torch.from_numpy(
+            np.ascontiguousarray(np.broadcast_to(per_column, (t, len(per_column))))
+        )
+        return dataclasses.replace(self, lag=lag.to(self.valid.device))
+
+    def _present(self):
+        return [f for f in fields(self) if getattr(self, f.name) is not None]
 
     def columns(self, idx: torch.Tensor) -> Batch:
         """The envs ``idx`` (whole columns: every step of each): a PPO minibatch."""
-        return Batch(**{f.name: getattr(self, f.name).index_select(1, idx) for f in fields(self)})
+        return Batch(
+            **{f.name: getattr(self, f.name).index_select(1, idx) for f in self._present()}
+        )
 
     def steps_at(self, flat: torch.Tensor) -> Batch:
         """The transitions at ``flat`` (indices into the [T * N] steps, time-major) as a
@@ -94,7 +120,7 @@ class Batch:
         t, n = self.valid.shape
         obs = self.obs[:-1].reshape(t * n, *self.obs.shape[2:]).index_select(0, flat)
         out = {"obs": torch.stack([obs, obs])}  # [2, B, *obs_shape]
-        for f in fields(self):
+        for f in self._present():
             if f.name != "obs":
                 x = getattr(self, f.name)
                 out[f.name] = x.reshape(t * n, *x.shape[2:]).index_select(0, flat).unsqueeze(0)
@@ -106,7 +132,7 @@ class Batch:
 
     def record_stream(self, stream: torch.cuda.Stream) -> None:
         """Mark the tensors as used on ``stream`` (they were made on another one)."""
-        for f in fields(self):
+        for f in self._present():
             getattr(self, f.name).record_stream(stream)
 
     @property

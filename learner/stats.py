@@ -39,7 +39,8 @@ class RunStats:
     # where they are the actors' claims (logged, never used to decide anything).
     losses_from: str = "learner"
     # Interval accumulators, reset by progress().
-    _lags: list[int] = field(default_factory=list)
+    _lags: list[int] = field(default_factory=list)  # at arrival (what the filter judged)
+    _train_lags: list[int] = field(default_factory=list)  # when the update started: the loss's
     _grad_norms: list[float] = field(default_factory=list)
     _losses: list[tuple[float, float, float]] = field(default_factory=list)
     _extras: dict[str, list[float]] = field(default_factory=dict)
@@ -70,6 +71,9 @@ class RunStats:
     def add_lag(self, lag: int) -> None:
         self._lags.append(lag)
 
+    def add_train_lag(self, lag: int) -> None:
+        self._train_lags.append(lag)
+
     @property
     def mean_return_100(self) -> float | None:
         return float(np.mean(self.returns)) if self.returns else None
@@ -89,7 +93,8 @@ class RunStats:
         self._last_steps, self._last_time = self.env_steps, now
         self._last_trained = self.trained_steps
         lags, norms, losses = self._lags, self._grad_norms, self._losses
-        self._lags, self._grad_norms, self._losses = [], [], []
+        train_lags = self._train_lags
+        self._lags, self._grad_norms, self._losses, self._train_lags = [], [], [], []
         out = {
             "wall_s": round(wall_s, 3),
             "env_steps": self.env_steps,
@@ -104,6 +109,11 @@ class RunStats:
             "policy_lag_min": min(lags) if lags else None,
             "policy_lag_mean": _round(float(np.mean(lags)) if lags else None),
             "policy_lag_max": max(lags) if lags else None,
+            # The lag the loss saw (behind the version each update started from), and
+            # how many batches that is over: the figures a lag study reads.
+            "train_lag_mean": _round(float(np.mean(train_lags)) if train_lags else None),
+            "train_lag_max": max(train_lags) if train_lags else None,
+            "trained_batches": len(train_lags),
             "dropped_stale": self.dropped_stale,
             "dropped_steps": self.dropped_steps,
             "rejected": sum(self.rejected.values()),

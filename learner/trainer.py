@@ -100,10 +100,21 @@ class Trainer:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def train_on(self, rollouts: Sequence[Rollout]) -> UpdateStats:
+    def train_on(
+        self, rollouts: Sequence[Rollout], versions: Sequence[int] | None = None
+    ) -> UpdateStats:
         """One update on rollouts from one or more actors, side by side on the env
-        axis: [T, N1 + N2 + ..., ...]."""
-        return self.train_batch(self.prepare(rollouts))
+        axis: [T, N1 + N2 + ..., ...]; ``versions``: the policy version each was
+        collected with (None: this one, fresh)."""
+        batch = self.prepare(rollouts)
+        if versions is not None:
+            batch = self.with_lags(batch, versions, [r.num_envs for r in rollouts])
+        return self.train_batch(batch)
+
+    def with_lags(self, batch: Batch, versions: Sequence[int], num_envs: Sequence[int]) -> Batch:
+        """``batch`` with each rollout's lag behind this trainer's version now: what a
+        loss that corrects for the behaviour policy reads (core/algos/ppo.py)."""
+        return batch.with_lags([self.version - v for v in versions], num_envs)
 
     def prepare(self, rollouts: Sequence[Rollout]) -> Batch:
         """The rollouts as a batch on the training device. On a GPU the host-to-device

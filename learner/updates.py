@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class Done:
     results: list[tuple[list[Submission], UpdateStats]]
     # The weights after the last applied update (copied where it ran), else None.
     weights: tuple[int, dict[str, np.ndarray]] | None
+    lags: list[int] = field(default_factory=list)  # each item's lag when its update started
 
 
 class Updater:
@@ -87,7 +88,13 @@ class Updater:
 
     def compute(self, release: Release, batch: Batch | None) -> Done:
         items = release.items
+        # The lag the loss sees: behind the version this update starts from (more than
+        # at arrival when the batch queued behind other updates).
+        lags = [self.trainer.version - s.version for s in items]
         if batch is not None:
+            batch = self.trainer.with_lags(
+                batch, [s.version for s in items], [s.payload.num_envs for s in items]
+            )
             results = [(items, self.trainer.train_batch(batch))]
         else:
             results = []
@@ -106,9 +113,11 @@ class Updater:
             weights = (self.trainer.version, self.trainer.weights())
         if self.debug_delay_s:
             time.sleep(self.debug_delay_s)
-        return Done(release, results, weights)
+        return Done(release, results, weights, lags)
 
     def finish(self, done: Done) -> None:
+        for lag in done.lags:
+            self.stats.add_train_lag(lag)
         for items, result in done.results:
             self._after(result, items)
         if done.weights is not None and self.publish is not None:

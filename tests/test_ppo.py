@@ -208,7 +208,7 @@ def test_vtrace_targets_correct_for_stale_data_as_impala_does():
 
     m = model(5)
     r = rollout(5)  # behaviour log-probs drawn at random: far from the network's
-    batch = Batch.from_rollouts([r], torch.device("cpu"))
+    batch = Batch.from_rollouts([r], torch.device("cpu"), lags=[3])  # collected 3 versions ago
     cfg = PPOConfig(targets="vtrace", vtrace_rho_bar=1.0, vtrace_c_bar=0.9)
     got = ppo_targets(m, batch, cfg)
     with torch.no_grad():
@@ -224,3 +224,116 @@ def test_vtrace_targets_correct_for_stale_data_as_impala_does():
     assert not torch.allclose(got["returns"][batch.valid], gae["returns"][batch.valid])
     with pytest.raises(ValueError, match="gae or vtrace"):
         PPOConfig(targets="retrace")
+
+
+# --- APPO under policy lag: the decoupled objective (Hilton et al. 2021) ---------------
+
+
+def fresh_logp(m, r: Rollout) -> np.ndarray:
+    with torch.no_grad():
+        out, _ = m(torch.from_numpy(r.obs[:-1]))
+        dist = torch.distributions.Categorical(logits=out)
+        return dist.log_prob(torch.from_numpy(r.actions)).numpy().astype(np.float32)
+
+
+def policy_grad_norm(m, r: Rollout, cfg: PPOConfig, lags) -> float:
+    batch = Batch.from_rollouts([r], torch.device("cpu"), lags=lags)
+    targets = ppo_targets(m, batch, cfg)
+    targets["advantages"] = -torch.ones(T, N)  # every sample pushed down
+    m.zero_grad()
+    ppo_loss(m, batch, cfg, targets).policy_loss.backward()
+    return float(torch.sqrt(sum((p.grad**2).sum() for p in m.parameters() if p.grad is not None)))
+
+
+def test_a_stale_sample_far_outside_the_trust_region_has_a_bounded_gradient():
+    """mu 8 nats below pi (the behaviour policy eight hundred optimizer steps ago):
+    against mu the ratio is e^8 and a negative advantage is weighted by it (the clip
+    does not bound that side); against pi_prox the sample starts at ratio 1 and its
+    weight is truncated at is_clip, so its gradient is at most is_clip * (1 + clip)
+    times a fresh sample's."""
+    cfg = PPOConfig(clip=0.2, normalize_advantages=False, is_clip=1.0)
+    m = model(5)
+    r = rollout(5)
+    pi = fresh_logp(m, r)
+    r.logp = pi
+    fresh = policy_grad_norm(m, r, cfg, lags=[0])
+    r.logp = pi - 8.0
+    as_if_fresh = policy_grad_norm(m, r, cfg, lags=[0])  # the ratio against mu
+    stale = policy_grad_norm(m, r, cfg, lags=[8])
+    assert as_if_fresh > 1000 * fresh  # e^8 ~ 2981: what APPO did before
+    assert stale <= cfg.is_clip * (1 + cfg.clip) * fresh + 1e-6
+    # mu far above pi: the weight pi_prox / mu all but removes the sample.
+    r.logp = pi + 8.0
+    assert policy_grad_norm(m, r, cfg, lags=[8]) < 1e-3 * fresh
+
+
+def decoupled_reference(m_now, m_prox, r: Rollout, cfg: PPOConfig, lag: int) -> float:
+    """The policy loss, one transition at a time from Hilton et al. 2021 (eq. for
+    PPO-decoupled): -mean[ min(c, pi_prox/mu) * min(pi/pi_prox A, clip(pi/pi_prox) A) ]
+    with pi_prox = mu on fresh data; A as the network at targets time gives it (not
+    normalised here)."""
+    with torch.no_grad():
+        probs = torch.softmax(m_now(torch.from_numpy(r.obs))[0], -1).numpy()
+        prox = torch.softmax(m_prox(torch.from_numpy(r.obs))[0], -1).numpy()
+    batch = Batch.from_rollouts([r], torch.device("cpu"))
+    adv = ppo_targets(m_prox, batch, cfg)["advantages"].numpy()
+    total, k = 0.0, 0
+    for t in range(T):
+        for n in range(N):
+            if not r.valid[t, n]:
+                continue
+            mu = math.exp(r.logp[t, n])
+            p_prox = mu if lag == 0 else prox[t, n, r.actions[t, n]]
+            w = min(cfg.is_clip, p_prox / mu) if cfg.is_clip > 0 else 1.0
+            ratio = probs[t, n, r.actions[t, n]] / p_prox
+            clipped = min(max(ratio, 1 - cfg.clip), 1 + cfg.clip)
+            total -= w * min(ratio * adv[t, n], clipped * adv[t, n])
+            k += 1
+    return total / k
+
+
+@pytest.mark.parametrize("lag,is_clip", [(0, 1.0), (3, 1.0), (3, 0.5), (3, 0.0)])
+def test_decoupled_objective_matches_the_slow_reference(lag, is_clip):
+    cfg = PPOConfig(clip=0.2, normalize_advantages=False, is_clip=is_clip)
+    m_prox, m_now = model(1), model(2)  # the policy at targets time, and after steps
+    r = rollout(7)  # behaviour log-probs from neither network
+    batch = Batch.from_rollouts([r], torch.device("cpu"), lags=[lag])
+    targets = ppo_targets(m_prox, batch, cfg)
+    terms = ppo_loss(m_now, batch, cfg, targets)
+    want = decoupled_reference(m_now, m_prox, r, cfg, lag)
+    assert float(terms.policy_loss.detach()) == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_on_fresh_data_the_loss_is_exactly_ppo_against_the_behaviour_policy():
+    """Sync PPO is unchanged: with lag 0 every term equals the loss computed without any
+    lag information (the ratio against mu, as before), to the bit."""
+    cfg = PPOConfig(clip=0.2)
+    m = model(4)
+    r = rollout(4)
+    cpu = torch.device("cpu")
+    old = Batch.from_rollouts([r], cpu)
+    new = Batch.from_rollouts([r], cpu, lags=[0])
+    a = ppo_loss(m, old, cfg, ppo_targets(m, old, cfg))
+    b = ppo_loss(m, new, cfg, ppo_targets(m, new, cfg))
+    for x, y in [(a.total, b.total), (a.policy_loss, b.policy_loss)]:
+        assert torch.equal(x, y)
+    assert float(b.extras["behaviour_kl"]) == 0.0 and float(b.extras["is_clipped_frac"]) == 0.0
+
+
+def test_the_trainer_tells_the_loss_each_rollouts_lag():
+    spec = dataclasses.replace(CARTPOLE, algo="appo", coordination="async", num_envs=2)
+    algo = algos.get("appo")
+    cfg = algo.make_config({"epochs": 1})
+    trainer = Trainer(spec, algo, cfg, TrainerConfig(), torch.device("cpu"))
+    seen = []
+    real_targets = algo.targets
+
+    def spy(model, batch, cfg):
+        seen.append(None if batch.lag is None else batch.lag[0].tolist())
+        return real_targets(model, batch, cfg)
+
+    trainer.algo = dataclasses.replace(algo, targets=spy)
+    r = Rollout.from_arrays(experience_arrays(spec, 2, seed=0))
+    trainer.train_on([r, r])  # versions not given: no lag information, taken as fresh
+    trainer.train_on([r, r], versions=[1, 0])  # the trainer is at version 1 now
+    assert seen == [None, [0, 0, 1, 1]]

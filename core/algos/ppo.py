@@ -1,25 +1,39 @@
 """The clipped-surrogate loss of PPO (Schulman et al. 2017) and its settings; with the
-async queue it is asynchronous PPO (APPO, as in Sample Factory, Petrenko et al. 2020).
+async queue it is asynchronous PPO (APPO, as in Sample Factory, Petrenko et al. 2020),
+made correct under policy lag by decoupling the trust region from the behaviour policy
+(Hilton et al. 2021, "Batch size-invariance for policy optimization", the decoupled
+PPO objective).
 
 One batch (rollouts side by side, [T, N]) gives several optimizer steps: ``targets``
-computes, once and without gradients, the values of the network as it is and from them
-the GAE advantages and returns over the whole batch; then ``epochs`` passes over
-minibatches each take one step on ``ppo_loss``: whole env columns when
-``minibatch_size`` is at least T (rounded to columns), single valid transitions drawn at
-random (as SB3 and CleanRL) when it is smaller than a column. The trainer runs that loop
+computes, once and without gradients, from the network as it is (the proximal policy
+pi_prox, the learner's own at this update): the values, the GAE advantages and returns
+over the whole batch, and pi_prox's log-probs; then ``epochs`` passes over minibatches
+each take one step on ``ppo_loss``: whole env columns when ``minibatch_size`` is at
+least T (rounded to columns), single valid transitions drawn at random (as SB3 and
+CleanRL) when it is smaller than a column. The trainer runs that loop
 (learner/trainer.py); the batch is one version, one weights broadcast.
 
-    ratio       = pi(a|s) / mu(a|s)              mu: the behaviour policy that acted (the
-                                                 log-probs the actors send), so stale
-                                                 rollouts (APPO's policy lag) are corrected
-    policy_loss = -mean[ min(ratio * A, clip(ratio, 1 - clip, 1 + clip) * A) ]
+    ratio       = pi(a|s) / pi_prox(a|s)         the trust region: around the learner's
+                                                 own policy, whatever acted
+    w           = min(is_clip, pi_prox / mu)     mu: the behaviour policy (the log-probs
+                                                 the actors sent); corrects for the lag
+    policy_loss = -mean[ w * min(ratio * A, clip(ratio, 1 - clip, 1 + clip) * A) ]
     value_loss  = mean[ 0.5 * (R - V)^2 ]        or, with value_clip, the larger of that and
                                                  the loss of V clipped to old V +- value_clip
     total       = policy_loss + value_coef * value_loss - entropy_coef * entropy
 
+On fresh data (a rollout of the learner's current version, ``Batch.lag`` 0: every sync
+PPO batch) pi_prox is mu itself, so w = 1 and this is exactly PPO's loss against the
+behaviour policy. On stale data the clip no longer measures lag: a sample starts inside
+the trust region (ratio 1), its weight is bounded by ``is_clip``, so however old it is
+its gradient is at most ``is_clip * (1 + clip)`` times a fresh sample's (with a ratio
+against mu, a sample 8 nats off had e^8 times the gradient). ``clip_frac`` and
+``approx_kl`` are against pi_prox (the update's own movement); ``behaviour_kl`` (mean of
+(rho - 1) - log rho, rho = pi_prox / mu) and ``is_clipped_frac`` say how far the data's
+policy was from the learner's.
+
 Advantages are normalised per minibatch (over its valid transitions) unless turned off.
-Means are over valid transitions only. ``clip_frac`` (share of ratios outside the clip
-range) and ``approx_kl`` (mean of (r - 1) - log r) are logged with every update.
+Means are over valid transitions only.
 """
 
 from __future__ import annotations
@@ -57,9 +71,15 @@ class PPOConfig:
     )
     vtrace_rho_bar: float = arg(1.0, "V-trace: truncation of the importance weights rho")
     vtrace_c_bar: float = arg(1.0, "V-trace: truncation of the trace coefficients c")
+    is_clip: float = arg(
+        1.0,
+        "APPO: truncate the importance weight pi_prox/mu that corrects a stale batch for the policy that acted (the trust region is around the learner's own policy); 0: no correction",
+    )
 
     def __post_init__(self) -> None:
-        check_loss_settings(self, "value_coef", "entropy_coef", "value_clip", "reward_clip")
+        check_loss_settings(
+            self, "value_coef", "entropy_coef", "value_clip", "reward_clip", "is_clip"
+        )
         if self.targets not in ("gae", "vtrace"):
             raise ValueError("--targets must be gae or vtrace")
         if not self.vtrace_rho_bar > 0 or not self.vtrace_c_bar > 0:
@@ -75,16 +95,24 @@ def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
     """Advantages, returns and old values [T, N] from the network as it is now: GAE's,
     or with ``targets="vtrace"`` V-trace's (Espeholt et al. 2018): the value targets
     v_s corrected for the lag between the policy that acted and this one, the
-    advantages r + gamma * v_{s+1} - V(x_s) (the clipped ratio weights them, so rho is
-    not applied twice). On fresh data (ratio 1, c-bar >= 1) the two agree at GAE
-    lambda 1."""
+    advantages r + gamma * v_{s+1} - V(x_s) (the loss's weight w applies rho to them
+    once). On fresh data (ratio 1, c-bar >= 1) the two agree at GAE lambda 1. Also
+    pi_prox's log-probs (mu's on fresh columns, ``Batch.lag`` 0), the truncated weight
+    w = min(is_clip, pi_prox / mu) and log(pi_prox / mu)."""
     out, values = model(batch.obs)  # [T+1, N]
     rewards = clipped(batch.rewards, cfg.reward_clip)
+    # pi_prox: the network as it is; on fresh columns mu itself, to the bit.
+    logp = model.distribution(out[:-1]).log_prob(model.head.flat_actions(batch.actions))  # [T, N]
+    fresh = torch.ones_like(batch.valid) if batch.lag is None else batch.lag == 0
+    prox_logp = torch.where(fresh, batch.behaviour_logp, logp)
+    log_rho = (prox_logp - batch.behaviour_logp).clamp(-20.0, 20.0)  # log pi_prox / mu
+    weight = torch.ones_like(log_rho)
+    if cfg.is_clip > 0:
+        weight = torch.exp(log_rho).clamp(max=cfg.is_clip)
     if cfg.targets == "vtrace":
-        logp = model.distribution(out[:-1]).log_prob(model.head.flat_actions(batch.actions))
         returns, adv = vtrace_targets(
             values,
-            (logp - batch.behaviour_logp).clamp(-20.0, 20.0),
+            log_rho,
             rewards,
             batch.terminated,
             batch.truncated,
@@ -104,7 +132,14 @@ def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
             cfg.gamma,
             cfg.gae_lambda,
         )
-    return {"advantages": adv, "returns": returns, "old_values": values[:-1]}
+    return {
+        "advantages": adv,
+        "returns": returns,
+        "old_values": values[:-1],
+        "prox_logp": prox_logp,
+        "is_weight": weight,
+        "log_rho": log_rho,
+    }
 
 
 def ppo_loss(model, batch: Batch, cfg: PPOConfig, targets: dict[str, torch.Tensor]) -> LossTerms:
@@ -118,12 +153,12 @@ def ppo_loss(model, batch: Batch, cfg: PPOConfig, targets: dict[str, torch.Tenso
         mean = (adv * mask).sum() / count
         std = (((adv - mean) * mask).pow(2).sum() / count).sqrt()
         adv = (adv - mean) / (std + 1e-8) * mask
-    # Bounded: a behaviour log-prob far off (a buggy or hostile actor's) must not turn a
-    # whole minibatch into inf * 0 = NaN.
-    log_ratio = (logp - batch.behaviour_logp).clamp(-20.0, 20.0)
+    # Bounded: a log-prob far off (a buggy or hostile actor's mu enters through the
+    # weight, already clamped) must not turn a whole minibatch into inf * 0 = NaN.
+    log_ratio = (logp - targets["prox_logp"]).clamp(-20.0, 20.0)
     ratio = torch.exp(log_ratio)
     surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
-    policy_loss = -(surrogate * mask).sum() / count
+    policy_loss = -(targets["is_weight"] * surrogate * mask).sum() / count
     v, ret = values[:-1], targets["returns"]
     value_err = (v - ret).pow(2)
     if cfg.value_clip > 0:
@@ -136,11 +171,19 @@ def ppo_loss(model, batch: Batch, cfg: PPOConfig, targets: dict[str, torch.Tenso
     with torch.no_grad():
         clip_frac = (((ratio - 1).abs() > cfg.clip).to(mask.dtype) * mask).sum() / count
         approx_kl = (((ratio - 1) - log_ratio) * mask).sum() / count
+        log_rho = targets["log_rho"]
+        behaviour_kl = (((torch.exp(log_rho) - 1) - log_rho) * mask).sum() / count
+        is_clipped = ((log_rho.exp() > cfg.is_clip) & (cfg.is_clip > 0)).to(mask.dtype) * mask
     return LossTerms(
         total,
         policy_loss,
         value_loss,
         entropy,
         int(batch.valid.sum()),
-        extras={"clip_frac": clip_frac, "approx_kl": approx_kl},
+        extras={
+            "clip_frac": clip_frac,
+            "approx_kl": approx_kl,
+            "behaviour_kl": behaviour_kl,
+            "is_clipped_frac": is_clipped.sum() / count,
+        },
     )
