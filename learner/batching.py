@@ -21,7 +21,13 @@
       unchanged version, and actors collect again with the weights they have.
 - ``AsyncQueue`` (async): whatever queued while the learner was busy, merged into one
   update, at most ``max_batch`` (bounding the update's memory; the rest waits in
-  ZeroMQ's bounded queues). When the learner keeps up that is one rollout per update.
+  ZeroMQ's bounded queues). With ``gather`` > 0 an update also waits until rollouts
+  from that share of the live actors have queued (never more than ``max_batch``, never
+  longer than ``max_wait_s`` after the oldest arrived): a learner faster than its data
+  would otherwise make one update, one version, per arriving rollout, so each rollout
+  would be about as many versions old as there are actors. Gathered, the versions per
+  round of rollouts stay about 1 / gather whatever the actor count, and no actor waits
+  for a slower one (only a share of the live actors is needed).
 - ``AsyncQueue(max_batch=1)`` (gradients): each gradient applied as it arrives.
 
 No sockets, no torch: the server passes ids and times in.
@@ -29,6 +35,7 @@ No sockets, no torch: the server passes ids and times in.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,12 +127,21 @@ class SyncBarrier:
 
 
 class AsyncQueue:
-    def __init__(self, max_batch: int) -> None:
+    def __init__(self, max_batch: int, gather: float = 0.0, max_wait_s: float = 10.0) -> None:
         self.max_batch = max_batch
+        self.gather = gather
+        self.max_wait_s = max_wait_s
         self.queue: list[Submission] = []
+        self.arrived: list[float] = []  # when each queued submission arrived
 
     def offer(self, sub: Submission, now: float) -> None:
         self.queue.append(sub)
+        self.arrived.append(now)
+
+    def wanted(self, live: int) -> int:
+        """Rollouts an update waits for with ``live`` actors: ceil(gather * live), at
+        least 1, at most ``max_batch``."""
+        return max(1, min(self.max_batch, math.ceil(self.gather * live - 1e-9)))
 
     def forget(self, actor_id: str) -> None:
         pass  # what an actor sent before it left is still good data
@@ -139,7 +155,10 @@ class AsyncQueue:
     def take(self, live: set[str], version: int, now: float) -> Release | None:
         if not self.queue:
             return None
+        if len(self.queue) < self.wanted(len(live)) and now - self.arrived[0] < self.max_wait_s:
+            return None
         items, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+        self.arrived = self.arrived[len(items) :]
         return Release(items)
 
 
@@ -150,11 +169,12 @@ def make_batcher(
     min_actors_wait_s: float,
     barrier_timeout_s: float,
     max_batches_per_update: int,
+    gather: float = 0.0,
 ) -> SyncBarrier | AsyncQueue:
     if coordination == "sync":
         return SyncBarrier(min_actors, min_actors_wait_s, barrier_timeout_s)
     if coordination == "async":
-        return AsyncQueue(max_batches_per_update)
+        return AsyncQueue(max_batches_per_update, gather, barrier_timeout_s)
     if coordination == "gradients":
         return AsyncQueue(1)
     raise ValueError(f"unknown coordination {coordination!r}")

@@ -71,7 +71,7 @@ class LearnerConfig:
     )
     barrier_timeout_s: float = arg(
         10.0,
-        "sync algorithms: once a rollout for a version has arrived, wait at most this long for the other live actors' before updating without them",
+        "sync algorithms: once a rollout for a version has arrived, wait at most this long for the other live actors' before updating without them; async with --async-gather: the longest a queued rollout waits for the others",
     )
     envs: int = arg(16, "environments per actor (an actor may override with its own --envs)")
     rollout_len: int = arg(32, "steps per env in one rollout (T)")
@@ -111,6 +111,10 @@ class LearnerConfig:
     max_batches_per_update: int = arg(
         8,
         "async algorithms: rollouts that queued while the learner was busy are merged into one update, at most this many",
+    )
+    async_gather: float = arg(
+        0.0,
+        "async algorithms: an update waits until rollouts from this share of the live actors have queued (at most --max-batches-per-update, at most --barrier-timeout-s), so the versions per round of rollouts, and the policy lag, do not grow with the actor count; 0: update on whatever has queued",
     )
     max_policy_lag: int | None = arg(
         None,
@@ -259,6 +263,8 @@ class LearnerConfig:
             raise ValueError(
                 "--actor-timeout-s must exceed --heartbeat-s, or every actor would be lost between heartbeats"
             )
+        if not 0 <= self.async_gather <= 1:
+            raise ValueError("--async-gather must be in [0, 1]")
         if self.confirm_episodes is not None and not 0 <= self.confirm_episodes <= 10_000:
             raise ValueError("--confirm-episodes must be in [0, 10000]")
         if not self.eval_every_s >= 0 or not 1 <= self.eval_episodes <= 10_000:

@@ -35,6 +35,7 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
         min_actors_wait_s=cfg.min_actors_wait_s,
         barrier_timeout_s=cfg.barrier_timeout_s,
         max_batches_per_update=cfg.max_batches_per_update,
+        gather=cfg.async_gather,
     )
     updater = Updater(spec, trainer, stats, log)
     # The local actors' names, so the seeds are those of a networked run's actors.

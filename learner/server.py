@@ -100,6 +100,7 @@ class LearnerServer:
             min_actors_wait_s=cfg.min_actors_wait_s,
             barrier_timeout_s=cfg.barrier_timeout_s,
             max_batches_per_update=cfg.max_batches_per_update,
+            gather=cfg.async_gather,
         )
         self.ctx = sockets.new_context()
         # The ZAP handler must exist before the CURVE sockets accept a connection.

@@ -236,6 +236,35 @@ def test_async_queue_keeps_what_a_departed_actor_sent():
     assert release is not None and payloads(release) == ["a/1", "b/1"]
 
 
+def test_async_gather_waits_for_a_share_of_the_live_actors():
+    """14 live actors, gather 0.5: an update waits for 7 rollouts, whichever actors
+    they come from (a slow actor holds nobody up), then takes them all."""
+    q = AsyncQueue(max_batch=16, gather=0.5, max_wait_s=BARRIER)
+    live = {f"a{i}" for i in range(14)}
+    for i in range(6):
+        q.offer(sub(f"a{i}", 0), T0 + i * 0.01)
+        assert q.take(live, 0, T0 + 0.1) is None
+    q.offer(sub("a6", 0), T0 + 0.1)
+    release = q.take(live, 0, T0 + 0.1)
+    assert release is not None and len(release.items) == 7
+    assert q.take(live, 1, T0 + 0.2) is None  # nothing left
+
+
+def test_async_gather_never_waits_past_max_wait_nor_for_more_than_max_batch():
+    q = AsyncQueue(max_batch=3, gather=1.0, max_wait_s=BARRIER)
+    live = {f"a{i}" for i in range(10)}
+    q.offer(sub("a0", 0), T0)
+    assert q.take(live, 0, T0 + BARRIER - 0.01) is None
+    release = q.take(live, 0, T0 + BARRIER)  # the oldest has waited long enough
+    assert release is not None and payloads(release) == ["a0/1"]
+    for i in range(3):  # 10 live actors want 10, but an update holds at most 3
+        q.offer(sub(f"a{i}", 1, seq=2), T0 + 20)
+    release = q.take(live, 1, T0 + 20)
+    assert release is not None and len(release.items) == 3
+    assert AsyncQueue(max_batch=8, gather=0.5).wanted(1) == 1  # one actor: no waiting
+    assert AsyncQueue(max_batch=8, gather=0.0).wanted(50) == 1  # off: as before
+
+
 def test_gradients_are_applied_one_at_a_time():
     q = make_batcher(
         "gradients",
