@@ -172,6 +172,8 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
                 seed=cfg.seed,
                 reward_norm=cfg.reward_norm,
                 log_std_init=cfg.log_std_init,
+                lr_schedule=cfg.lr_schedule,
+                clip_schedule=cfg.clip_schedule,
             ),
             device,
         )
@@ -278,6 +280,7 @@ def _resume(parts: Parts) -> None:
     # The optimizer state carries the old learning rate: set the current one explicitly.
     parts.trainer.set_lr(cfg.learning_rate)
     parts.stats.restore(state["counters"])
+    parts.trainer.set_progress(parts.stats.env_steps, cfg.max_env_steps)  # the schedules
     torch.set_rng_state(state["torch_rng"])
     parts.rng.bit_generator.state = state["numpy_rng"]
     parts.trained_s = float(state["counters"].get("wall_s", 0.0))

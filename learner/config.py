@@ -103,6 +103,16 @@ class LearnerConfig:
         + ", ".join(f"{a.name} {a.lr:g}" for a in algos.ALGORITHMS.values()),
     )
     optimizer: str = arg("adam", "optimizer", choices=("adam", "rmsprop"))
+    lr_schedule: str = arg(
+        "constant",
+        "linear: anneal the learning rate to 0 over --max-env-steps (CleanRL's anneal_lr)",
+        choices=("constant", "linear"),
+    )
+    clip_schedule: str = arg(
+        "constant",
+        "ppo, appo: linear anneals the clip range to 0 over --max-env-steps (rl-zoo's lin_ clip)",
+        choices=("constant", "linear"),
+    )
     max_grad_norm: float = arg(0.5, "clip the global gradient norm to this")
     max_in_flight: int = arg(
         1,
@@ -263,6 +273,12 @@ class LearnerConfig:
             raise ValueError(
                 "--actor-timeout-s must exceed --heartbeat-s, or every actor would be lost between heartbeats"
             )
+        for name in ("lr_schedule", "clip_schedule"):
+            if getattr(self, name) == "linear" and not self.max_env_steps:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} linear anneals over --max-env-steps: give one")
+        if self.clip_schedule == "linear" and not hasattr(self.loss, "clip"):
+            raise ValueError(f"--clip-schedule: {self.algo} has no clip range")
         if not 0 <= self.async_gather <= 1:
             raise ValueError("--async-gather must be in [0, 1]")
         if self.confirm_episodes is not None and not 0 <= self.confirm_episodes <= 10_000:

@@ -37,7 +37,7 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
         max_batches_per_update=cfg.max_batches_per_update,
         gather=cfg.async_gather,
     )
-    updater = Updater(spec, trainer, stats, log)
+    updater = Updater(spec, trainer, stats, log, budget=cfg.max_env_steps)
     # The local actors' names, so the seeds are those of a networked run's actors.
     ids = [f"local-{i}" for i in range(cfg.actors)]
     actors: list[Acting] = []

@@ -127,6 +127,7 @@ class LearnerServer:
             ack=self.outbox.ack,
             publish=self._publish,
             debug_delay_s=cfg.debug_update_delay_s,
+            budget=cfg.max_env_steps,
         )
         self.training = TrainingThread(self.updater, depth=1 if spec.sync else 2)
         self._busy_mark = (time.monotonic(), 0.0)  # for the idle fraction in progress

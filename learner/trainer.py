@@ -38,6 +38,10 @@ class TrainerConfig:
     seed: int = 1
     reward_norm: bool = False  # learner/reward_scale.py
     log_std_init: float = 0.0  # Box actions: the Gaussian's initial log-std
+    # Linear anneals to 0 over the run's env-step budget (CleanRL's anneal_lr, rl-zoo's
+    # lin_ schedules): the fraction left comes from set_progress before each update.
+    lr_schedule: str = "constant"  # or "linear"
+    clip_schedule: str = "constant"  # or "linear": PPO's clip (a loss with a ``clip``)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,9 @@ class Trainer:
         # the server and the serial loop show it every accepted rollout (observe_rewards).
         self.reward_scale = RewardScale(loss_cfg.gamma) if cfg.reward_norm else None
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr)
+        self.base_lr = cfg.lr
+        self.base_loss_cfg = loss_cfg
+        self._left = 1.0  # share of the env-step budget left (set_progress)
         self.version = 0
         # On a GPU, batches are copied on a stream of their own, so the copy of the next
         # batch runs while the current one trains (see prepare / train_batch).
@@ -95,6 +102,21 @@ class Trainer:
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
+    def set_progress(self, env_steps: int, budget: int | None) -> None:
+        """The run's progress, for the linear schedules; read by the next update. Called
+        from the learner's loop (a float written whole: no lock needed)."""
+        if budget:
+            self._left = max(0.0, 1.0 - env_steps / budget)
+
+    def _apply_schedules(self) -> None:
+        if self.cfg.lr_schedule == "linear":
+            self.set_lr(self.base_lr * self._left)
+        if self.cfg.clip_schedule == "linear":
+            # A clip of exactly 0 would freeze the policy; CleanRL's anneal ends at its
+            # last update, above 0: so does this.
+            clip = max(self.base_loss_cfg.clip * self._left, 1e-3)
+            self.loss_cfg = dataclasses.replace(self.base_loss_cfg, clip=clip)
 
     @property
     def lr(self) -> float:
@@ -136,6 +158,7 @@ class Trainer:
         their statistics take in this batch's (core/models/normalizer.py), so the new
         version carries both (the very first batch is taken in before its update
         instead). With --reward-norm the loss sees the scaled rewards."""
+        self._apply_schedules()
         if self.reward_scale is not None:
             batch = dataclasses.replace(batch, rewards=self.reward_scale.apply(batch.rewards))
         norm = self.model.obs_norm
@@ -272,6 +295,7 @@ class Trainer:
         loss had been backpropagated here."""
         if transitions <= 0:
             return self._skipped(0, "no_valid_transitions")
+        self._apply_schedules()
         self.optimizer.zero_grad(set_to_none=False)
         with torch.no_grad():
             for name, p in self.model.named_parameters():

@@ -55,11 +55,13 @@ class Updater:
         ack: AckFn | None = None,
         publish: Callable[[int, dict[str, np.ndarray]], None] | None = None,
         debug_delay_s: float = 0.0,
+        budget: int | None = None,
     ) -> None:
         self.spec, self.trainer, self.stats, self.log = spec, trainer, stats, log
         self.ack = ack
         self.publish = publish
         self.debug_delay_s = debug_delay_s
+        self.budget = budget  # --max-env-steps: what the schedules anneal over
 
     def take(self, batcher: SyncBarrier | AsyncQueue, live: set[str]) -> Release | None:
         release = batcher.take(live, self.trainer.version, time.monotonic())
@@ -82,6 +84,7 @@ class Updater:
             self.finish(self.compute(release, self.prepare(release)))
 
     def prepare(self, release: Release) -> Batch | None:
+        self.trainer.set_progress(self.stats.env_steps, self.budget)
         if self.spec.sends_gradients:
             return None
         return self.trainer.prepare([s.payload for s in release.items])

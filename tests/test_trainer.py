@@ -144,3 +144,39 @@ def test_truncated_importance_weights_leave_on_policy_data_unchanged():
     r = Rollout.from_arrays(arrays)
     c, d = trainer(clip, seed=5), trainer(plain, seed=5)
     assert abs(c.train_on([r]).policy_loss) < abs(d.train_on([r]).policy_loss)
+
+
+def test_linear_schedules_anneal_over_the_env_step_budget():
+    """CleanRL's anneal_lr and rl-zoo's lin_ clip: the value at an update is the base
+    times the share of --max-env-steps left; constant schedules never move."""
+    ppo = algos.get("ppo")
+    spec = dataclasses.replace(SPEC, algo="ppo", coordination="sync")
+    cfg = ppo.make_config({"clip": 0.2, "epochs": 1})
+    t = Trainer(
+        spec, ppo, cfg, TrainerConfig(lr=1e-3, lr_schedule="linear", clip_schedule="linear"), CPU
+    )
+    seen = []
+    real_loss = t.algo.loss
+    t.algo = dataclasses.replace(
+        ppo, loss=lambda m, b, c, tg: seen.append(c.clip) or real_loss(m, b, c, tg)
+    )
+    for done, lr, clip in [(0, 1e-3, 0.2), (250, 7.5e-4, 0.15), (1000, 0.0, 1e-3)]:
+        t.set_progress(done, 1000)
+        assert t.train_on([rollout()]).applied
+        assert t.lr == pytest.approx(lr)
+        assert seen[-1] == pytest.approx(clip)
+    flat = trainer(lr=1e-3)
+    flat.set_progress(900, 1000)
+    flat.train_on([rollout()])
+    assert flat.lr == 1e-3
+
+
+def test_a_schedule_without_a_budget_is_refused():
+    from learner.config import parse
+
+    with pytest.raises(SystemExit):
+        parse(["--lr-schedule", "linear"])
+    with pytest.raises(SystemExit):
+        parse(["--clip-schedule", "linear", "--algo", "a2c", "--max-env-steps", "1000"])
+    cfg, _ = parse(["--lr-schedule", "linear", "--max-env-steps", "1000"])
+    assert cfg.lr_schedule == "linear"
