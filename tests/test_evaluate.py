@@ -111,3 +111,24 @@ def test_obs_frame_shapes():
     assert obs_frame(np.zeros((6, 5, 3), np.uint8)).shape == (6, 5, 3)
     with pytest.raises(ValueError, match="not images"):
         obs_frame(np.zeros(4, np.float32))
+
+
+def test_side_by_side_play_counts_each_envs_first_episode_only():
+    """Episodes of very different lengths: played side by side, every env gives its
+    first episode and no more, so the short ones are not over-counted; the step count
+    is the sum of the episode lengths; a budget cuts it short, marked incomplete."""
+    import torch
+
+    from tests.conftest import CARTPOLE
+
+    torch.manual_seed(0)
+    weights = weights_to_arrays(ActorCritic(ModelConfig.from_spec(CARTPOLE)))
+    played = play(CARTPOLE, weights, episodes=40, seed=3)  # two waves: 32 + 8
+    assert played.complete and len(played.returns) == 40
+    assert played.returns == [float(n) for n in played.lengths]  # CartPole: 1 per step
+    assert played.steps == sum(played.lengths)
+    assert len(set(played.lengths)) > 5  # a random policy: lengths vary widely
+    again = play(CARTPOLE, weights, episodes=40, seed=3)
+    assert again.returns == played.returns  # seeded: repeatable
+    cut = play(CARTPOLE, weights, episodes=40, seed=3, max_steps=50)
+    assert not cut.complete and cut.steps <= 50 + 32
