@@ -109,8 +109,8 @@ def play(
 
 
 # Envs played side by side when nothing is recorded: one batched forward pass per step
-# for up to this many episodes (10 CartPole episodes: 500 passes instead of 5,000).
-WAVE = 32
+# for up to this many episodes (100 CartPole episodes: 500 passes instead of 50,000).
+WAVE = 100
 
 
 def _side_by_side(

@@ -23,9 +23,12 @@ from learner.presets import ConfigError, algo_tables, load_config, preset_for
 from protocol.sockets import DEFAULT_MAX_FRAME_BYTES
 
 # Episodes the learner plays itself before a run ends as solved, unless the preset or
-# --confirm-episodes says otherwise: 10 CartPole episodes of 500 steps take about a
-# second on a thread beside training.
-DEFAULT_CONFIRM_EPISODES = 10
+# --confirm-episodes says otherwise: as many as the actors' window (learner/stats.py),
+# so the learner's figure is as precise as theirs. Ten were too few where returns vary
+# (Pendulum: episodes from -1,400 to -100; a policy whose 100-episode mean had just
+# crossed -200 failed 8 confirmations of 10 in a row). Played side by side
+# (core/evaluation.py), 100 CartPole episodes take 500 batched forward passes.
+DEFAULT_CONFIRM_EPISODES = 100
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,12 @@ def test_side_by_side_play_counts_each_envs_first_episode_only():
 
     torch.manual_seed(0)
     weights = weights_to_arrays(ActorCritic(ModelConfig.from_spec(CARTPOLE)))
-    played = play(CARTPOLE, weights, episodes=40, seed=3)  # two waves: 32 + 8
-    assert played.complete and len(played.returns) == 40
+    played = play(CARTPOLE, weights, episodes=140, seed=3)  # two waves: 100 + 40
+    assert played.complete and len(played.returns) == 140
     assert played.returns == [float(n) for n in played.lengths]  # CartPole: 1 per step
     assert played.steps == sum(played.lengths)
     assert len(set(played.lengths)) > 5  # a random policy: lengths vary widely
-    again = play(CARTPOLE, weights, episodes=40, seed=3)
+    again = play(CARTPOLE, weights, episodes=140, seed=3)
     assert again.returns == played.returns  # seeded: repeatable
-    cut = play(CARTPOLE, weights, episodes=40, seed=3, max_steps=50)
-    assert not cut.complete and cut.steps <= 50 + 32
+    cut = play(CARTPOLE, weights, episodes=140, seed=3, max_steps=50)
+    assert not cut.complete and cut.steps <= 50 + 100
