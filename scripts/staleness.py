@@ -55,6 +55,8 @@ def one_run(runs: Path, algo: str, lag: int, seed: int, budget: int) -> dict:
 
 
 def cell(runs: list[dict], key: str) -> str:
+    if not runs:  # this lag was not run for this algorithm
+        return "-"
     values = [r[key] for r in runs]
     done = [v for v in values if v is not None]
     if key == "steps_to_475":
@@ -97,8 +99,8 @@ def plot(results: list[dict], algos: list[str], lags: list[int], path: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.staleness", description=__doc__)
-    p.add_argument("--lags", default="0,1,2,4,8,16,32")
-    p.add_argument("--algos", default="a3c,a3c-grad,impala")
+    p.add_argument("--lags", default="0,1,2,4,8,16,32,64")
+    p.add_argument("--algos", default="a3c,a3c-grad,impala,appo")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--max-env-steps", type=int, default=500_000)
     p.add_argument("--out", default=str(ROOT / "docs" / "staleness"), help="the report")
