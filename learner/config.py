@@ -126,7 +126,7 @@ class LearnerConfig:
         "async algorithms: rollouts that queued while the learner was busy are merged into one update, at most this many",
     )
     async_gather: float = arg(
-        0.0,
+        0.5,
         "async algorithms: an update waits until rollouts from this share of the live actors have queued (at most --max-batches-per-update, at most --barrier-timeout-s), so the versions per round of rollouts, and the policy lag, do not grow with the actor count; 0: update on whatever has queued",
     )
     max_policy_lag: int | None = arg(

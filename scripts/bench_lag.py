@@ -27,13 +27,23 @@ from scripts.procs import ROOT, run_process
 from scripts.report import machine_lines, markdown_table, write_report
 
 
-def one_run(runs: Path, env: str, algo: str, actors: int, seconds: float, extra: str) -> dict:
+def one_run(
+    runs: Path,
+    env: str,
+    algo: str,
+    actors: int,
+    seconds: float,
+    extra: str,
+    threshold: float | None = None,
+) -> dict:
     run_dir = runs / f"{algo}-{env.replace('/', '_')}-a{actors}"
     runs.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "learner", "--env", env, "--algo", algo]
     cmd += ["--actors", str(actors), "--port", "0", "--run-dir", str(run_dir)]
     cmd += ["--max-seconds", f"{seconds:g}", "--target-return", "1e9"]
     cmd += ["--confirm-episodes", "0", "--checkpoint-every-s", "0", "--log-interval-s", "1"]
+    if threshold is not None:  # when the actors' 100-episode mean first reached it
+        cmd += ["--milestones", f"{threshold:g}"]
     cmd += shlex.split(extra)
     code, wall, _ = run_process(cmd, run_dir.with_suffix(".stderr"), seconds + 120)
     events = runlog.read_events(run_dir / "learner.jsonl")
@@ -53,6 +63,7 @@ def one_run(runs: Path, env: str, algo: str, actors: int, seconds: float, extra:
         values = [e[key] for e in progress if e.get(key) is not None]
         return max(values) if values else None
 
+    reached = runlog.milestones(events).get(threshold) if threshold is not None else None
     env_steps = last.get("env_steps", 0)
     wall_s = last.get("wall_s") or 0.0
     updates = last.get("updates", 0)
@@ -72,6 +83,7 @@ def one_run(runs: Path, env: str, algo: str, actors: int, seconds: float, extra:
         "updates": updates,
         "rollouts_per_update": round(batches / updates, 2) if batches and updates else None,
         "final_return": last.get("mean_return_100"),
+        "reached_at": reached["env_steps"] if reached else None,
         "process_wall_s": round(wall, 1),
     }
 
@@ -83,11 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--actors", type=int, default=14)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--extra", default="", help="extra learner flags for every run")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="report the env steps at which the 100-episode mean first reached this (reached_at)",
+    )
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-lag"))
     args = p.parse_args(argv)
     out = Path(args.out)
     results = [
-        one_run(out / "runs", args.env, a, args.actors, args.seconds, args.extra)
+        one_run(out / "runs", args.env, a, args.actors, args.seconds, args.extra, args.threshold)
         for a in args.algos.split(",")
     ]
     columns = [k for k in results[0] if k not in ("env", "actors", "exit")]
