@@ -251,7 +251,7 @@ def test_a_stale_sample_far_outside_the_trust_region_has_a_bounded_gradient():
     does not bound that side); against pi_prox the sample starts at ratio 1 and its
     weight is truncated at is_clip, so its gradient is at most is_clip * (1 + clip)
     times a fresh sample's."""
-    cfg = PPOConfig(clip=0.2, normalize_advantages=False, is_clip=1.0)
+    cfg = PPOConfig(clip=0.2, normalize_advantages=False, is_clip=1.0, trust_region="proximal")
     m = model(5)
     r = rollout(5)
     pi = fresh_logp(m, r)
@@ -259,6 +259,8 @@ def test_a_stale_sample_far_outside_the_trust_region_has_a_bounded_gradient():
     fresh = policy_grad_norm(m, r, cfg, lags=[0])
     r.logp = pi - 8.0
     as_if_fresh = policy_grad_norm(m, r, cfg, lags=[0])  # the ratio against mu
+    behaviour = dataclasses.replace(cfg, trust_region="behaviour")
+    assert policy_grad_norm(m, r, behaviour, lags=[8]) == pytest.approx(as_if_fresh)
     stale = policy_grad_norm(m, r, cfg, lags=[8])
     assert as_if_fresh > 1000 * fresh  # e^8 ~ 2981: what APPO did before
     assert stale <= cfg.is_clip * (1 + cfg.clip) * fresh + 1e-6
@@ -294,7 +296,7 @@ def decoupled_reference(m_now, m_prox, r: Rollout, cfg: PPOConfig, lag: int) -> 
 
 @pytest.mark.parametrize("lag,is_clip", [(0, 1.0), (3, 1.0), (3, 0.5), (3, 0.0)])
 def test_decoupled_objective_matches_the_slow_reference(lag, is_clip):
-    cfg = PPOConfig(clip=0.2, normalize_advantages=False, is_clip=is_clip)
+    cfg = PPOConfig(clip=0.2, normalize_advantages=False, is_clip=is_clip, trust_region="proximal")
     m_prox, m_now = model(1), model(2)  # the policy at targets time, and after steps
     r = rollout(7)  # behaviour log-probs from neither network
     batch = Batch.from_rollouts([r], torch.device("cpu"), lags=[lag])

@@ -22,8 +22,15 @@ CleanRL) when it is smaller than a column. The trainer runs that loop
                                                  the loss of V clipped to old V +- value_clip
     total       = policy_loss + value_coef * value_loss - entropy_coef * entropy
 
+That is ``trust_region="proximal"``. The default, ``"behaviour"``, keeps the ratio
+against mu (pi_prox := mu, w = 1), as Sample Factory's APPO: measured on CartPole with
+actors acting on weights K versions old (make staleness, 2026-12-02), it solved 3/3
+seeds at every K up to 64, where the proximal form solved 2/3 at K = 2-8 and 1/3 at 16:
+clipping against mu withholds the gradient of samples the policy has already moved
+away from, a brake the proximal form releases. The proximal form bounds every stale
+sample's gradient (below) and is there to measure at scale.
 On fresh data (a rollout of the learner's current version, ``Batch.lag`` 0: every sync
-PPO batch) pi_prox is mu itself, so w = 1 and this is exactly PPO's loss against the
+PPO batch) pi_prox is mu itself, so w = 1 and both are exactly PPO's loss against the
 behaviour policy. On stale data the clip no longer measures lag: a sample starts inside
 the trust region (ratio 1), its weight is bounded by ``is_clip``, so however old it is
 its gradient is at most ``is_clip * (1 + clip)`` times a fresh sample's (with a ratio
@@ -71,6 +78,11 @@ class PPOConfig:
     )
     vtrace_rho_bar: float = arg(1.0, "V-trace: truncation of the importance weights rho")
     vtrace_c_bar: float = arg(1.0, "V-trace: truncation of the trace coefficients c")
+    trust_region: str = arg(
+        "behaviour",
+        "APPO under lag: behaviour (clip the ratio pi/mu against the policy that acted, as Sample Factory) or proximal (clip pi/pi_prox around the learner's own policy and weight by min(is_clip, pi_prox/mu), Hilton et al. 2021); the same on fresh data",
+        choices=("behaviour", "proximal"),
+    )
     is_clip: float = arg(
         1.0,
         "APPO: truncate the importance weight pi_prox/mu that corrects a stale batch for the policy that acted (the trust region is around the learner's own policy); 0: no correction",
@@ -80,6 +92,8 @@ class PPOConfig:
         check_loss_settings(
             self, "value_coef", "entropy_coef", "value_clip", "reward_clip", "is_clip"
         )
+        if self.trust_region not in ("behaviour", "proximal"):
+            raise ValueError("--trust-region must be behaviour or proximal")
         if self.targets not in ("gae", "vtrace"):
             raise ValueError("--targets must be gae or vtrace")
         if not self.vtrace_rho_bar > 0 or not self.vtrace_c_bar > 0:
@@ -107,7 +121,9 @@ def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
     prox_logp = torch.where(fresh, batch.behaviour_logp, logp)
     log_rho = (prox_logp - batch.behaviour_logp).clamp(-20.0, 20.0)  # log pi_prox / mu
     weight = torch.ones_like(log_rho)
-    if cfg.is_clip > 0:
+    if cfg.trust_region == "behaviour":
+        prox_logp = batch.behaviour_logp  # the ratio is taken against mu itself
+    elif cfg.is_clip > 0:
         weight = torch.exp(log_rho).clamp(max=cfg.is_clip)
     if cfg.targets == "vtrace":
         returns, adv = vtrace_targets(
