@@ -11,9 +11,10 @@
     on the way out: Shutdown to every actor, close the sockets
 
 What is accepted, how stale it may be and how it is batched is the coordination mode's
-(core/coordination; the batcher: batching.py); who may send is admission's (admission.py); the update is the trainer's
-(trainer.py, with the algorithm's loss), run by updates.py. A message that fails decoding or checking is
-dropped with a logged reason and counted; it never raises out of the loop.
+(core/coordination; the batcher: batching.py); who may send is admission's
+(admission.py); the update is the trainer's (trainer.py, with the algorithm's loss), run
+by updates.py. A message that fails decoding or checking is dropped with a logged reason
+and counted; it never raises out of the loop.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The coordination table: name -> how actors and the learner take turns (see base.py for
 the contract and the loops that use it).
 
-| name      | actors send | learner batches                              | lag rule         | actor waits for |
-|-----------|-------------|----------------------------------------------|------------------|-----------------|
-| sync      | rollouts    | barrier: one per live actor, one update      | current version  | the release and its weights |
-| async     | rollouts    | queue: merged, at most --max-batches-per-update | --max-policy-lag | credit only (--max-in-flight) |
-| gradients | gradients   | queue: applied one at a time                 | --max-policy-lag | credit only (--max-in-flight) |
+| name      | actors send | learner batches                  | lag rule         | actor waits for  |
+|-----------|-------------|----------------------------------|------------------|------------------|
+| sync      | rollouts    | barrier: one per live actor      | current version  | release, weights |
+| async     | rollouts    | queue (--max-batches-per-update) | --max-policy-lag | credit only      |
+| gradients | gradients   | queue: one at a time             | --max-policy-lag | credit only      |
 
 An algorithm names the mode it runs in (core/algos). A new mode: one ``register`` line
 below (and a module beside this one if the mode needs code of its own), and its tests.
