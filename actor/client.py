@@ -2,17 +2,18 @@
 
     join:    send Hello until Welcome (the run spec) and the current Weights arrive;
              build envs, policy and collector from the spec (core/acting.py)
-    loop:    [sync: wait for the learner's Ack of the last rollout, then for the weights
-              it names: the barrier released us]
+    loop:    [mode.waits_for_release (sync): wait for the learner's Ack of the last
+              rollout, then for the weights it names: the barrier released us]
              collect a rollout with the newest weights held
-             send it as Experience, or (gradient coordination) as Gradient
+             send it as the mode's message: Experience, or Gradient (mode.sends_gradients)
              at most max_in_flight unacknowledged (credit)
     always:  Weights (PUB, or sent directly) are loaded if newer; a Heartbeat every
              heartbeat_s; Shutdown -> exit 0; a fatal Error -> exit non-zero;
              no word from the learner for learner_timeout -> learner_lost, re-join
 
-Every wait is a poll with a timeout of at most ``POLL_MS`` so a signal stops the
-actor within a fraction of a second. Sends never block in ZeroMQ: at the DEALER's
+The mode is the coordination table's row the run spec names (core/coordination).
+Every wait is a poll with a timeout of at most ``POLL_MS`` so a signal stops the actor
+within a fraction of a second. Sends never block in ZeroMQ: at the DEALER's
 high-water mark the actor logs ``backpressure`` and retries while still reading.
 Sockets are actor/transport.py's.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 from actor.config import ActorConfig
 from actor.credit import Credit
 from actor.transport import DEALER, Transport
+from core import coordination
 from core.acting import Acting, build_acting
 from core.collector import EnvFailure
 from protocol import address, checks, sockets
@@ -50,10 +52,6 @@ from protocol.spec import RunSpec, SpecError
 
 POLL_MS = 50
 BACKPRESSURE_AFTER_S = 0.05
-# sync: an unacknowledged rollout expires after this many --learner-timeout (it may be
-# waiting in the barrier for other actors: up to the learner's --barrier-timeout-s, 10 s,
-# and before the first update up to --min-actors-wait-s, 30 s; 8 x 5 s outlasts both).
-SYNC_ACK_PATIENCE = 8
 HELLO_EVERY_S = 1.0
 
 EXIT_OK = 0
@@ -249,7 +247,7 @@ class ActorClient:
 
     def _welcome(self, msg: Welcome) -> None:
         try:
-            spec = RunSpec.from_dict(msg.run)
+            spec = RunSpec.from_dict(msg.run, coordinations=coordination.names())
         except SpecError as exc:
             raise Stop(EXIT_PROTOCOL, f"bad run spec from learner: {exc}") from None
         if self.acting is not None:
@@ -296,7 +294,7 @@ class ActorClient:
         while True:
             self._check_stop()
             self._pump(0)
-            if a.spec.sync:
+            if a.mode.waits_for_release:
                 self._await_release(a)
             rollout = a.collect(between_steps=self._heartbeat)
             self.seq += 1
@@ -309,7 +307,7 @@ class ActorClient:
             }
             msg = (
                 a.gradient_message(rollout, **ids)
-                if a.spec.sends_gradients
+                if a.mode.sends_gradients
                 else Experience(arrays=rollout.wire_arrays(a.spec), **ids)
             )
             self._await_credit(a)
@@ -331,11 +329,12 @@ class ActorClient:
             self._pump(POLL_MS)
 
     def _await_release(self, a: Acting) -> None:
-        """sync: the learner acks the last rollout when its barrier is released (or when
-        it dropped or rejected it) and names the version to collect with next; wait for
-        that Ack, then for those weights. A lost Ack is made up for by a Pong reporting a
-        newer version than the rollout's (the barrier moved on); one that never comes
-        expires (ack_missing) and the actor goes on with the newest weights it has."""
+        """The mode waits for release (sync): the learner acks the last rollout when its
+        barrier is released (or when it dropped or rejected it) and names the version to
+        collect with next; wait for that Ack, then for those weights. A lost Ack is made
+        up for by a Pong reporting a newer version than the rollout's (the barrier moved
+        on); one that never comes expires (ack_missing) and the actor goes on with the
+        newest weights it has."""
         while self.credit.waiting_for_release():
             self._check_stop()
             self._pump(POLL_MS)
@@ -379,9 +378,9 @@ class ActorClient:
         if newest is not None:
             self._load_weights(newest)
         now = time.monotonic()
-        # The learner dropped it under load: the credit comes back. A sync rollout may
-        # legitimately wait for the barrier (--barrier-timeout-s), so it gets longer.
-        limit = self.cfg.learner_timeout * (SYNC_ACK_PATIENCE if a.spec.sync else 1)
+        # The learner dropped it under load: the credit comes back. A rollout may
+        # legitimately wait in a barrier (--barrier-timeout-s): the mode's patience.
+        limit = self.cfg.learner_timeout * a.mode.ack_patience
         for k in self.credit.expire(now, limit):
             self.log.warning("ack_missing", seq=k)
         self._heartbeat()

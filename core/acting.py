@@ -3,7 +3,7 @@
     acting = build_acting(spec, num_envs=16, seed=123, temperature=1.0)
     acting.policy.load(weights, version)
     rollout = acting.collect()                      # a protocol.rollout.Rollout
-    grads, terms = acting.gradients(rollout)        # gradient coordination only
+    grads, terms = acting.gradients(rollout)        # acting.mode.sends_gradients only
     msg = acting.gradient_message(rollout, seq=7, ...)   # the same, as a Gradient
     acting.close()
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from core import algos
+from core import algos, coordination
 from core.collector import RolloutCollector
 from core.envs import check_env_matches, make_vec_env
 from core.gradients import rollout_gradients
@@ -33,11 +33,12 @@ from protocol.spec import RunSpec
 @dataclass
 class Acting:
     spec: RunSpec
+    mode: coordination.Coordination  # how this actor takes turns with the learner
     envs: Any  # a gymnasium VectorEnv
     policy: Policy
     collector: RolloutCollector
     shapes: dict[str, tuple[int, ...]]  # parameter shapes, for checking Weights
-    algo: algos.Algorithm | None  # gradient coordination only
+    algo: algos.Algorithm | None  # only where the mode sends gradients
     loss_cfg: Any
 
     def collect(self, between_steps: Callable[[], None] | None = None) -> Rollout:
@@ -52,7 +53,7 @@ class Acting:
         return self.collector.collect(act)
 
     def gradients(self, rollout: Rollout) -> tuple[dict[str, np.ndarray], algos.LossTerms]:
-        assert self.algo is not None, "gradients are computed only under gradient coordination"
+        assert self.algo is not None, "gradients are computed only where the mode sends them"
         return rollout_gradients(self.policy.model, rollout, self.algo, self.loss_cfg)
 
     def gradient_message(self, rollout: Rollout, **ids: Any) -> Gradient:
@@ -84,9 +85,10 @@ def build_acting(
     on_env_error: Callable[[str, BaseException], None] | None = None,
 ) -> Acting:
     """Raises ValueError (including core.envs.EnvSpecError) when the spec cannot be
-    built here: an unknown env, algorithm, encoder or loss setting."""
+    built here: an unknown env, coordination mode, algorithm, encoder or loss setting."""
+    mode = coordination.get(spec.coordination)
     algo, loss_cfg = None, None
-    if spec.sends_gradients:
+    if mode.sends_gradients:  # the loss is computed here, with the learner's settings
         algo = algos.get(spec.algo)
         loss_cfg = algo.make_config(spec.loss)
     policy = Policy(ModelConfig.from_spec(spec), temperature=temperature, seed=seed)
@@ -104,4 +106,5 @@ def build_acting(
     except BaseException:
         envs.close()
         raise
-    return Acting(spec, envs, policy, collector, param_shapes(policy.model), algo, loss_cfg)
+    shapes = param_shapes(policy.model)
+    return Acting(spec, mode, envs, policy, collector, shapes, algo, loss_cfg)

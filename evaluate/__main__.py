@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import coordination
 from core.evaluation import Played, play
 from learner.checkpoint import CheckpointConfig, Checkpointer, UnreadableCheckpoint, read
 from protocol.spec import RunSpec, SpecError
@@ -77,7 +78,8 @@ def load(run_dir: Path, checkpoint: Path | None) -> tuple[Path, dict]:
 def evaluate(args: argparse.Namespace) -> dict:
     path, state = load(args.run_dir, args.checkpoint)
     try:
-        spec = RunSpec.from_dict(state["spec"])
+        # Any mode this code has: a checkpoint's mode does not change how a policy plays.
+        spec = RunSpec.from_dict(state["spec"], coordinations=coordination.names())
         model = state["trainer"]["model"]
         version = int(state["trainer"]["version"])
     except (KeyError, TypeError, SpecError) as exc:

@@ -1,13 +1,14 @@
-"""How checked submissions become updates: one batcher per coordination mode.
+"""How checked submissions become updates: the batcher a coordination mode asks for.
 
-    batcher = make_batcher(spec.coordination, cfg)
+    batcher = make_batcher(mode, min_actors=..., max_lag=mode.lag_bound(...), ...)
     batcher.offer(submission)                      # a checked rollout or gradient
     release = batcher.take(live_ids, version, now) # None, or what to train on now
     batcher.forget(actor_id)                       # the actor left, was lost or banned
 
-- ``SyncBarrier`` (sync): one submission per live actor for the current version, then
-  one update on all of them. It never waits forever; every state in which it could is
-  bounded (tests/test_batching.py has one test each):
+- ``SyncBarrier`` (``mode.barrier``; sync): one submission per live actor, each at most
+  ``max_lag`` versions old (sync: 0, the current version), then one update on all of
+  them. It never waits forever; every state in which it could is bounded
+  (tests/test_batching.py has one test each):
     * an actor's rollout was rejected: the learner acks it untrained, so the actor sends
       another for the same version (it never waits for weights that cannot come);
     * an actor is quarantined, said bye or went silent: it is no longer live, and its
@@ -19,16 +20,17 @@
       ahead without them (their late rollouts are dropped as stale and acked);
     * an update is skipped (no valid transition, a non-finite loss): the acks carry the
       unchanged version, and actors collect again with the weights they have.
-- ``AsyncQueue`` (async): whatever queued while the learner was busy, merged into one
-  update, at most ``max_batch`` (bounding the update's memory; the rest waits in
-  ZeroMQ's bounded queues). With ``gather`` > 0 an update also waits until rollouts
+- ``AsyncQueue`` (a queue; async): whatever queued while the learner was busy, merged
+  into one update, at most ``max_batch`` (bounding the update's memory; the rest waits
+  in ZeroMQ's bounded queues). With ``gather`` > 0 an update also waits until rollouts
   from that share of the live actors have queued (never more than ``max_batch``, never
   longer than ``max_wait_s`` after the oldest arrived): a learner faster than its data
   would otherwise make one update, one version, per arriving rollout, so each rollout
   would be about as many versions old as there are actors. Gathered, the versions per
   round of rollouts stay about 1 / gather whatever the actor count, and no actor waits
   for a slower one (only a share of the live actors is needed).
-- ``AsyncQueue(max_batch=1)`` (gradients): each gradient applied as it arrives.
+- ``AsyncQueue(max_batch=1)`` (``mode.queue_limit`` 1; gradients): each gradient applied
+  as it arrives.
 
 No sockets, no torch: the server passes ids and times in.
 """
@@ -38,6 +40,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from core.coordination import Coordination
 
 
 @dataclass
@@ -60,13 +64,20 @@ class Release:
 
 
 class SyncBarrier:
-    def __init__(self, min_actors: int, min_actors_wait_s: float, barrier_timeout_s: float):
+    def __init__(
+        self,
+        min_actors: int,
+        min_actors_wait_s: float,
+        barrier_timeout_s: float,
+        max_lag: int = 0,
+    ) -> None:
         self.min_actors = min_actors
         self.min_actors_wait_s = min_actors_wait_s
         self.barrier_timeout_s = barrier_timeout_s
+        self.max_lag = max_lag  # the mode's lag rule: versions a submission may be behind
         self.pending: dict[str, Submission] = {}
-        # Submissions ``take`` dropped because they are for an older version (one that
-        # arrived while its version's update was running): the caller acks them
+        # Submissions ``take`` dropped because they are for a version too old (they
+        # arrived while the update that made them so was running): the caller acks them
         # untrained, so their senders collect again at once.
         self.dropped: list[Submission] = []
         self.arrived: dict[str, float] = {}  # when each pending submission arrived
@@ -97,9 +108,10 @@ class SyncBarrier:
         return False
 
     def take(self, live: set[str], version: int, now: float) -> Release | None:
-        # Only this version's rollouts count; older ones are stale (the server drops
+        # Only rollouts within the lag rule count; older ones are stale (the server drops
         # them before they get here, this is the barrier's own guard).
-        for k in [k for k, s in self.pending.items() if s.version != version]:
+        stale = [k for k, s in self.pending.items() if not 0 <= version - s.version <= self.max_lag]
+        for k in stale:
             self.dropped.append(self.pending[k])
             self.forget(k)
         if not self.pending:
@@ -163,18 +175,18 @@ class AsyncQueue:
 
 
 def make_batcher(
-    coordination: str,
+    mode: Coordination,
     *,
     min_actors: int,
     min_actors_wait_s: float,
     barrier_timeout_s: float,
     max_batches_per_update: int,
+    max_lag: int = 0,
     gather: float = 0.0,
 ) -> SyncBarrier | AsyncQueue:
-    if coordination == "sync":
-        return SyncBarrier(min_actors, min_actors_wait_s, barrier_timeout_s)
-    if coordination == "async":
-        return AsyncQueue(max_batches_per_update, gather, barrier_timeout_s)
-    if coordination == "gradients":
-        return AsyncQueue(1)
-    raise ValueError(f"unknown coordination {coordination!r}")
+    """The batcher ``mode`` asks for; ``max_lag``: its lag rule as it applies in this run
+    (``mode.lag_bound(--max-policy-lag)``), which a barrier also applies at release."""
+    if mode.barrier:
+        return SyncBarrier(min_actors, min_actors_wait_s, barrier_timeout_s, max_lag)
+    # A queue of one releases each submission alone, whatever ``gather`` says.
+    return AsyncQueue(mode.queue_limit or max_batches_per_update, gather, barrier_timeout_s)

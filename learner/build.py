@@ -51,12 +51,13 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
         if cfg.encoder != "auto"
         else default_encoder(env["obs_shape"], env["obs_dtype"])
     )
-    if cfg.obs_norm and cfg.algorithm.coordination == "gradients":
+    sends_gradients = cfg.algorithm.mode.sends_gradients  # the loss is computed on the actors
+    if cfg.obs_norm and sends_gradients:
         raise BuildError(
             f"--obs-norm: the learner updates the statistics from the observations it "
             f"trains on, and --algo {cfg.algo} sends gradients only; use a3c or a2c"
         )
-    if cfg.reward_norm and cfg.algorithm.coordination == "gradients":
+    if cfg.reward_norm and sends_gradients:
         raise BuildError(
             f"--reward-norm: --algo {cfg.algo} computes its loss on the actors, which never "
             "see the learner's reward statistics; use a3c or a2c"
@@ -184,7 +185,7 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         spec=spec,
         device=device,
         trainer=trainer,
-        stats=RunStats(losses_from="actors" if spec.sends_gradients else "learner"),
+        stats=RunStats(losses_from="actors" if cfg.algorithm.mode.sends_gradients else "learner"),
         rng=np.random.default_rng(cfg.seed),
         checkpointer=Checkpointer(
             CheckpointConfig(run_dir / "checkpoints", keep=cfg.keep_checkpoints)

@@ -135,7 +135,7 @@ class LearnerConfig:
         + ", ".join(
             f"{a.name} {a.max_policy_lag}"
             for a in algos.ALGORITHMS.values()
-            if a.coordination != "sync"
+            if a.mode.max_lag is None  # the modes whose lag rule is this flag
         ),
     )
     # Network endpoints
@@ -254,7 +254,7 @@ class LearnerConfig:
             raise ValueError(
                 "--weights-delay must be below --max-policy-lag, or every rollout would be dropped as stale"
             )
-        if self.weights_delay and self.algorithm.coordination == "sync":
+        if self.weights_delay and self.algorithm.mode.waits_for_release:
             raise ValueError(
                 "--weights-delay needs an async or gradient algorithm (a sync actor waits for the newest weights)"
             )

@@ -14,8 +14,9 @@ thread touches the network and the optimizer; it hands back a copy of the weight
 each result, so the loop never reads parameters that are being written. Sockets stay on
 the loop's thread (ZeroMQ sockets are not thread-safe).
 
-``depth`` bounds the releases in flight: 1 for the sync barrier (an update must finish
-before the next version's rollouts can exist), 2 otherwise (one training, one prepared).
+``depth`` bounds the releases in flight, the coordination mode's ``pipeline_depth``: 1
+for the sync barrier (an update must finish before the next version's rollouts can
+exist), 2 otherwise (one training, one prepared).
 ``busy_s(now)`` is the training thread's time inside updates: the learner's idle
 fraction is 1 - busy_s / wall time.
 """

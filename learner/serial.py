@@ -2,9 +2,9 @@
 sockets. For debugging an algorithm and for tests of the learning maths.
 
     for each round:
-        each actor: take the current weights, collect a rollout, [gradients: compute
-                    them], offer it to the batcher; async and gradients: train on it
-                    at once
+        each actor: take the current weights, collect a rollout, [the mode sends
+                    gradients: compute them], offer it to the batcher; the mode
+                    updates after each rollout (async, gradients): train on it at once
         train on whatever the batcher releases (the same batcher, updater, trainer and
         stats as the networked learner), then check the stopping rules
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from core import coordination
 from core.acting import Acting, build_acting
 from learner.admission import actor_seed
 from learner.batching import Submission, make_batcher
@@ -29,12 +30,14 @@ from learner.updates import Updater
 
 def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
     cfg, spec, trainer, stats, log = parts.cfg, parts.spec, parts.trainer, parts.stats, parts.log
+    mode = coordination.get(spec.coordination)
     batcher = make_batcher(
-        spec.coordination,
+        mode,
         min_actors=cfg.actors,
         min_actors_wait_s=cfg.min_actors_wait_s,
         barrier_timeout_s=cfg.barrier_timeout_s,
         max_batches_per_update=cfg.max_batches_per_update,
+        max_lag=mode.lag_bound(cfg.policy_lag_bound),
         gather=cfg.async_gather,
     )
     updater = Updater(spec, trainer, stats, log, budget=cfg.max_env_steps)
@@ -81,10 +84,10 @@ def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
                 stats.add_episodes(episodes)
                 stats.add_lag(trainer.version - acting.policy.version)
                 seq += 1
-                payload = acting.gradient_message(rollout) if spec.sends_gradients else rollout
+                payload = acting.gradient_message(rollout) if mode.sends_gradients else rollout
                 sub = Submission(actor_id, b"", seq, acting.policy.version, payload)
                 batcher.offer(sub, time.monotonic())
-                if not spec.sync:  # async and gradients: an update per rollout
+                if mode.update_each_rollout:
                     updater.run_released(batcher, set(ids))
             updater.run_released(batcher, set(ids))
             now = time.monotonic()

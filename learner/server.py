@@ -10,10 +10,11 @@
         every so often: declare silent actors lost, log progress, checkpoint
     on the way out: Shutdown to every actor, close the sockets
 
-What to train on and when is the batcher's (batching.py, chosen by the coordination
-mode); who may send is admission's (admission.py); the update is the trainer's
-(trainer.py, with the algorithm's loss), run by updates.py. A message that fails decoding or checking is
-dropped with a logged reason and counted; it never raises out of the loop.
+What is accepted, how stale it may be and how it is batched is the coordination mode's
+(core/coordination; the batcher: batching.py); who may send is admission's
+(admission.py); the update is the trainer's (trainer.py, with the algorithm's loss), run
+by updates.py. A message that fails decoding or checking is dropped with a logged reason
+and counted; it never raises out of the loop.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 
 import zmq
 
+from core import coordination
 from learner.admission import (
     MAX_ENVS_PER_ACTOR,
     Admitted,
@@ -94,12 +96,16 @@ class LearnerServer:
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
         self.shapes = {n: tuple(p.shape) for n, p in trainer.model.named_parameters()}
         self.max_envs = min(MAX_ENVS_PER_ACTOR, max_envs(spec, cfg.max_frame_bytes))
+        self.mode = coordination.get(spec.coordination)
+        # The mode's lag rule, judged at arrival (judge_batch) and by a barrier at release.
+        self.max_lag = self.mode.lag_bound(cfg.policy_lag_bound)
         self.batcher = make_batcher(
-            spec.coordination,
+            self.mode,
             min_actors=cfg.first_update_actors,
             min_actors_wait_s=cfg.min_actors_wait_s,
             barrier_timeout_s=cfg.barrier_timeout_s,
             max_batches_per_update=cfg.max_batches_per_update,
+            max_lag=self.max_lag,
             gather=cfg.async_gather,
         )
         self.ctx = sockets.new_context()
@@ -129,7 +135,7 @@ class LearnerServer:
             debug_delay_s=cfg.debug_update_delay_s,
             budget=cfg.max_env_steps,
         )
-        self.training = TrainingThread(self.updater, depth=1 if spec.sync else 2)
+        self.training = TrainingThread(self.updater, depth=self.mode.pipeline_depth)
         self._busy_mark = (time.monotonic(), 0.0)  # for the idle fraction in progress
         self._draining = False
         self.closed = False
@@ -341,19 +347,12 @@ class LearnerServer:
 
     def _batch(self, rec: ActorRecord, msg: Experience | Gradient) -> None:
         """A rollout or a gradient: check it, judge it, hand it to the batcher."""
-        wants = Gradient if self.spec.sends_gradients else Experience
-        if not isinstance(msg, wants):
+        if not isinstance(msg, wants := self.mode.message):
             self._reject(rec.routing_id, "unexpected_type", f"this run takes {wants.TYPE}")
             return
         # Identity, sequence and version first: a rollout that then fails the content
         # checks still arrived (its sequence number is used, not a gap).
-        verdict = judge_batch(
-            rec,
-            msg,
-            self.learner_id,
-            self.trainer.version,
-            0 if self.spec.sync else self.cfg.policy_lag_bound,
-        )
+        verdict = judge_batch(rec, msg, self.learner_id, self.trainer.version, self.max_lag)
         if verdict.kind == "foreign":
             self.stats.dropped_stale += 1
             return

@@ -4,8 +4,8 @@ serial mode.
     updater = Updater(spec, trainer, stats, log, ack=outbox.ack, publish=outbox.publish_weights)
     updater.run_released(batcher, live_ids)   # train on everything released now, in a row
 
-Dispatches on the coordination mode (gradients are applied one by one; rollouts are
-trained on together), counts, acks every sender with the version its next rollout
+Asks the coordination mode what it trains on (gradients are applied one by one; rollouts
+are trained on together), counts, acks every sender with the version its next rollout
 should use (the new one, or the same one when the update was skipped), and publishes
 the weights after an applied update. No sockets: ``ack`` and ``publish`` are the
 caller's.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core import coordination
 from core.batch import Batch
 from learner.batching import AsyncQueue, Release, Submission, SyncBarrier
 from learner.stats import RunStats
@@ -58,6 +59,7 @@ class Updater:
         budget: int | None = None,
     ) -> None:
         self.spec, self.trainer, self.stats, self.log = spec, trainer, stats, log
+        self.mode = coordination.get(spec.coordination)
         self.ack = ack
         self.publish = publish
         self.debug_delay_s = debug_delay_s
@@ -85,7 +87,7 @@ class Updater:
 
     def prepare(self, release: Release) -> Batch | None:
         self.trainer.set_progress(self.stats.env_steps, self.budget)
-        if self.spec.sends_gradients:
+        if self.mode.sends_gradients:  # nothing to assemble: each is applied as it is
             return None
         return self.trainer.prepare([s.payload for s in release.items])
 

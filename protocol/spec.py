@@ -8,20 +8,26 @@ learner's own settings (optimizer, gradient clipping, staleness bound) stay on t
 learner. ``from_dict`` checks a received spec as strictly as the codec checks a header,
 so an actor never builds an environment from a malformed one.
 
-The protocol does not know the algorithms or the networks: ``algo`` and ``encoder`` are
-names and ``loss`` a map that the algorithm's own config class checks (core/algos,
-core/models). ``coordination`` is what the
-actor's loop depends on, and it is a closed set defined here.
+The protocol does not know the algorithms, the networks or the coordination modes:
+``algo``, ``encoder`` and ``coordination`` are names and ``loss`` a map, each resolved or
+checked by its table (core/algos, core/models, core/coordination). ``coordination`` is
+what the actor's loop depends on, so a receiver must know the name: ``from_dict`` takes
+the names it can run. The built-in ones are documented below, for a peer written from
+this file, and are the default; a process with the coordination table passes the
+table's names (protocol cannot import it and must stay importable alone), so a mode
+registered there crosses the wire with no change here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-# How actors and the learner take turns (the actor's loop dispatches on this):
+# The built-in ways actors and the learner take turns (core/coordination has their
+# objects; a receiver with that table may accept more):
 #   sync       collect with version V, send, wait until the learner released the
 #              barrier (Ack), load the weights the Ack names, repeat (A2C)
 #   async      collect and send continuously with the newest weights held (A3C, IMPALA)
@@ -74,8 +80,8 @@ class RunSpec:
     def __post_init__(self) -> None:
         if not self.algo or len(self.algo) > 64:
             raise SpecError("algo must be a name of 1 to 64 characters")
-        if self.coordination not in COORDINATIONS:
-            raise SpecError(f"coordination must be one of {COORDINATIONS}")
+        if not self.coordination or len(self.coordination) > 64:
+            raise SpecError("coordination must be a name of 1 to 64 characters")
         if self.action_kind not in ACTION_KINDS:
             raise SpecError(f"action_kind must be one of {ACTION_KINDS}")
         if self.obs_dtype not in OBS_DTYPES:
@@ -119,14 +125,6 @@ class RunSpec:
             raise SpecError("obs_norm is for vector observations, not uint8 images")
 
     @property
-    def sync(self) -> bool:
-        return self.coordination == "sync"
-
-    @property
-    def sends_gradients(self) -> bool:
-        return self.coordination == "gradients"
-
-    @property
     def action_dtype(self) -> str:
         return "<i8" if self.action_kind == "discrete" else "<f4"
 
@@ -135,7 +133,8 @@ class RunSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: Any) -> RunSpec:
+    def from_dict(cls, d: Any, coordinations: Collection[str] = COORDINATIONS) -> RunSpec:
+        """A received spec, checked; ``coordinations``: the modes the receiver can run."""
         if not isinstance(d, dict):
             raise SpecError("run spec is not a map")
         names = {f.name: f for f in dataclasses.fields(cls)}
@@ -149,7 +148,10 @@ class RunSpec:
                     raise SpecError(f"run spec lacks {name}")
                 continue
             kwargs[name] = _coerce(name, f.type, d[name])
-        return cls(**kwargs)
+        spec = cls(**kwargs)
+        if spec.coordination not in coordinations:
+            raise SpecError(f"coordination must be one of {tuple(coordinations)}")
+        return spec
 
 
 def _coerce(name: str, typ: Any, value: Any) -> Any:

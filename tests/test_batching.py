@@ -8,8 +8,7 @@ and the async and gradient queues.
 
 from __future__ import annotations
 
-import pytest
-
+from core import coordination
 from learner.batching import AsyncQueue, Release, Submission, SyncBarrier, make_batcher
 
 MIN_WAIT = 30.0
@@ -267,7 +266,7 @@ def test_async_gather_never_waits_past_max_wait_nor_for_more_than_max_batch():
 
 def test_gradients_are_applied_one_at_a_time():
     q = make_batcher(
-        "gradients",
+        coordination.get("gradients"),
         min_actors=2,
         min_actors_wait_s=MIN_WAIT,
         barrier_timeout_s=BARRIER,
@@ -284,13 +283,30 @@ def test_gradients_are_applied_one_at_a_time():
 
 def test_make_batcher_picks_the_batcher_of_each_coordination_mode():
     kw = dict(min_actors=3, min_actors_wait_s=MIN_WAIT, barrier_timeout_s=BARRIER)
-    sync = make_batcher("sync", **kw, max_batches_per_update=8)
-    assert isinstance(sync, SyncBarrier)
+    sync = make_batcher(coordination.get("sync"), **kw, max_batches_per_update=8)
+    assert isinstance(sync, SyncBarrier) and sync.max_lag == 0
     assert (sync.min_actors, sync.min_actors_wait_s, sync.barrier_timeout_s) == (3, 30.0, 10.0)
-    queue = make_batcher("async", **kw, max_batches_per_update=5)
-    assert isinstance(queue, AsyncQueue) and queue.max_batch == 5
-    with pytest.raises(ValueError, match="unknown coordination"):
-        make_batcher("lockstep", **kw, max_batches_per_update=8)
+    queue = make_batcher(coordination.get("async"), **kw, max_batches_per_update=5, gather=0.5)
+    assert isinstance(queue, AsyncQueue) and (queue.max_batch, queue.gather) == (5, 0.5)
+    gradients = make_batcher(coordination.get("gradients"), **kw, max_batches_per_update=5)
+    assert isinstance(gradients, AsyncQueue) and gradients.max_batch == 1
+
+
+def test_a_barrier_keeps_what_its_lag_rule_allows_and_drops_the_rest():
+    # A barrier whose mode allows one version of lag (tests/toy_coordination.py): at
+    # version 2 rollouts of versions 1 and 2 count, one of version 0 is dropped (acked
+    # untrained, so its sender sends another) and the barrier waits for that one.
+    b = SyncBarrier(1, min_actors_wait_s=MIN_WAIT, barrier_timeout_s=BARRIER, max_lag=1)
+    live = {"a", "b", "c"}
+    b.offer(sub("a", 1), T0)
+    b.offer(sub("b", 0), T0)
+    b.offer(sub("c", 2), T0)
+    assert b.take(live, 2, T0) is None
+    assert [s.actor_id for s in b.take_dropped()] == ["b"]
+    b.offer(sub("b", 1, seq=2), T0 + 1)
+    release = b.take(live, 2, T0 + 1)
+    assert release is not None and payloads(release) == ["a/1", "b/2", "c/1"]
+    assert release.reason == ""
 
 
 # --- found in review: a re-sent rollout and a late joiner --------------------------------

@@ -306,7 +306,7 @@ def test_box_spec_round_trips():
     out = RunSpec.from_dict(decode(encode(Welcome("L", spec.to_dict(), 1, 1.0, 0))).run)
     assert out == spec
     assert type(out.action_low) is tuple and type(out.action_low[0]) is float
-    assert out.sends_gradients and not out.sync
+    assert out.coordination == "gradients"
 
 
 def test_spec_ints_accepted_for_floats(cartpole_spec):

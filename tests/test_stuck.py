@@ -40,11 +40,11 @@ from actor.client import (
     EXIT_PROTOCOL,
     HELLO_EVERY_S,
     POLL_MS,
-    SYNC_ACK_PATIENCE,
     ActorClient,
 )
 from actor.config import ActorConfig
 from actor.transport import DEALER
+from core import coordination
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
 from core.procs import stop_processes
 from learner.__main__ import run as run_learner
@@ -364,7 +364,7 @@ def test_sync_release_wait_ends_by_ack_missing_when_the_ack_never_comes(monkeypa
     assert [e["seq"] for e in log.events("ack_missing")] == [1]
     (t1, _), (t2, second) = learner.sent_of(Experience)
     # Longer than the credit wait: the rollout may sit out --barrier-timeout-s.
-    patience = SYNC_ACK_PATIENCE * LEARNER_TIMEOUT
+    patience = coordination.get("sync").ack_patience * LEARNER_TIMEOUT
     assert patience <= t2 - t1 <= patience + 2 * POLL_MS / 1000
     assert second.policy_version == 0  # it went on with the weights it had
     assert "learner_lost" not in log.names()

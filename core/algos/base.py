@@ -5,10 +5,10 @@
     batch = Batch.from_rollouts(rollouts, device)  # core/batch.py
     terms = algo.loss(model, batch, cfg)           # LossTerms; terms.total.backward()
 
-The coordination mode (protocol/spec.py: sync, async, gradients) says how actors and
-the learner take turns; the learner's loop and the actor's loop dispatch on it, never
-on the algorithm's name. Adding an algorithm is one module (its config dataclass and
-loss function) and one ``register`` call (core/algos/__init__.py).
+The coordination mode (a row of core/coordination: sync, async, gradients) says how
+actors and the learner take turns; the learner's loop and the actor's loop call the
+mode, never look at the algorithm's name. Adding an algorithm is one module (its config
+dataclass and loss function) and one ``register`` call (core/algos/__init__.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from protocol.spec import COORDINATIONS
+from core import coordination
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ TargetsFn = Callable[[Any, Any, Any], dict]
 @dataclass(frozen=True)
 class Algorithm:
     name: str
-    coordination: str  # one of protocol.spec.COORDINATIONS
+    coordination: str  # a mode's name in core/coordination
     config: type  # frozen dataclass of the loss settings; fields made with core.cli.arg
     loss: LossFn
     lr: float  # default learning rate
@@ -57,12 +57,16 @@ class Algorithm:
     targets: TargetsFn | None = None
 
     def __post_init__(self) -> None:
-        if self.coordination not in COORDINATIONS:
-            raise ValueError(f"coordination must be one of {COORDINATIONS}")
-        if self.targets is not None and self.coordination == "gradients":
+        mode = self.mode  # a ValueError unless the mode is registered
+        if self.targets is not None and mode.sends_gradients:
             raise ValueError("gradient coordination sends one gradient per rollout: no epochs")
         if not dataclasses.is_dataclass(self.config):
             raise ValueError("config must be a dataclass")
+
+    @property
+    def mode(self) -> coordination.Coordination:
+        """How actors and the learner take turns in this algorithm."""
+        return coordination.get(self.coordination)
 
     def make_config(self, values: Mapping[str, Any] | None = None) -> Any:
         """The loss config from a map (flags, or a RunSpec's ``loss``); unknown keys and
