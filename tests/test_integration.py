@@ -43,6 +43,8 @@ SUMMARY_KEYS = {
     "env",
     "seed",
     "actors",
+    "solved_on",  # None: not solved
+    "confirm_attempts",  # the learner's own confirmations (on by default; none here)
 }
 
 
@@ -67,6 +69,7 @@ def test_learner_and_two_local_actors_train_and_stop(tmp_path, algo):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) == SUMMARY_KEYS
     assert summary["algo"] == algo and summary["actors"] == 2 and summary["solved"] is False
+    assert summary["solved_on"] is None and summary["confirm_attempts"] == 0
     assert summary["env_steps"] >= 20000 and summary["updates"] > 0
     joined = learner.events("actor_joined")
     assert {e["actor_id"] for e in joined} == {"local-0", "local-1"}
