@@ -130,13 +130,9 @@ class Trainer:
         collected with (None: this one, fresh)."""
         batch = self.prepare(rollouts)
         if versions is not None:
-            batch = self.with_lags(batch, versions, [r.num_envs for r in rollouts])
+            lags = [self.version - v for v in versions]
+            batch = batch.with_lags(lags, [r.num_envs for r in rollouts])
         return self.train_batch(batch)
-
-    def with_lags(self, batch: Batch, versions: Sequence[int], num_envs: Sequence[int]) -> Batch:
-        """``batch`` with each rollout's lag behind this trainer's version now: what a
-        loss that corrects for the behaviour policy reads (core/algos/ppo.py)."""
-        return batch.with_lags([self.version - v for v in versions], num_envs)
 
     def prepare(self, rollouts: Sequence[Rollout]) -> Batch:
         """The rollouts as a batch on the training device. On a GPU the host-to-device

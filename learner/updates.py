@@ -97,9 +97,7 @@ class Updater:
         # at arrival when the batch queued behind other updates).
         lags = [self.trainer.version - s.version for s in items]
         if batch is not None:
-            batch = self.trainer.with_lags(
-                batch, [s.version for s in items], [s.payload.num_envs for s in items]
-            )
+            batch = batch.with_lags(lags, [s.payload.num_envs for s in items])
             results = [(items, self.trainer.train_batch(batch))]
         else:
             results = []

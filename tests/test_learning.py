@@ -57,6 +57,17 @@ COORDINATION = {
 }
 
 
+def run_to_end(tmp_path, learner) -> tuple[dict, dict]:
+    """Wait for ``learner`` to exit cleanly (stopping it whatever happens); its
+    ``run_finished`` event and summary.json."""
+    try:
+        assert learner.wait_exit(HANG_S + 60) == 0
+    finally:
+        learner.stop()
+    (finished,) = learner.events("run_finished")
+    return finished, json.loads((tmp_path / "summary.json").read_text())
+
+
 @pytest.mark.parametrize("case", list(BUDGETS))
 def test_algorithm_learns_cartpole_through_real_processes(tmp_path, case):
     budget = BUDGETS[case]
@@ -79,12 +90,7 @@ def test_algorithm_learns_cartpole_through_real_processes(tmp_path, case):
         "--checkpoint-every-s",
         "0",
     )
-    try:
-        assert learner.wait_exit(HANG_S + 60) == 0
-    finally:
-        learner.stop()
-    (finished,) = learner.events("run_finished")
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    finished, summary = run_to_end(tmp_path, learner)
     # Solved by the rule, before the budget ran out (max_env_steps would be the reason).
     assert finished["reason"] == "solved", summary
     assert summary["solved"] and summary["mean_return_100"] >= TARGET, summary
@@ -118,12 +124,7 @@ def test_continuous_control_learns_pendulum_through_real_processes(tmp_path):
         "--target-return", str(PENDULUM_TARGET), "--max-env-steps", str(PENDULUM_BUDGET),
         "--max-seconds", str(HANG_S), "--checkpoint-every-s", "0",
     )  # fmt: skip
-    try:
-        assert learner.wait_exit(HANG_S + 60) == 0
-    finally:
-        learner.stop()
-    (finished,) = learner.events("run_finished")
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    finished, summary = run_to_end(tmp_path, learner)
     assert finished["reason"] == "solved", summary
     assert summary["mean_return_100"] >= PENDULUM_TARGET and summary["episodes"] >= 100
     config = json.loads((tmp_path / "config.json").read_text())
@@ -149,12 +150,7 @@ def test_learning_holds_under_an_induced_lag_of_16_with_8_actors(tmp_path, algo)
         "--target-return", str(TARGET), "--max-env-steps", str(budget),
         "--max-seconds", str(HANG_S), "--checkpoint-every-s", "0",
     )  # fmt: skip
-    try:
-        assert learner.wait_exit(HANG_S + 60) == 0
-    finally:
-        learner.stop()
-    (finished,) = learner.events("run_finished")
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    finished, summary = run_to_end(tmp_path, learner)
     assert finished["reason"] == "solved", summary
     lags = [e["train_lag_mean"] for e in learner.events("progress") if e.get("train_lag_mean")]
     # The loss really saw data 16 versions old (once the learner was past version 16).
