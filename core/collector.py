@@ -21,7 +21,6 @@ running are lost, ``episodes_lost``, and the learner counts them as ``episodes_c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,14 +33,6 @@ ActFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 class EnvFailure(RuntimeError):
     """The environment kept raising; the actor cannot make progress."""
-
-
-@dataclass
-class CollectorStats:
-    env_steps: int = 0  # valid transitions
-    episodes: int = 0
-    env_errors: int = 0
-    episodes_lost: int = 0  # in-progress episodes discarded by an env error
 
 
 class RolloutCollector:
@@ -62,7 +53,7 @@ class RolloutCollector:
         self.to_env = to_env if to_env is not None else (lambda a: a)
         self.max_failures = max_failures
         self.on_env_error = on_env_error
-        self.stats = CollectorStats()
+        self.env_errors = 0  # env errors so far: each recovery reseeds differently
         self._failures_in_a_row = 0
         self._seed = seed
         self._reset(seed)
@@ -75,22 +66,19 @@ class RolloutCollector:
         self.ep_len = np.zeros(self.n, dtype=np.int64)
 
     def _recover(self, where: str, exc: BaseException) -> None:
-        self.stats.env_errors += 1
-        self.stats.episodes_lost += int((self.ep_len > 0).sum())
+        self.env_errors += 1
         if self.on_env_error is not None:
             self.on_env_error(where, exc)
         for attempt in range(self.max_failures):
             try:
                 # A fresh seed: replaying the seed that led here may raise again.
                 seed = (
-                    None
-                    if self._seed is None
-                    else self._seed + 7919 * (self.stats.env_errors + attempt)
+                    None if self._seed is None else self._seed + 7919 * (self.env_errors + attempt)
                 )
                 self._reset(seed)
                 return
             except Exception as reset_exc:  # noqa: BLE001 - any env error is the env's
-                self.stats.env_errors += 1
+                self.env_errors += 1
                 if self.on_env_error is not None:
                     self.on_env_error("reset", reset_exc)
         raise EnvFailure(f"environment reset failed {self.max_failures} times in a row") from exc
@@ -148,6 +136,4 @@ class RolloutCollector:
         if ep_returns:
             r.ep_returns = np.concatenate(ep_returns)
             r.ep_lengths = np.concatenate(ep_lengths)
-        self.stats.env_steps += r.transitions
-        self.stats.episodes += len(r.ep_returns)
         return r

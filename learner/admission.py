@@ -85,7 +85,7 @@ def admit_hello(
     existing = registry.get(route)
     if existing is not None and existing.incarnation == msg.incarnation:
         return Admitted(existing, None, False)  # a repeated Hello: answer again
-    index = registry.joins
+    index = registry.joins  # join order: temperatures are dealt in turn
     rec, old = registry.join(
         ActorRecord(
             actor_id=msg.actor_id,
@@ -96,8 +96,6 @@ def admit_hello(
             num_envs=msg.num_envs or default_envs,
             temperature=msg.temperature or temperatures[index % len(temperatures)],
             seed=actor_seed(run_seed, msg.actor_id),
-            index=index,
-            joined_at=now,
             last_seen=now,
             key_name=key_name,
         )

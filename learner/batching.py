@@ -53,6 +53,7 @@ class Submission:
     seq: int
     version: int  # the policy version it was collected with
     payload: Any  # a protocol.rollout.Rollout, or a Gradient message
+    steps: int = 0  # its valid transitions (what is dropped if it goes stale)
 
 
 @dataclass
@@ -174,6 +175,9 @@ class AsyncQueue:
         return Release(items)
 
 
+Batcher = SyncBarrier | AsyncQueue
+
+
 def make_batcher(
     mode: Coordination,
     *,
@@ -183,7 +187,7 @@ def make_batcher(
     max_batches_per_update: int,
     max_lag: int = 0,
     gather: float = 0.0,
-) -> SyncBarrier | AsyncQueue:
+) -> Batcher:
     """The batcher ``mode`` asks for; ``max_lag``: its lag rule as it applies in this run
     (``mode.lag_bound(--max-policy-lag)``), which a barrier also applies at release."""
     if mode.barrier:

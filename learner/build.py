@@ -1,6 +1,7 @@
 """All the wiring of a learner in one place: from a checked LearnerConfig to the parts
-that run (the run spec, the trainer, the stats, the checkpointer, the server, the local
-actors). Nothing is patched onto an object after construction.
+that run (the run spec, the trainer, the stats, the intake, the batcher, the
+housekeeping, the checkpointer, the server, the local actors). Nothing is patched onto
+an object after construction.
 
     parts = build(cfg, run_dir, log, stop_requested)   # may raise BuildError
     outcome = parts.run()
@@ -10,25 +11,29 @@ actors). Nothing is patched onto an object after construction.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from core import algos
 from core.envs import EnvSpecError, describe, reward_threshold
 from core.models.encoders import default_encoder
 from learner.auth import load_learner_keys
+from learner.batching import Batcher, make_batcher
 from learner.checkpoint import CheckpointConfig, Checkpointer
 from learner.config import DEFAULT_CONFIRM_EPISODES, LearnerConfig
 from learner.confirm import SolveConfirmation
+from learner.housekeeping import Housekeeping
+from learner.intake import Intake
 from learner.local import LocalActors
 from learner.outcome import Outcome
 from learner.playing import PeriodicEvaluation
 from learner.reporting import Reporter
 from learner.resume import IncompatibleResume, compare
+from learner.reward_scale import RewardScale
 from learner.server import LearnerServer
 from learner.stats import RunStats
 from learner.tensorboard import TensorBoardWriter
@@ -96,11 +101,16 @@ class Parts:
     device: torch.device
     trainer: Trainer
     stats: RunStats
-    rng: np.random.Generator
     checkpointer: Checkpointer
     target: float | None
     trained_s: float
     log: object
+    # --reward-norm's running scale: written by the intake, read when a batch is prepared
+    reward_scale: RewardScale | None = None
+    # The loop's pure parts, shared by the networked and the serial learner.
+    intake: Intake | None = None
+    batcher: Batcher | None = None
+    house: Housekeeping | None = None
     server: LearnerServer | None = None  # None in serial mode
     confirm: SolveConfirmation | None = None  # --confirm-episodes
     reporter: Reporter | None = None  # TensorBoard, --eval-every-s
@@ -128,9 +138,9 @@ class Parts:
             return None
         state = {
             "trainer": self.trainer.state_dict(),
+            **({"reward_scale": self.reward_scale.state_dict()} if self.reward_scale else {}),
             "counters": {**self.stats.counters(), "wall_s": wall_s},
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": self.rng.bit_generator.state,
             # Plain values only (lists, not tuples): what weights_only loading accepts.
             "spec": self.spec.to_dict(),
             "config": self.cfg.resolved(),
@@ -171,7 +181,6 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
                 optimizer=cfg.optimizer,
                 max_grad_norm=cfg.max_grad_norm,
                 seed=cfg.seed,
-                reward_norm=cfg.reward_norm,
                 log_std_init=cfg.log_std_init,
                 lr_schedule=cfg.lr_schedule,
                 clip_schedule=cfg.clip_schedule,
@@ -186,7 +195,7 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         device=device,
         trainer=trainer,
         stats=RunStats(losses_from="actors" if cfg.algorithm.mode.sends_gradients else "learner"),
-        rng=np.random.default_rng(cfg.seed),
+        reward_scale=RewardScale(cfg.loss.gamma) if cfg.reward_norm else None,
         checkpointer=Checkpointer(
             CheckpointConfig(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
         ),
@@ -221,6 +230,40 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
             log=log,
             report=parts.reporter.confirmation,
         )
+    mode = cfg.algorithm.mode
+    max_lag = mode.lag_bound(cfg.policy_lag_bound)  # one rule, at arrival and at release
+    parts.intake = Intake(
+        spec,
+        uuid.uuid4().hex[:12],  # this learner: rollouts collected for another are foreign
+        max_lag,
+        {n: tuple(p.shape) for n, p in trainer.model.named_parameters()},
+        parts.stats,
+        parts.reward_scale,
+    )
+    parts.batcher = make_batcher(
+        mode,
+        # Serial mode knows its actors: the first update waits for all of them.
+        min_actors=cfg.actors if cfg.serial else cfg.first_update_actors,
+        min_actors_wait_s=cfg.min_actors_wait_s,
+        barrier_timeout_s=cfg.barrier_timeout_s,
+        max_batches_per_update=cfg.max_batches_per_update,
+        max_lag=max_lag,
+        gather=cfg.async_gather,
+    )
+    server: LearnerServer | None = None
+    parts.house = Housekeeping(
+        cfg,
+        parts.stats,
+        parts.reporter,
+        log,
+        target=parts.target,
+        latest=lambda: (
+            server.latest if server is not None else (trainer.version, trainer.weights())
+        ),
+        stop_requested=stop_requested,
+        confirm=parts.confirm,
+        checkpoint_from_s=parts.trained_s,
+    )
     if cfg.serial:
         return parts
     # Local actors use the keys of the authorised actors whose directories sit beside
@@ -237,21 +280,19 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         )
     actors = LocalActors(cfg.actors, run_dir, log_level=cfg.log_level, keys_dirs=actor_keys)
     parts.actors = actors
-    parts.server = LearnerServer(
+    server = parts.server = LearnerServer(
         cfg,
-        spec,
         trainer,
-        parts.stats,
+        parts.intake,
+        parts.batcher,
+        parts.house,
         log,
-        target=parts.target,
-        stop_requested=stop_requested,
-        checkpoint=lambda: parts.save_checkpoint(parts.wall_s()),
         curve=curve,
         authorized=authorized,
         trained_s=parts.trained_s,
         local_actors_alive=(lambda: actors.any_alive(log)) if cfg.actors else None,
-        confirm=parts.confirm,
-        reporter=parts.reporter,
+        checkpoint=lambda: parts.save_checkpoint(parts.wall_s()),
+        reward_scale=parts.reward_scale,
     )
     return parts
 
@@ -278,12 +319,16 @@ def _resume(parts: Parts) -> None:
     except IncompatibleResume as exc:
         raise BuildError(f"--resume from {path}: {exc}") from None
     parts.trainer.load_state_dict(state["trainer"])
+    if parts.reward_scale is not None:
+        # Checkpoints before 2026-12-02 kept the scale inside the trainer's state.
+        saved = state.get("reward_scale", state["trainer"].get("reward_scale"))
+        if saved is not None:
+            parts.reward_scale.load_state_dict(saved)
     # The optimizer state carries the old learning rate: set the current one explicitly.
     parts.trainer.set_lr(cfg.learning_rate)
     parts.stats.restore(state["counters"])
     parts.trainer.set_progress(parts.stats.env_steps, cfg.max_env_steps)  # the schedules
     torch.set_rng_state(state["torch_rng"])
-    parts.rng.bit_generator.state = state["numpy_rng"]
     parts.trained_s = float(state["counters"].get("wall_s", 0.0))
     if changed:
         log.info(

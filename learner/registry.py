@@ -11,7 +11,7 @@ No sockets here: the server passes routing ids and timestamps in.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from learner.episodes import EpisodeChain
 
@@ -26,8 +26,6 @@ class ActorRecord:
     num_envs: int
     temperature: float
     seed: int
-    index: int  # join order, for assigning temperatures and seeds
-    joined_at: float
     last_seen: float
     # Anything heard since the Hello. Until then the actor is building its envs and
     # network from the run spec (seconds for Atari on a loaded machine), so it gets
@@ -35,12 +33,10 @@ class ActorRecord:
     heard: bool = False
     last_seq: int = 0
     seq_gaps: int = 0
-    batches: int = 0
     env_steps: int = 0  # valid transitions received (derived from the flags)
     bad_messages: int = 0
     quarantined: bool = False
     key_name: str | None = None
-    versions: list[int] = field(default_factory=list)
     # This actor's episodes in progress as the learner derives them (learner/episodes.py);
     # made at its first rollout. A new record (every Welcome) has fresh envs behind it.
     chain: EpisodeChain | None = None

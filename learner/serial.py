@@ -2,117 +2,112 @@
 sockets. For debugging an algorithm and for tests of the learning maths.
 
     for each round:
-        each actor: take the current weights, collect a rollout, [the mode sends
-                    gradients: compute them], offer it to the batcher; the mode
-                    updates after each rollout (async, gradients): train on it at once
-        train on whatever the batcher releases (the same batcher, updater, trainer and
-        stats as the networked learner), then check the stopping rules
+        each actor: take the current weights, collect a rollout, make the message a
+                    networked actor would send (Experience, or a Gradient where the
+                    mode sends gradients), hand it to the intake; the mode updates
+                    after each rollout (async, gradients): train on what is released
+        train on whatever the batcher releases, then housekeeping and the stopping rules
 
-Actors are built by core/acting.py from the same run spec a networked actor gets, with
-the same seeds, so a serial run is what a networked run does without the timing: fully
-repeatable for a given seed.
+Everything after the message is the networked learner's own: the same intake (checks,
+sequence numbers, lag rule, episode chain and claims, reward statistics), batcher,
+updater, trainer, stats and housekeeping. Actors are built by core/acting.py from the
+same run spec a networked actor gets, with the same seeds, so a serial run is what a
+networked run does without the timing: fully repeatable for a given seed. A rollout
+the intake refuses here is a bug in this code base, and raises.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
-from core import coordination
 from core.acting import Acting, build_acting
 from learner.admission import actor_seed
-from learner.batching import Submission, make_batcher
 from learner.build import Parts
-from learner.episodes import EpisodeChain, check_claims
-from learner.outcome import Outcome, stopping_rule
+from learner.outcome import Outcome
+from learner.registry import ActorRecord
 from learner.updates import Updater
+from protocol.messages import Experience
 
 
 def run_serial(parts: Parts, stop_requested: Callable[[], bool]) -> Outcome:
-    cfg, spec, trainer, stats, log = parts.cfg, parts.spec, parts.trainer, parts.stats, parts.log
-    mode = coordination.get(spec.coordination)
-    batcher = make_batcher(
-        mode,
-        min_actors=cfg.actors,
-        min_actors_wait_s=cfg.min_actors_wait_s,
-        barrier_timeout_s=cfg.barrier_timeout_s,
-        max_batches_per_update=cfg.max_batches_per_update,
-        max_lag=mode.lag_bound(cfg.policy_lag_bound),
-        gather=cfg.async_gather,
+    cfg, spec, trainer, log = parts.cfg, parts.spec, parts.trainer, parts.log
+    intake, batcher, house = parts.intake, parts.batcher, parts.house
+    assert intake is not None and batcher is not None and house is not None
+    mode = intake.mode
+    updater = Updater(
+        trainer,
+        parts.stats,
+        log,
+        dropped=intake.drop_late,
+        reward_scale=parts.reward_scale,
+        budget=cfg.max_env_steps,
     )
-    updater = Updater(spec, trainer, stats, log, budget=cfg.max_env_steps)
-    # The local actors' names, so the seeds are those of a networked run's actors.
-    ids = [f"local-{i}" for i in range(cfg.actors)]
+    # The local actors' records, named as a networked run's local actors are, so their
+    # seeds and temperatures are the same.
+    records = [
+        ActorRecord(
+            actor_id=f"local-{i}",
+            incarnation="serial",
+            routing_id=f"local-{i}".encode(),
+            hostname=socket.gethostname(),
+            pid=0,
+            num_envs=spec.num_envs,
+            temperature=cfg.temperatures[i % len(cfg.temperatures)],
+            seed=actor_seed(cfg.seed, f"local-{i}"),
+            last_seen=0.0,
+        )
+        for i in range(cfg.actors)
+    ]
+    live = {r.actor_id for r in records}
     actors: list[Acting] = []
-    # Episodes derived from the data as the networked learner does (learner/episodes.py).
-    chains = {actor_id: EpisodeChain(spec.num_envs) for actor_id in ids}
-
-    def latest() -> tuple[int, dict]:
-        return trainer.version, trainer.weights()
-
     try:
-        for i, actor_id in enumerate(ids):
+        for rec in records:
             actors.append(
                 build_acting(
-                    spec,
-                    num_envs=spec.num_envs,
-                    seed=actor_seed(cfg.seed, actor_id),
-                    temperature=cfg.temperatures[i % len(cfg.temperatures)],
+                    spec, num_envs=rec.num_envs, seed=rec.seed, temperature=rec.temperature
                 )
             )
         log.info("serial_started", actors=len(actors), algo=spec.algo, env=spec.env_id)
         parts.serial_t0 = time.monotonic()
-        next_progress = last_checkpoint = time.monotonic()
-        seq = 0
         while True:
-            for actor_id, acting in zip(ids, actors, strict=True):
+            for rec, acting in zip(records, actors, strict=True):
                 if trainer.version > acting.policy.version:
                     acting.policy.load(trainer.weights(), trainer.version)
                 rollout = acting.collect()
-                stats.env_steps += rollout.transitions
-                episodes = chains[actor_id].observe(
-                    rollout.rewards, rollout.terminated, rollout.truncated, rollout.valid
-                )
-                check_claims(episodes, rollout.ep_returns, rollout.ep_lengths)  # a bug if not
-                trainer.observe_rewards(
-                    chains[actor_id],
-                    rollout.rewards,
-                    rollout.terminated,
-                    rollout.truncated,
-                    rollout.valid,
-                )
-                stats.add_episodes(episodes)
-                stats.add_lag(trainer.version - acting.policy.version)
-                seq += 1
-                payload = acting.gradient_message(rollout) if mode.sends_gradients else rollout
-                sub = Submission(actor_id, b"", seq, acting.policy.version, payload)
-                batcher.offer(sub, time.monotonic())
-                if mode.update_each_rollout:
-                    updater.run_released(batcher, set(ids))
-            updater.run_released(batcher, set(ids))
-            now = time.monotonic()
-            parts.reporter.tick(parts.wall_s(), stats.env_steps, latest)
-            if now >= next_progress:
-                fields = {
-                    **stats.progress(now, parts.wall_s()),
-                    "actors": len(actors),
-                    "version": trainer.version,
+                ids = {
+                    "actor_id": rec.actor_id,
+                    "incarnation": rec.incarnation,
+                    "seq": rec.last_seq + 1,
+                    "learner_id": intake.learner_id,
+                    "policy_version": acting.policy.version,
                 }
-                parts.reporter.progress(fields, now)
-                next_progress = now + cfg.log_interval_s
-            if cfg.checkpoint_every_s and now - last_checkpoint >= cfg.checkpoint_every_s:
-                parts.save_checkpoint(parts.wall_s())
-                last_checkpoint = now
-            outcome = stopping_rule(
-                cfg,
-                stats,
-                parts.target,
-                parts.wall_s(),
-                started=True,
-                stop_requested=stop_requested,
-                confirm=parts.confirm,
-                weights=latest,
+                msg = (
+                    acting.gradient_message(rollout, **ids)
+                    if mode.sends_gradients
+                    else Experience(arrays=rollout.wire_arrays(spec), **ids)
+                )
+                decision = intake.take(rec, msg, trainer.version)
+                if decision.kind == "refused":
+                    raise RuntimeError(
+                        f"serial: own rollout refused: {decision.reason} {decision.detail}"
+                    )
+                if decision.episodes:
+                    house.after_intake(parts.wall_s())
+                if decision.submission is not None:
+                    batcher.offer(decision.submission, time.monotonic())
+                if mode.update_each_rollout:
+                    updater.run_released(batcher, live)
+            updater.run_released(batcher, live)
+            now = time.monotonic()
+            house.tick(
+                now, parts.wall_s(), lambda: {"actors": len(actors), "version": trainer.version}
             )
+            if house.checkpoint_due(parts.wall_s()):
+                parts.save_checkpoint(parts.wall_s())
+                house.checkpointed(parts.wall_s())
+            outcome = house.stop(parts.wall_s(), started=True)
             if outcome is not None:
                 return outcome
     finally:

@@ -1,52 +1,46 @@
 """The learner process's event loop: sockets around pure parts.
 
     bind ROUTER (actor traffic) and PUB (weights)
-    loop until solved, out of budget, or asked to stop:
+    loop until a stopping rule says so (housekeeping.py):
         poll the ROUTER (<= POLL_MS), handle a bounded number of messages:
             Hello              -> admission.admit_hello; Welcome + current Weights
-            Experience/Gradient-> checks, admission.judge_batch; batcher.offer
+            Experience/Gradient-> intake.take: one decision; offered to the batcher,
+                                  or acked untrained (refused, stale)
             Heartbeat -> Pong; WeightsRequest -> Weights; Bye -> forget the actor
-        while the batcher releases a batch: update, ack its senders, publish Weights
-        every so often: declare silent actors lost, log progress, checkpoint
+        hand what the batcher releases to the training thread (pipeline.py, running
+        updates.py); finish what it trained: acks, weights published
+        every so often: declare silent actors lost; progress, checkpoints (housekeeping.py)
     on the way out: Shutdown to every actor, close the sockets
 
-What is accepted, how stale it may be and how it is batched is the coordination mode's
-(core/coordination; the batcher: batching.py); who may send is admission's
-(admission.py); the update is the trainer's (trainer.py, with the algorithm's loss), run
-by updates.py. A message that fails decoding or checking is dropped with a logged reason
-and counted; it never raises out of the loop.
+This module keeps the sockets, the poll loop and who is connected; every decision is a
+pure part's: who may join (admission.py), what becomes of a rollout (intake.py), how
+rollouts become updates (the coordination mode's batcher, batching.py), the update
+(trainer.py with the algorithm's), when to report, checkpoint and stop
+(housekeeping.py). A message that fails decoding or checking is dropped with a logged
+reason and counted; it never raises out of the loop.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 
 import zmq
 
-from core import coordination
-from learner.admission import (
-    MAX_ENVS_PER_ACTOR,
-    Admitted,
-    admit_hello,
-    join_events,
-    judge_batch,
-)
+from learner.admission import MAX_ENVS_PER_ACTOR, Admitted, admit_hello, join_events
 from learner.auth import ZapHandler, user_id
-from learner.batching import Submission, make_batcher
+from learner.batching import Batcher
 from learner.config import LearnerConfig
-from learner.confirm import SolveConfirmation
-from learner.episodes import EpisodeChain, check_claims
+from learner.housekeeping import HOUSEKEEPING_S, Housekeeping
+from learner.intake import Intake
 from learner.outbox import Outbox
-from learner.outcome import Outcome, stopping_rule
+from learner.outcome import Outcome
 from learner.pipeline import TrainingThread
 from learner.registry import ActorRecord, ActorRegistry
-from learner.reporting import Reporter
-from learner.stats import RunStats
+from learner.reward_scale import RewardScale
 from learner.trainer import Trainer
 from learner.updates import Updater
-from protocol import checks, sockets
+from protocol import sockets
 from protocol.codec import DecodeError, decode
 from protocol.messages import (
     Bye,
@@ -59,8 +53,7 @@ from protocol.messages import (
     WeightsRequest,
     Welcome,
 )
-from protocol.rollout import Rollout, max_envs
-from protocol.spec import RunSpec
+from protocol.rollout import max_envs
 
 POLL_MS = 20
 DRAIN = 64  # messages handled per poll before housekeeping runs again
@@ -70,44 +63,32 @@ class LearnerServer:
     def __init__(
         self,
         cfg: LearnerConfig,
-        spec: RunSpec,
         trainer: Trainer,
-        stats: RunStats,
+        intake: Intake,
+        batcher: Batcher,
+        house: Housekeeping,
         log,
         *,
-        target: float | None,
-        stop_requested: Callable[[], bool],
-        checkpoint: Callable[[], None] | None = None,
         curve: sockets.CurveKeys | None = None,
         authorized: dict[bytes, str] | None = None,
         trained_s: float = 0.0,
         local_actors_alive: Callable[[], bool] | None = None,
-        confirm: SolveConfirmation | None = None,
-        reporter: Reporter | None = None,
+        checkpoint: Callable[[], None] | None = None,
+        reward_scale: RewardScale | None = None,
     ) -> None:
-        self.cfg, self.spec, self.trainer, self.stats, self.log = cfg, spec, trainer, stats, log
-        self.target = target
-        self.stop_requested = stop_requested
-        self.local_actors_alive = local_actors_alive
-        self.confirm = confirm
-        self.reporter = reporter if reporter is not None else Reporter(log)
-        self.checkpoint = checkpoint
-        self.learner_id = uuid.uuid4().hex[:12]
-        self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
-        self.shapes = {n: tuple(p.shape) for n, p in trainer.model.named_parameters()}
-        self.max_envs = min(MAX_ENVS_PER_ACTOR, max_envs(spec, cfg.max_frame_bytes))
-        self.mode = coordination.get(spec.coordination)
-        # The mode's lag rule, judged at arrival (judge_batch) and by a barrier at release.
-        self.max_lag = self.mode.lag_bound(cfg.policy_lag_bound)
-        self.batcher = make_batcher(
-            self.mode,
-            min_actors=cfg.first_update_actors,
-            min_actors_wait_s=cfg.min_actors_wait_s,
-            barrier_timeout_s=cfg.barrier_timeout_s,
-            max_batches_per_update=cfg.max_batches_per_update,
-            max_lag=self.max_lag,
-            gather=cfg.async_gather,
+        self.cfg, self.trainer, self.intake, self.batcher, self.house = (
+            cfg,
+            trainer,
+            intake,
+            batcher,
+            house,
         )
+        self.spec, self.stats, self.log = intake.spec, intake.stats, log
+        self.learner_id = intake.learner_id
+        self.local_actors_alive = local_actors_alive
+        self.checkpoint = checkpoint
+        self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
+        self.max_envs = min(MAX_ENVS_PER_ACTOR, max_envs(self.spec, cfg.max_frame_bytes))
         self.ctx = sockets.new_context()
         # The ZAP handler must exist before the CURVE sockets accept a connection.
         self.zap = ZapHandler(self.ctx, authorized or {}, log) if curve is not None else None
@@ -120,22 +101,23 @@ class LearnerServer:
         self.trained_before = trained_s  # training seconds of earlier incarnations (resume)
         self.t0: float | None = None  # first actor welcomed: training starts
         # The newest weights (version, arrays copied off the network): what the outbox
-        # publishes and what --confirm-episodes plays.
+        # publishes and what evaluation and --confirm-episodes play.
         self.latest = (trainer.version, trainer.weights())
         self.outbox = Outbox(
             self.router, self.pub, self.learner_id, *self.latest, delay=cfg.weights_delay
         )
         self.updater = Updater(
-            spec,
             trainer,
-            stats,
+            self.stats,
             log,
             ack=self.outbox.ack,
             publish=self._publish,
+            dropped=intake.drop_late,
+            reward_scale=reward_scale,
             debug_delay_s=cfg.debug_update_delay_s,
             budget=cfg.max_env_steps,
         )
-        self.training = TrainingThread(self.updater, depth=self.mode.pipeline_depth)
+        self.training = TrainingThread(self.updater, depth=intake.mode.pipeline_depth)
         self._busy_mark = (time.monotonic(), 0.0)  # for the idle fraction in progress
         self._draining = False
         self.closed = False
@@ -145,7 +127,6 @@ class LearnerServer:
         if self.zap is not None:
             self._poller.register(self.zap.sock, zmq.POLLIN)
         self._rejected_logged: dict[str, int] = {}
-        self.milestones = sorted(cfg.milestones)  # not yet reached
 
     # --- the loop -------------------------------------------------------------------
 
@@ -164,40 +145,36 @@ class LearnerServer:
             env=self.spec.env_id,
             version=self.trainer.version,
         )
-        next_progress = next_housekeeping = time.monotonic()
-        last_checkpoint = self.wall_s
+        next_sweep = time.monotonic()
         while True:
             self._receive(POLL_MS)
             self.train_released()
             now = time.monotonic()
-            if now >= next_housekeeping:
+            if now >= next_sweep:
                 for rec in self.registry.expire(now):
                     self._lost(rec)
-                self.reporter.tick(self.wall_s, self.stats.env_steps, lambda: self.latest)
-                next_housekeeping = now + 0.1
-            if now >= next_progress:
-                live = self.registry.live()
-                fields = {
-                    **self.stats.progress(now, self.wall_s),
-                    "actors": len(live),
-                    "version": self.trainer.version,
-                    "train_busy": self._busy_fraction(now),
-                }
-                self.reporter.progress(fields, now, {r.actor_id: r.env_steps for r in live})
-                next_progress = now + self.cfg.log_interval_s
-            if (
-                self.checkpoint
-                and self.cfg.checkpoint_every_s
-                and self.wall_s - last_checkpoint >= self.cfg.checkpoint_every_s
-            ):
+                self.house.tick(now, self.wall_s, self._progress_fields, self._actor_steps)
+                next_sweep = now + HOUSEKEEPING_S
+            if self.checkpoint and self.house.checkpoint_due(self.wall_s):
                 self.drain()  # the checkpoint reads the network: no update may be running
                 self.checkpoint()
-                last_checkpoint = self.wall_s
+                self.house.checkpointed(self.wall_s)
             outcome = self._should_stop()
             if outcome is not None:
                 self.training.cancel_queued()  # untrained: the actors are being stopped
                 self.drain()
                 return outcome
+
+    def _progress_fields(self) -> dict:
+        now = time.monotonic()
+        return {
+            "actors": len(self.registry.live()),
+            "version": self.trainer.version,
+            "train_busy": self._busy_fraction(now),
+        }
+
+    def _actor_steps(self) -> dict[str, int]:
+        return {r.actor_id: r.env_steps for r in self.registry.live()}
 
     def _receive(self, timeout_ms: int) -> None:
         """Wait up to ``timeout_ms`` for traffic, then handle what arrived."""
@@ -225,16 +202,7 @@ class LearnerServer:
         return round(min(1.0, (total - busy) / max(now - t, 1e-9)), 3)
 
     def _should_stop(self) -> Outcome | None:
-        outcome = stopping_rule(
-            self.cfg,
-            self.stats,
-            self.target,
-            self.wall_s,
-            started=self.t0 is not None,
-            stop_requested=self.stop_requested,
-            confirm=self.confirm,
-            weights=lambda: self.latest,
-        )
+        outcome = self.house.stop(self.wall_s, started=self.t0 is not None)
         if outcome is None and self.local_actors_alive is not None:
             if not self.local_actors_alive() and not self.registry.live():
                 return Outcome(False, "actors_exited")
@@ -346,65 +314,26 @@ class LearnerServer:
         self.outbox.send_weights(route)
 
     def _batch(self, rec: ActorRecord, msg: Experience | Gradient) -> None:
-        """A rollout or a gradient: check it, judge it, hand it to the batcher."""
-        if not isinstance(msg, wants := self.mode.message):
-            self._reject(rec.routing_id, "unexpected_type", f"this run takes {wants.TYPE}")
-            return
-        # Identity, sequence and version first: a rollout that then fails the content
-        # checks still arrived (its sequence number is used, not a gap).
-        verdict = judge_batch(rec, msg, self.learner_id, self.trainer.version, self.max_lag)
-        if verdict.kind == "foreign":
-            self.stats.dropped_stale += 1
-            return
-        if rec.chain is None:
-            rec.chain = EpisodeChain(rec.num_envs)
-        try:
-            if verdict.kind == "reject":
-                raise checks.InvalidMessage(verdict.reason, verdict.detail)
-            if isinstance(msg, Experience):
-                steps = checks.check_experience(msg, self.spec, rec.num_envs)
-            else:
-                steps = checks.check_gradient(msg, self.shapes, self.spec, rec.num_envs)
-            if verdict.gap and not rec.chain.fresh:  # steps missing from the chain
-                rec.chain.break_()
-            a = msg.arrays
-            episodes = rec.chain.observe(a["rewards"], a["terminated"], a["truncated"], a["valid"])
-            check_claims(episodes, a["ep_returns"], a["ep_lengths"])
-            self.trainer.observe_rewards(
-                rec.chain, a["rewards"], a["terminated"], a["truncated"], a["valid"]
-            )
-        except checks.InvalidMessage as exc:
-            rec.chain.break_()  # the steps of a refused rollout are missing from the chain
-            self._reject(rec.routing_id, exc.reason, exc.detail)
-            # Acked all the same: the credit comes back (a sync actor would otherwise wait
-            # for a release that never names it) and it collects again for this version.
+        """A rollout or a gradient: the intake decides (intake.py); this carries it out."""
+        d = self.intake.take(rec, msg, self.trainer.version)
+        if d.kind == "refused":
+            self._reject(rec.routing_id, d.reason, d.detail)
+        if d.ack_untrained:
             self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
-            return
-        if verdict.gap:
+        if d.gap and d.kind != "refused":
             self.log.warning(
                 "seq_gap",
                 actor_id=rec.actor_id,
                 incarnation=rec.incarnation,
-                missing=verdict.gap,
+                missing=d.gap,
                 seq=msg.seq,
             )
-        self.stats.env_steps += steps
-        rec.env_steps += steps
-        self.stats.add_episodes(episodes)
-        self._check_milestones()
-        if verdict.kind == "stale":
-            self.stats.dropped_stale += 1
-            self.stats.dropped_steps += steps
-            self.log.debug("batch_stale", actor_id=rec.actor_id, lag=verdict.lag)
-            self.outbox.ack(rec.routing_id, msg.seq, self.trainer.version, trained=False)
-            return
-        rec.batches += 1
-        self.stats.add_lag(verdict.lag)
-        payload = Rollout.from_arrays(msg.arrays) if isinstance(msg, Experience) else msg
-        self.batcher.offer(
-            Submission(rec.actor_id, rec.routing_id, msg.seq, msg.policy_version, payload),
-            time.monotonic(),
-        )
+        if d.kind == "stale":
+            self.log.debug("batch_stale", actor_id=rec.actor_id, lag=d.lag)
+        if d.episodes:
+            self.house.after_intake(self.wall_s)
+        if d.submission is not None:
+            self.batcher.offer(d.submission, time.monotonic())
         # Released by the loop right after this batch of messages (train_released), not
         # here: a failed update must not be caught as one message's handler error.
 
@@ -430,17 +359,6 @@ class LearnerServer:
             self.training.drain(self.updater.finish, while_waiting=lambda: self._receive(50))
         finally:
             self._draining = False
-
-    def _check_milestones(self) -> None:
-        while self.milestones and self.stats.solved(self.milestones[0]):
-            self.log.info(
-                "return_reached",
-                threshold=self.milestones.pop(0),
-                env_steps=self.stats.env_steps,
-                episodes=self.stats.episodes,
-                updates=self.stats.updates,
-                wall_s=round(self.wall_s, 3),
-            )
 
     # --- bad input and lost actors ---------------------------------------------------
 

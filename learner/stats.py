@@ -32,6 +32,7 @@ class RunStats:
     skipped_updates: int = 0
     dropped_stale: int = 0
     dropped_steps: int = 0  # env steps in batches dropped as stale
+    dropped_foreign: int = 0  # batches collected for an earlier learner (not counted in steps)
     trained_steps: int = 0  # env steps in batches trained on
     rejected: Counter = field(default_factory=Counter)
     returns: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
@@ -140,6 +141,7 @@ class RunStats:
             "skipped_updates": self.skipped_updates,
             "dropped_stale": self.dropped_stale,
             "dropped_steps": self.dropped_steps,
+            "dropped_foreign": self.dropped_foreign,
             "trained_steps": self.trained_steps,
             "rejected": dict(self.rejected),
             "returns": list(self.returns),
@@ -156,6 +158,7 @@ class RunStats:
             "skipped_updates",
             "dropped_stale",
             "dropped_steps",
+            "dropped_foreign",
             "trained_steps",
         ):
             setattr(self, name, int(counters.get(name, 0)))

@@ -5,8 +5,11 @@
     stats = trainer.apply_gradient(gradient.arrays)   # gradients: gradients in
     publish(trainer.version, trainer.weights())
 
-The loss is the algorithm's (core/algos); nothing here depends on which one. Inputs are
-checked messages (protocol.checks); nothing here touches a socket. An update whose loss
+The loss is the algorithm's (core/algos); nothing here depends on which one. One thread
+at a time uses the network: the learner's training thread runs ``train_batch`` and
+``apply_gradient`` (learner/pipeline.py); the loop reads the network (``weights``,
+``state_dict``) only when no update is in flight, and ``prepare`` touches no parameter.
+Inputs are checked messages (protocol.checks); nothing here touches a socket. An update whose loss
 or gradient is not finite, or whose batch holds no valid transition, is skipped: the
 parameters and the optimizer state stay as they were (an Adam step on a zero gradient
 would still move the parameters), and the stats say why.
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.algos import Algorithm
+from core.algos import Algorithm, LossTerms
 from core.batch import Batch
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
 from learner.reward_scale import RewardScale
@@ -36,7 +39,6 @@ class TrainerConfig:
     optimizer: str = "adam"
     max_grad_norm: float = 0.5
     seed: int = 1
-    reward_norm: bool = False  # learner/reward_scale.py
     log_std_init: float = 0.0  # Box actions: the Gaussian's initial log-std
     # Linear anneals to 0 over the run's env-step budget (CleanRL's anneal_lr, rl-zoo's
     # lin_ schedules): the fraction left comes from set_progress before each update.
@@ -87,9 +89,6 @@ class Trainer:
                 log_std.fill_(cfg.log_std_init)
         for p in self.model.parameters():
             p.grad = torch.zeros_like(p)
-        # Rewards scaled by the running std of the discounted return (--reward-norm):
-        # the server and the serial loop show it every accepted rollout (observe_rewards).
-        self.reward_scale = RewardScale(loss_cfg.gamma) if cfg.reward_norm else None
         self.optimizer = make_optimizer(cfg.optimizer, self.model.parameters(), cfg.lr)
         self.base_lr = cfg.lr
         self.base_loss_cfg = loss_cfg
@@ -134,29 +133,23 @@ class Trainer:
             batch = batch.with_lags(lags, [r.num_envs for r in rollouts])
         return self.train_batch(batch)
 
-    def prepare(self, rollouts: Sequence[Rollout]) -> Batch:
-        """The rollouts as a batch on the training device. On a GPU the host-to-device
-        copies are queued on the copy stream and this returns at once: a learner can
-        prepare the next batch (from any thread) while the current one trains."""
+    def prepare(self, rollouts: Sequence[Rollout], rewards: RewardScale | None = None) -> Batch:
+        """The rollouts as a batch on the training device, with the rewards the loss
+        sees (``rewards``: --reward-norm's running scale; read here, on the caller's
+        thread). On a GPU the host-to-device copies are queued on the copy stream and
+        this returns at once: a learner can prepare the next batch while the current
+        one trains."""
         if self._copy_stream is None:
-            return Batch.from_rollouts(rollouts, self.device)
+            return _scaled(Batch.from_rollouts(rollouts, self.device), rewards)
         with torch.cuda.stream(self._copy_stream):
-            return Batch.from_rollouts(rollouts, self.device)
-
-    def observe_rewards(self, chain, rewards, terminated, truncated, valid) -> None:
-        """An accepted rollout's rewards, in each actor's order (``chain`` is its
-        EpisodeChain): what --reward-norm scales by. Nothing without it."""
-        if self.reward_scale is not None:
-            self.reward_scale.observe(chain, rewards, terminated, truncated, valid)
+            return _scaled(Batch.from_rollouts(rollouts, self.device), rewards)
 
     def train_batch(self, batch: Batch) -> UpdateStats:
         """One update on a prepared batch; then, if the network normalises observations,
         their statistics take in this batch's (core/models/normalizer.py), so the new
         version carries both (the very first batch is taken in before its update
-        instead). With --reward-norm the loss sees the scaled rewards."""
+        instead)."""
         self._apply_schedules()
-        if self.reward_scale is not None:
-            batch = dataclasses.replace(batch, rewards=self.reward_scale.apply(batch.rewards))
         norm = self.model.obs_norm
         seeded = norm is not None and int(norm.count) == 0
         if seeded:
@@ -184,99 +177,33 @@ class Trainer:
         transitions = batch.transitions
         if transitions == 0:
             return self._skipped(0, "no_valid_transitions")
-        if self.algo.targets is not None:
-            return self._train_epochs(batch, transitions)
-        terms = self.algo.loss(self.model, batch, self.loss_cfg)
-        self.optimizer.zero_grad(set_to_none=False)
-        if not torch.isfinite(terms.total):
-            return self._skipped(transitions, "non_finite")
-        terms.total.backward()
-        return self._step(
-            transitions,
-            terms.policy_loss.item(),
-            terms.value_loss.item(),
-            terms.entropy.item(),
-            {k: float(v) for k, v in terms.extras.items()},
-        )
-
-    def _train_epochs(self, batch: Batch, transitions: int) -> UpdateStats:
-        """Several steps on one batch (PPO): targets once, then ``epochs`` passes of
-        minibatches (``_minibatches``). Minibatches whose loss or gradient is not finite
-        take no step; one version for the batch."""
-        cfg = self.loss_cfg
-        targets = self.algo.targets(self.model, batch, cfg)
-        order = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.version)
-        sums: dict[str, torch.Tensor] = {}  # kept on the device: no sync per minibatch
-        steps = 0
-        norms = []
-        for mb, mb_targets in self._minibatches(batch, targets, cfg, order):
-            terms = self.algo.loss(self.model, mb, cfg, mb_targets)
-            self.optimizer.zero_grad(set_to_none=False)
-            if terms.transitions == 0 or not torch.isfinite(terms.total):
-                continue
-            terms.total.backward()
-            norm = self._clip_and_step()
-            if norm is None:
-                continue
-            steps += 1
-            norms.append(norm)
-            values = {
-                "policy_loss": terms.policy_loss,
-                "value_loss": terms.value_loss,
-                "entropy": terms.entropy,
-                **terms.extras,
-            }
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v.detach()
-        if steps == 0:
+        # The algorithm's own update (PPO: epochs of minibatches) or one step; any
+        # order it draws is seeded by the run's seed and this version: repeatable.
+        rng = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.version)
+        done = self.algo.train(self.model, batch, self.loss_cfg, self._take_step, rng)
+        if done is None:
             return self._skipped(transitions, "non_finite")
         self.version += 1
-        mean = {k: float(v) / steps for k, v in sums.items()}
-        extras = {
-            k: v for k, v in mean.items() if k not in ("policy_loss", "value_loss", "entropy")
-        }
         return UpdateStats(
             True,
-            float(torch.stack(norms).mean()),
-            mean["policy_loss"],
-            mean["value_loss"],
-            mean["entropy"],
+            done.grad_norm,
+            done.policy_loss,
+            done.value_loss,
+            done.entropy,
             transitions,
             "",
             self.version,
-            {**extras, "steps": float(steps)},
+            done.extras,
         )
 
-    def _minibatches(self, batch: Batch, targets: dict, cfg, order: torch.Generator):
-        """``cfg.epochs`` passes over the batch in a fresh random order each pass, as
-        (minibatch, its targets). A minibatch of at least a rollout's length is whole env
-        columns ([T, n]); a smaller one is single valid transitions ([1, B]), as SB3 and
-        CleanRL draw them: the targets (GAE) were computed over the whole batch first, so
-        nothing is cut either way."""
-        t = batch.rewards.shape[0]
-        if cfg.minibatch_size >= t:
-            columns = max(1, cfg.minibatch_size // t)
-            for _ in range(cfg.epochs):
-                perm = torch.randperm(batch.num_envs, generator=order)
-                for start in range(0, batch.num_envs, columns):
-                    idx = perm[start : start + columns].to(self.device)
-                    yield (
-                        batch.columns(idx),
-                        {k: v.index_select(1, idx) for k, v in targets.items()},
-                    )
-            return
-        valid = batch.valid.reshape(-1).nonzero().squeeze(1)  # flat indices of transitions
-        for _ in range(cfg.epochs):
-            perm = valid[torch.randperm(len(valid), generator=order).to(valid.device)]
-            for start in range(0, len(perm), cfg.minibatch_size):
-                flat = perm[start : start + cfg.minibatch_size]
-                yield (
-                    batch.steps_at(flat),
-                    {
-                        k: v.reshape(-1).index_select(0, flat).unsqueeze(0)
-                        for k, v in targets.items()
-                    },
-                )
+    def _take_step(self, terms: LossTerms) -> torch.Tensor | None:
+        """One optimizer step on ``terms.total`` (the StepFn algorithms call); None and
+        no step when the loss or the gradient is not finite."""
+        self.optimizer.zero_grad(set_to_none=False)
+        if not torch.isfinite(terms.total):
+            return None
+        terms.total.backward()
+        return self._clip_and_step()
 
     def apply_gradient(
         self,
@@ -346,13 +273,15 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "version": self.version,
         }
-        if self.reward_scale is not None:
-            state["reward_scale"] = self.reward_scale.state_dict()
         return state
 
     def load_state_dict(self, state: Mapping) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.version = int(state["version"])
-        if self.reward_scale is not None and "reward_scale" in state:
-            self.reward_scale.load_state_dict(state["reward_scale"])
+
+
+def _scaled(batch: Batch, rewards: RewardScale | None) -> Batch:
+    if rewards is None:
+        return batch
+    return dataclasses.replace(batch, rewards=rewards.apply(batch.rewards))

@@ -1,14 +1,19 @@
 """Running the updates a batcher releases: the same for the networked learner and the
 serial mode.
 
-    updater = Updater(spec, trainer, stats, log, ack=outbox.ack, publish=outbox.publish_weights)
+    updater = Updater(trainer, stats, log, ack=outbox.ack, publish=..., dropped=intake.drop_late)
     updater.run_released(batcher, live_ids)   # train on everything released now, in a row
 
-Asks the coordination mode what it trains on (gradients are applied one by one; rollouts
-are trained on together), counts, acks every sender with the version its next rollout
-should use (the new one, or the same one when the update was skipped), and publishes
-the weights after an applied update. No sockets: ``ack`` and ``publish`` are the
-caller's.
+Gradients are applied one by one; rollouts are trained on together. Counts, acks every
+sender with the version its next rollout should use (the new one, or the same one when
+the update was skipped), and publishes the weights after an applied update. What the
+barrier finds too old at release is the intake's to count (``dropped``) and acked
+untrained. No sockets: ``ack`` and ``publish`` are the caller's.
+
+Threads: ``take``, ``prepare`` and ``finish`` run on the learner's loop; ``compute`` may
+run on the training thread (learner/pipeline.py) and is the only step that touches the
+network. The reward statistics (--reward-norm) are read in ``prepare``, on the loop,
+where the intake writes them.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core import coordination
 from core.batch import Batch
-from learner.batching import AsyncQueue, Release, Submission, SyncBarrier
+from learner.batching import Batcher, Release, Submission
+from learner.reward_scale import RewardScale
 from learner.stats import RunStats
 from learner.trainer import Trainer, UpdateStats
-from protocol.spec import RunSpec
+from protocol.rollout import Rollout
 
 AckFn = Callable[..., None]  # ack(route, seq, version, *, trained)
 
@@ -48,29 +53,32 @@ class Updater:
 
     def __init__(
         self,
-        spec: RunSpec,
         trainer: Trainer,
         stats: RunStats,
         log,
         *,
         ack: AckFn | None = None,
         publish: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+        dropped: Callable[[Submission], None] | None = None,
+        reward_scale: RewardScale | None = None,
         debug_delay_s: float = 0.0,
         budget: int | None = None,
     ) -> None:
-        self.spec, self.trainer, self.stats, self.log = spec, trainer, stats, log
-        self.mode = coordination.get(spec.coordination)
+        self.trainer, self.stats, self.log = trainer, stats, log
         self.ack = ack
         self.publish = publish
+        self.dropped = dropped
+        self.reward_scale = reward_scale
         self.debug_delay_s = debug_delay_s
         self.budget = budget  # --max-env-steps: what the schedules anneal over
 
-    def take(self, batcher: SyncBarrier | AsyncQueue, live: set[str]) -> Release | None:
+    def take(self, batcher: Batcher, live: set[str]) -> Release | None:
         release = batcher.take(live, self.trainer.version, time.monotonic())
         for sub in batcher.take_dropped():  # too old for the barrier: acked untrained
             if self.ack is not None:
                 self.ack(sub.route, sub.seq, self.trainer.version, trained=False)
-            self.stats.dropped_stale += 1
+            if self.dropped is not None:
+                self.dropped(sub)
         if release is not None and release.reason:
             self.log.warning(
                 "barrier_released",
@@ -81,15 +89,15 @@ class Updater:
             )
         return release
 
-    def run_released(self, batcher: SyncBarrier | AsyncQueue, live: set[str]) -> None:
+    def run_released(self, batcher: Batcher, live: set[str]) -> None:
         while (release := self.take(batcher, live)) is not None:
             self.finish(self.compute(release, self.prepare(release)))
 
     def prepare(self, release: Release) -> Batch | None:
         self.trainer.set_progress(self.stats.env_steps, self.budget)
-        if self.mode.sends_gradients:  # nothing to assemble: each is applied as it is
-            return None
-        return self.trainer.prepare([s.payload for s in release.items])
+        if not isinstance(release.items[0].payload, Rollout):
+            return None  # gradients: nothing to assemble, each is applied as it is
+        return self.trainer.prepare([s.payload for s in release.items], self.reward_scale)
 
     def compute(self, release: Release, batch: Batch | None) -> Done:
         items = release.items

@@ -26,7 +26,6 @@ No sockets here; see codec.py for bytes and sockets.py for socket options.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -284,7 +283,3 @@ def array_name_allowed(cls: type[Message], name: str) -> bool:
         return True
     prefix = cls.ARRAY_PREFIX
     return prefix is not None and name.startswith(prefix) and len(name) > len(prefix)
-
-
-def replace(msg: Message, **changes: Any) -> Message:
-    return dataclasses.replace(msg, **changes)

@@ -151,3 +151,26 @@ def restore_logging():
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
+
+
+def small_batch(rewards: float):
+    """A [4, 2] batch of a 3-vector, 2-action env, every reward ``rewards``."""
+    import torch
+
+    from core.batch import Batch
+    from protocol.rollout import Rollout
+
+    t, n = 4, 2
+    rng = np.random.default_rng(0)
+    r = Rollout(
+        obs=rng.standard_normal((t + 1, n, 3)).astype(np.float32),
+        actions=rng.integers(0, 2, (t, n)),
+        logp=np.full((t, n), -np.log(2), np.float32),
+        rewards=np.full((t, n), rewards, np.float32),
+        terminated=np.zeros((t, n), bool),
+        truncated=np.zeros((t, n), bool),
+        valid=np.ones((t, n), bool),
+        ep_returns=np.zeros(0),
+        ep_lengths=np.zeros(0, np.int64),
+    )
+    return Batch.from_rollouts([r], torch.device("cpu"))

@@ -334,3 +334,11 @@ def test_the_first_update_waits_for_min_actors_rollouts_not_for_joins():
     b.offer(sub("b", 0), T0 + BARRIER + 2)
     release = b.take({"a", "b"}, 0, T0 + BARRIER + 2)
     assert release is not None and release.reason == "" and payloads(release) == ["a/1", "b/1"]
+
+
+def test_sync_barrier_hands_back_what_it_drops_for_an_ack():
+    barrier = SyncBarrier(min_actors=1, min_actors_wait_s=1.0, barrier_timeout_s=1.0)
+    barrier.offer(Submission("a", b"r", 7, 0, None), 0.0)  # collected with version 0
+    assert barrier.take({"a"}, 1, 0.5) is None  # the learner is at version 1 now
+    assert [s.seq for s in barrier.take_dropped()] == [7]
+    assert barrier.take_dropped() == []

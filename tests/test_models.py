@@ -248,7 +248,7 @@ def test_policy_and_collector_run_on_a_2x2_box_env(tiny_box_env):
         received = [a for env in acting.envs.envs for a in env.unwrapped.received]
     finally:
         acting.close()
-    assert acting.collector.stats.env_errors == 0, "every action was inside the space"
+    assert acting.collector.env_errors == 0, "every action was inside the space"
     assert rollout.actions.shape == (20, 3, 2, 2) and rollout.actions.dtype == np.float32
     assert rollout.obs.shape == (21, 3, 3)
     # The rollout keeps the unclipped sample (its log-prob is exact); the env got it clipped.
@@ -282,7 +282,7 @@ def test_pendulum_box_1_acts_within_bounds():
     finally:
         acting.close()
     assert rollout.actions.shape == (5, 2, 1)
-    assert acting.collector.stats.env_errors == 0
+    assert acting.collector.env_errors == 0
     env_actions = acting.policy.to_env(rollout.actions)
     assert (np.abs(env_actions) <= 2.0).all()
 

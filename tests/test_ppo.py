@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from core import algos
-from core.algos.ppo import PPOConfig, ppo_loss, ppo_targets
+from core.algos.ppo import PPOConfig, minibatches, ppo_loss, ppo_targets, ppo_update
 from core.batch import Batch
 from core.models import ModelConfig
 from core.models.actor_critic import ActorCritic
 from learner.trainer import Trainer, TrainerConfig
 from protocol.rollout import Rollout
 from protocol.spec import RunSpec
-from tests.conftest import CARTPOLE, experience_arrays
+from tests.conftest import CARTPOLE, experience_arrays, small_batch
 
 T, N, OBS, ACTIONS = 6, 5, 3, 3
 
@@ -152,7 +152,7 @@ def test_trainer_takes_epochs_times_minibatches_steps_and_one_version():
 
 def test_gradient_coordination_refuses_an_algorithm_with_epochs():
     with pytest.raises(ValueError, match="no epochs"):
-        algos.Algorithm("x", "gradients", PPOConfig, ppo_loss, 1e-3, 4, "", targets=ppo_targets)
+        algos.Algorithm("x", "gradients", PPOConfig, ppo_loss, 1e-3, 4, "", update=ppo_update)
 
 
 def test_minibatches_smaller_than_a_column_are_single_transitions_of_the_whole_batch():
@@ -166,7 +166,7 @@ def test_minibatches_smaller_than_a_column_are_single_transitions_of_the_whole_b
     targets = {"advantages": torch.arange(15.0).reshape(5, 3), "returns": torch.zeros(5, 3)}
     order = torch.Generator().manual_seed(0)
     seen = []
-    for mb, mb_targets in trainer._minibatches(batch, targets, cfg, order):
+    for mb, mb_targets in minibatches(batch, targets, cfg, order):
         assert mb.valid.shape == (1, len(mb_targets["advantages"][0])) and mb.valid.all()
         assert mb.obs.shape[:2] == (2, mb.valid.shape[1]) and len(mb.valid[0]) <= 4
         seen += mb_targets["advantages"][0].tolist()
@@ -328,14 +328,21 @@ def test_the_trainer_tells_the_loss_each_rollouts_lag():
     cfg = algo.make_config({"epochs": 1})
     trainer = Trainer(spec, algo, cfg, TrainerConfig(), torch.device("cpu"))
     seen = []
-    real_targets = algo.targets
-
-    def spy(model, batch, cfg):
+    def spy(model, batch, cfg, step, rng):
         seen.append(None if batch.lag is None else batch.lag[0].tolist())
-        return real_targets(model, batch, cfg)
+        return ppo_update(model, batch, cfg, step, rng)
 
-    trainer.algo = dataclasses.replace(algo, targets=spy)
+    trainer.algo = dataclasses.replace(algo, update=spy)
     r = Rollout.from_arrays(experience_arrays(spec, 2, seed=0))
     trainer.train_on([r, r])  # versions not given: no lag information, taken as fresh
     trainer.train_on([r, r], versions=[1, 0])  # the trainer is at version 1 now
     assert seen == [None, [0, 0, 1, 1]]
+
+
+def test_ppo_ratio_is_bounded_against_absurd_behaviour_log_probs():
+    torch.manual_seed(0)
+    model = ActorCritic(ModelConfig((3,), "discrete", 2))
+    batch = small_batch(1.0)
+    batch = Batch(**{**batch.__dict__, "behaviour_logp": torch.full((4, 2), -1e30)})
+    terms = ppo_loss(model, batch, PPOConfig(), ppo_targets(model, batch, PPOConfig()))
+    assert torch.isfinite(terms.total)

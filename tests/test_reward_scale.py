@@ -4,7 +4,6 @@ discounted return, carried per env across an actor's rollouts, and what the loss
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch
 
 from core.algos import get as get_algo
 from core.batch import Batch
-from learner.build import BuildError, build_spec
+from learner.build import BuildError, build, build_spec
 from learner.config import parse
 from learner.episodes import EpisodeChain
 from learner.reward_scale import CLIP, RewardScale
@@ -21,6 +20,14 @@ from protocol.rollout import Rollout
 from tests.conftest import PENDULUM, experience_arrays
 
 GAMMA = 0.9
+
+
+class _NullLog:
+    def __getattr__(self, _name):
+        return lambda *args, **kwargs: None
+
+
+NULL_LOG = _NullLog()
 
 
 def slow_discounted_returns(rewards, terminated, truncated, valid, gamma):
@@ -114,41 +121,55 @@ def rollout(seed: int) -> Rollout:
 
 
 @pytest.mark.parametrize("algo", ["a2c", "ppo", "impala"])
-def test_the_loss_sees_the_scaled_rewards_and_the_scale_survives_a_checkpoint(algo):
+def test_the_loss_sees_the_scaled_rewards(algo):
     spec = dataclasses.replace(SPEC, algo=algo, coordination=get_algo(algo).coordination)
     a = get_algo(algo)
 
-    def make(norm: bool) -> Trainer:
-        cfg = TrainerConfig(seed=3, reward_norm=norm, log_std_init=-1.0)
+    def make() -> Trainer:
+        cfg = TrainerConfig(seed=3, log_std_init=-1.0)
         return Trainer(spec, a, a.make_config({"gamma": GAMMA}), cfg, torch.device("cpu"))
 
-    scaled, plain = make(True), make(False)
+    scaled, plain = make(), make()
     assert scaled.model.head.log_std.tolist() == [-1.0]
     r = rollout(0)
-    scaled.observe_rewards(EpisodeChain(3), r.rewards, r.terminated, r.truncated, r.valid)
-    factor = scaled.reward_scale.factor
-    assert factor != pytest.approx(1.0)
-    by_hand = dataclasses.replace(r, rewards=(r.rewards * factor).astype(np.float32))
-    a_stats, b_stats = scaled.train_on([r]), plain.train_on([by_hand])
+    scale = RewardScale(GAMMA)
+    scale.observe(EpisodeChain(3), r.rewards, r.terminated, r.truncated, r.valid)
+    assert scale.factor != pytest.approx(1.0)
+    by_hand = dataclasses.replace(r, rewards=(r.rewards * scale.factor).astype(np.float32))
+    a_stats = scaled.train_batch(scaled.prepare([r], scale))
+    b_stats = plain.train_on([by_hand])
     assert a_stats.applied and b_stats.applied
     assert a_stats.value_loss == pytest.approx(b_stats.value_loss, rel=1e-5)
     for (name, p), q in zip(scaled.model.named_parameters(), plain.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, msg=name)
-    buf = io.BytesIO()
-    torch.save({"trainer": scaled.state_dict()}, buf)
-    buf.seek(0)
-    again = make(True)
-    again.load_state_dict(torch.load(buf, weights_only=True)["trainer"])
-    assert again.reward_scale.state_dict() == scaled.reward_scale.state_dict()
 
 
-def test_batch_rewards_are_untouched_without_reward_norm():
-    t = Trainer(
-        SPEC, get_algo("a2c"), get_algo("a2c").make_config(), TrainerConfig(), torch.device("cpu")
-    )
+def test_the_scale_survives_a_checkpoint_and_resume(tmp_path):
+    argv = ["--serial", "--env", "Pendulum-v1", "--algo", "a2c", "--reward-norm"]
+    argv += ["--gamma", str(GAMMA), "--confirm-episodes", "0"]
+    first = build(parse(argv)[0], tmp_path, NULL_LOG, lambda: False)
+    r = rollout(2)
+    first.reward_scale.observe(EpisodeChain(3), r.rewards, r.terminated, r.truncated, r.valid)
+    first.save_checkpoint(1.0)
+    first.close()
+    again = build(parse([*argv, "--resume"])[0], tmp_path, NULL_LOG, lambda: False)
+    try:
+        assert again.reward_scale.count > 0
+        assert again.reward_scale.state_dict() == first.reward_scale.state_dict()
+    finally:
+        again.close()
+
+
+def test_batch_rewards_are_untouched_without_reward_norm(tmp_path):
+    parts = build(parse(["--serial", "--env", "Pendulum-v1"])[0], tmp_path, NULL_LOG, lambda: False)
+    try:
+        assert parts.reward_scale is None
+        parts.save_checkpoint(1.0)
+        saved = torch.load(next((tmp_path / "checkpoints").glob("*.pt")), weights_only=True)
+        assert "reward_scale" not in saved
+    finally:
+        parts.close()
     r = rollout(1)
-    t.observe_rewards(EpisodeChain(3), r.rewards, r.terminated, r.truncated, r.valid)  # no-op
-    assert t.reward_scale is None and "reward_scale" not in t.state_dict()
     batch = Batch.from_rollouts([r], torch.device("cpu"))
     assert torch.equal(batch.rewards, torch.from_numpy(r.rewards))
 

@@ -82,7 +82,7 @@ def test_layout_with_termination_truncation_and_autoreset():
     assert r.obs.shape == (6, 2, 2) and r.actions.shape == (5, 2)
     assert sorted(r.ep_returns.tolist()) == [3.0, 3.0, 6.0]
     assert sorted(r.ep_lengths.tolist()) == [2, 2, 3]
-    assert col.stats.env_steps == 8 and col.stats.episodes == 3
+    assert r.transitions == 8
 
 
 def test_state_carries_across_rollouts():
@@ -110,7 +110,7 @@ def test_env_error_costs_the_episode_not_the_actor():
     assert r.obs[3, 0].tolist() == [0, 1], "the env was reset"
     # The cut episode is reported as the truncated episode the flags show, which is what
     # the learner derives from them (learner/episodes.py).
-    assert r.ep_lengths.tolist() == [2] and col.stats.episodes_lost == 0
+    assert r.ep_lengths.tolist() == [2] and col.env_errors == 1
     chain = EpisodeChain(1)
     derived = chain.observe(r.rewards, r.terminated, r.truncated, r.valid)
     assert derived.lengths.tolist() == [2] and derived.returns.tolist() == r.ep_returns.tolist()
@@ -128,7 +128,7 @@ def test_env_error_on_a_rollouts_first_step_loses_the_running_episode():
     # The second rollout's first step (the env's 4th) failed: no step before it in this
     # rollout to mark, so the running episode is lost on both sides.
     assert r.valid[:, 0].tolist() == [False, True, True]
-    assert col.stats.episodes_lost == 1 and len(r.ep_returns) == 0
+    assert col.env_errors == 1 and len(r.ep_returns) == 0
     assert derived.cut == 1 and derived.ended == 0
 
 

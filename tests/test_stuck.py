@@ -518,7 +518,7 @@ def test_close_gives_up_on_a_hung_update_and_the_final_checkpoint_is_skipped():
         assert training.alive  # LearnerServer.shutdown logs training_thread_stuck on this
         log = RecordingLog()
         parts = Parts(
-            cfg=None, spec=None, device=None, trainer=None, stats=None, rng=None,
+            cfg=None, spec=None, device=None, trainer=None, stats=None,
             checkpointer=None, target=None, trained_s=0.0, log=log,
             server=SimpleNamespace(training=training, closed=True),
         )  # fmt: skip

@@ -156,9 +156,10 @@ def test_linear_schedules_anneal_over_the_env_step_budget():
         spec, ppo, cfg, TrainerConfig(lr=1e-3, lr_schedule="linear", clip_schedule="linear"), CPU
     )
     seen = []
-    real_loss = t.algo.loss
+    real_update = t.algo.update
     t.algo = dataclasses.replace(
-        ppo, loss=lambda m, b, c, tg: seen.append(c.clip) or real_loss(m, b, c, tg)
+        ppo,
+        update=lambda m, b, c, step, rng: seen.append(c.clip) or real_update(m, b, c, step, rng),
     )
     for done, lr, clip in [(0, 1e-3, 0.2), (250, 7.5e-4, 0.15), (1000, 0.0, 1e-3)]:
         t.set_progress(done, 1000)

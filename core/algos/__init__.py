@@ -9,15 +9,16 @@
 | appo       | async        | PPO  | rollouts; several minibatch steps per arriving batch, ratio against the behaviour policy |
 | impala     | async        | V-trace | rollouts; updates as they come, values and policy gradient corrected for lag |
 
-A new algorithm: one module with its config dataclass and loss function, one
-``register`` line below, and its tests.
+A new algorithm: one module with its config dataclass and loss function (and its own
+``update`` if it takes more than one step per batch, as PPO's epochs), one ``register``
+line below, and its tests.
 """
 
 from __future__ import annotations
 
 from core.algos.a2c import A2CConfig, a2c_loss
 from core.algos.base import Algorithm, LossTerms, config_dict
-from core.algos.ppo import PPOConfig, ppo_loss, ppo_targets
+from core.algos.ppo import PPOConfig, ppo_loss, ppo_update
 from core.algos.vtrace import VTraceConfig, impala_loss
 
 ALGORITHMS: dict[str, Algorithm] = {}
@@ -81,7 +82,7 @@ register(
         lr=1e-3,
         max_policy_lag=4,
         summary="synchronous PPO: clipped surrogate, epochs of minibatch steps per barrier",
-        targets=ppo_targets,
+        update=ppo_update,
     )
 )
 register(
@@ -93,7 +94,7 @@ register(
         lr=1e-3,
         max_policy_lag=16,
         summary="asynchronous PPO (Sample Factory's APPO): epochs of minibatch steps per arriving batch",
-        targets=ppo_targets,
+        update=ppo_update,
     )
 )
 

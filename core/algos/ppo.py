@@ -10,8 +10,9 @@ pi_prox, the learner's own at this update): the values, the GAE advantages and r
 over the whole batch, and pi_prox's log-probs; then ``epochs`` passes over minibatches
 each take one step on ``ppo_loss``: whole env columns when ``minibatch_size`` is at
 least T (rounded to columns), single valid transitions drawn at random (as SB3 and
-CleanRL) when it is smaller than a column. The trainer runs that loop
-(learner/trainer.py); the batch is one version, one weights broadcast.
+CleanRL) when it is smaller than a column. That loop is ``ppo_update``, here beside the
+loss; the trainer only takes the steps it asks for (learner/trainer.py). The batch is
+one version, one weights broadcast.
 
     ratio       = pi(a|s) / pi_prox(a|s)         the trust region: around the learner's
                                                  own policy, whatever acted
@@ -49,7 +50,14 @@ from dataclasses import dataclass
 
 import torch
 
-from core.algos.base import REWARD_CLIP_HELP, LossTerms, check_loss_settings
+from core.algos.base import (
+    REWARD_CLIP_HELP,
+    LossTerms,
+    StepFn,
+    StepLog,
+    UpdateSummary,
+    check_loss_settings,
+)
 from core.algos.returns import advantages_and_returns, clipped
 from core.algos.vtrace import vtrace_targets
 from core.batch import Batch
@@ -203,3 +211,44 @@ def ppo_loss(model, batch: Batch, cfg: PPOConfig, targets: dict[str, torch.Tenso
             "is_clipped_frac": is_clipped.sum() / count,
         },
     )
+
+
+def ppo_update(
+    model, batch: Batch, cfg: PPOConfig, step: StepFn, rng: torch.Generator
+) -> UpdateSummary | None:
+    """PPO's update on one batch: targets once (``ppo_targets``), then ``cfg.epochs``
+    passes over minibatches (``minibatches``), one step each on ``ppo_loss``. A
+    minibatch whose loss or gradient is not finite takes no step; None if none did."""
+    targets = ppo_targets(model, batch, cfg)
+    log = StepLog()
+    for mb, mb_targets in minibatches(batch, targets, cfg, rng):
+        terms = ppo_loss(model, mb, cfg, mb_targets)
+        log.add(terms, step(terms) if terms.transitions else None)
+    return log.summary(steps=float(log.steps))
+
+
+def minibatches(batch: Batch, targets: dict, cfg: PPOConfig, rng: torch.Generator):
+    """``cfg.epochs`` passes over the batch in a fresh random order each pass, as
+    (minibatch, its targets). A minibatch of at least a rollout's length is whole env
+    columns ([T, n]); a smaller one is single valid transitions ([1, B]), as SB3 and
+    CleanRL draw them: the targets (GAE) were computed over the whole batch first, so
+    nothing is cut either way."""
+    t = batch.rewards.shape[0]
+    device = batch.rewards.device
+    if cfg.minibatch_size >= t:
+        columns = max(1, cfg.minibatch_size // t)
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(batch.num_envs, generator=rng)
+            for start in range(0, batch.num_envs, columns):
+                idx = perm[start : start + columns].to(device)
+                yield batch.columns(idx), {k: v.index_select(1, idx) for k, v in targets.items()}
+        return
+    valid = batch.valid.reshape(-1).nonzero().squeeze(1)  # flat indices of transitions
+    for _ in range(cfg.epochs):
+        perm = valid[torch.randperm(len(valid), generator=rng).to(valid.device)]
+        for start in range(0, len(perm), cfg.minibatch_size):
+            flat = perm[start : start + cfg.minibatch_size]
+            yield (
+                batch.steps_at(flat),
+                {k: v.reshape(-1).index_select(0, flat).unsqueeze(0) for k, v in targets.items()},
+            )

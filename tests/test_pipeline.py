@@ -1,0 +1,136 @@
+"""The training thread (learner/pipeline.py): updates beside the loop, handed back in
+order, failures raised on the loop's thread, nothing waited for forever. Synchronised
+with events, never with sleeps: a test's fake update says when it started and runs on
+only when the test lets it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from learner.batching import Release, Submission
+from learner.pipeline import TrainingFailed, TrainingThread
+from learner.updates import Done
+
+WAIT_S = 10.0  # the most any step here waits (on a loaded machine)
+
+
+class GatedUpdater:
+    """``compute`` records what it was given, says it started, then waits for the gate
+    (open by default); releases numbered in ``fail`` raise."""
+
+    def __init__(self, *, gated: bool = False, fail: tuple[int, ...] = ()) -> None:
+        self.computed: list = []
+        self.started = threading.Event()
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.fail = fail
+
+    def compute(self, release: Release, prepared) -> Done:
+        self.started.set()
+        assert self.gate.wait(WAIT_S), "the test never opened the gate"
+        if release.items[0].seq in self.fail:
+            raise RuntimeError(f"boom {release.items[0].seq}")
+        self.computed.append(prepared)
+        return Done(release, [], None)
+
+
+def release(seq: int) -> Release:
+    return Release([Submission("a", b"r", seq, 0, None)])
+
+
+def test_updates_run_in_order_and_their_time_is_counted_busy():
+    updater = GatedUpdater(gated=True)
+    training = TrainingThread(updater, depth=2)
+    try:
+        t0 = time.monotonic()
+        training.submit(release(1), "first")
+        training.submit(release(2), "second")
+        assert not training.has_room
+        assert updater.started.wait(WAIT_S)
+        time.sleep(0.05)  # measured, not synchronised on: busy time accrues while it waits
+        updater.gate.set()
+        finished: list[Done] = []
+        training.drain(finished.append, timeout_s=WAIT_S)
+        assert [d.release.items[0].seq for d in finished] == [1, 2]
+        assert updater.computed == ["first", "second"] and training.has_room
+        assert 0.05 <= training.busy_s(time.monotonic()) <= time.monotonic() - t0
+    finally:
+        training.close()
+
+
+def test_queued_updates_can_be_taken_back_when_the_run_stops():
+    updater = GatedUpdater(gated=True)
+    training = TrainingThread(updater, depth=2)
+    try:
+        training.submit(release(1), "running")
+        assert updater.started.wait(WAIT_S)  # the first has started
+        training.submit(release(2), "queued")
+        taken = training.cancel_queued()
+        assert [r.items[0].seq for r in taken] == [2]
+        updater.gate.set()
+        finished: list[Done] = []
+        training.drain(finished.append, timeout_s=WAIT_S)
+        assert [d.release.items[0].seq for d in finished] == [1] and updater.computed == ["running"]
+    finally:
+        training.close()
+
+
+def test_an_update_that_raises_is_raised_on_the_loop_thread():
+    training = TrainingThread(GatedUpdater(fail=(1,)), depth=1)
+    try:
+        training.submit(release(1), None)
+        with pytest.raises(TrainingFailed, match="boom 1"):
+            training.drain(lambda done: None, timeout_s=WAIT_S)
+    finally:
+        training.close()
+
+
+def test_drain_never_waits_forever():
+    updater = GatedUpdater(gated=True)
+    training = TrainingThread(updater, depth=1)
+    try:
+        training.submit(release(1), None)
+        with pytest.raises(TrainingFailed, match="still running"):
+            training.drain(lambda done: None, timeout_s=0.2)
+    finally:
+        updater.gate.set()
+        training.close()
+
+
+def test_results_that_finished_before_a_failure_are_handed_back_first():
+    training = TrainingThread(GatedUpdater(fail=(2,)), depth=2)
+    try:
+        training.submit(release(1), None)
+        training.submit(release(2), None)
+        first = training.finished(timeout=WAIT_S)  # blocks for the first result only
+        while not first:
+            first = training.finished(timeout=WAIT_S)
+        assert [d.release.items[0].seq for d in first] == [1]
+        with pytest.raises(TrainingFailed, match="boom 2"):
+            # The failure comes with the next call that has no good result to hand back.
+            for _ in range(3):
+                training.finished(timeout=WAIT_S)
+    finally:
+        training.close()
+
+
+def test_close_drops_updates_not_yet_started():
+    updater = GatedUpdater(gated=True)
+    training = TrainingThread(updater, depth=2)
+    training.submit(release(1), "running")
+    assert updater.started.wait(WAIT_S)
+    training.submit(release(2), "queued")
+    cancel = training.cancel_queued
+
+    def cancel_then_let_it_finish():
+        taken = cancel()  # close takes back what has not started ...
+        updater.gate.set()  # ... before the running update can end
+        return taken
+
+    training.cancel_queued = cancel_then_let_it_finish
+    training.close()
+    assert updater.computed == ["running"] and not training.alive
