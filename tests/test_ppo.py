@@ -328,6 +328,7 @@ def test_the_trainer_tells_the_loss_each_rollouts_lag():
     cfg = algo.make_config({"epochs": 1})
     trainer = Trainer(spec, algo, cfg, TrainerConfig(), torch.device("cpu"))
     seen = []
+
     def spy(model, batch, cfg, step, rng):
         seen.append(None if batch.lag is None else batch.lag[0].tolist())
         return ppo_update(model, batch, cfg, step, rng)
