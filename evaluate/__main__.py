@@ -20,7 +20,13 @@ import numpy as np
 
 from core import coordination
 from core.evaluation import Played, play
-from learner.checkpoint import CheckpointConfig, Checkpointer, UnreadableCheckpoint, read
+from learner.checkpoint import (
+    CheckpointConfig,
+    Checkpointer,
+    UnreadableCheckpoint,
+    read,
+    stored_spec,
+)
 from protocol.spec import RunSpec, SpecError
 
 
@@ -79,7 +85,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     path, state = load(args.run_dir, args.checkpoint)
     try:
         # Any mode this code has: a checkpoint's mode does not change how a policy plays.
-        spec = RunSpec.from_dict(state["spec"], coordinations=coordination.names())
+        spec = RunSpec.from_dict(stored_spec(state["spec"]), coordinations=coordination.names())
         model = state["trainer"]["model"]
         version = int(state["trainer"]["version"])
     except (KeyError, TypeError, SpecError) as exc:

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **{**resolved, "run_dir": str(run_dir)},
         device_used=str(parts.device),
         solve_at=parts.target,
-        encoder_used=parts.spec.encoder,
+        encoder_used=parts.spec.model["encoder"],
     )
     if not sockets.is_loopback(cfg.host) and not cfg.keys:
         log.warning(

@@ -190,3 +190,17 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# Run-spec fields of checkpoints written before the network became one map (wire schema
+# 6), and where they went.
+_MODEL_FIELDS = ("encoder", "hidden", "obs_norm")
+
+
+def stored_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's run spec as the current RunSpec reads it: an older one's network
+    fields moved into its ``model`` map."""
+    if "model" in spec or not any(k in spec for k in _MODEL_FIELDS):
+        return spec
+    rest = {k: v for k, v in spec.items() if k not in _MODEL_FIELDS}
+    return {**rest, "model": {k: spec[k] for k in _MODEL_FIELDS if k in spec}}

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from learner.checkpoint import stored_spec
+
 INCOMPATIBLE_SPEC = (
     "env_id",
     "env_family",
     "env_kwargs",
     "algo",
     "coordination",
-    "encoder",
-    "hidden",
     "obs_shape",
     "obs_dtype",
     "action_kind",
@@ -27,10 +27,9 @@ INCOMPATIBLE_SPEC = (
     "action_shape",
     "action_low",
     "action_high",
-    "obs_norm",
 )
-# Spec fields newer than some checkpoints: their value when a checkpoint has none.
-SPEC_DEFAULTS = {"obs_norm": False}
+# The network (the spec's ``model`` map): every key must match, each named as its flag.
+MODEL_DEFAULTS = {"encoder": "mlp", "hidden": [64, 64], "obs_norm": False}
 INCOMPATIBLE_CONFIG = ("optimizer",)
 # Settings of where and how long, not of what is learned: not worth a log line.
 # Where and how the learner talks and reports: nothing a resumed run's training depends on.
@@ -63,8 +62,14 @@ def compare(
 ) -> dict[str, tuple[Any, Any]]:
     """The settings that changed, as {name: (saved, now)}; raises IncompatibleResume
     naming every incompatible difference."""
-    saved_spec = {**SPEC_DEFAULTS, **saved_spec}
+    saved_spec = stored_spec(saved_spec)
+    saved_model = saved_spec.get("model", {})
+    saved_model, model = {**MODEL_DEFAULTS, **saved_model}, {**MODEL_DEFAULTS, **spec["model"]}
+    saved_spec, spec = {**saved_spec, **saved_model}, {**spec, **model}
     bad = [k for k in INCOMPATIBLE_SPEC if saved_spec.get(k) != spec.get(k)]
+    bad += [
+        k for k in sorted(saved_model.keys() | model.keys()) if saved_model.get(k) != model.get(k)
+    ]
     bad += [k for k in INCOMPATIBLE_CONFIG if saved_config.get(k) != config.get(k)]
     if bad:
         details = ", ".join(

@@ -41,7 +41,9 @@ from protocol.rollout import GRADIENT_ROLLOUT_ARRAYS, PACKED_OBS_ARRAYS, ROLLOUT
 #    learner derives episodes and step counts instead of trusting the actor's.
 # 5: RunSpec gained obs_norm; a Weights message of such a run also carries the
 #    normaliser's obs_norm.mean and obs_norm.var (float32, the observation's shape).
-SCHEMA_VERSION = 5
+# 6: RunSpec's network is one map, ``model`` (encoder, hidden, obs_norm), checked by the
+#    receiver's model table (core/models), instead of three fields of its own.
+SCHEMA_VERSION = 6
 
 # Array dtypes allowed on the wire, as numpy's little-endian type strings. Anything else
 # (objects, structured or void types, big-endian) is refused by the codec.

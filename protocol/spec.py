@@ -9,8 +9,10 @@ learner. ``from_dict`` checks a received spec as strictly as the codec checks a 
 so an actor never builds an environment from a malformed one.
 
 The protocol does not know the algorithms, the networks or the coordination modes:
-``algo``, ``encoder`` and ``coordination`` are names and ``loss`` a map, each resolved or
-checked by its table (core/algos, core/models, core/coordination). ``coordination`` is
+``algo`` and ``coordination`` are names, ``loss`` and ``model`` maps, each resolved or
+checked by its table (core/algos, core/models, core/coordination). A new network
+setting (a recurrent core, another encoder) is a key of ``model`` and needs no change
+here. ``coordination`` is
 what the actor's loop depends on, so a receiver must know the name: ``from_dict`` takes
 the names it can run. The built-in ones are documented below, for a peer written from
 this file, and are the default; a process with the coordination table passes the
@@ -65,15 +67,15 @@ class RunSpec:
     # The algorithm's loss settings (its config dataclass as a map); only actors that
     # compute gradients read them, with the algorithm's own checks.
     loss: dict = field(default_factory=dict)
-    encoder: str = "mlp"
+    # The network, as core/models' map: {"encoder": "mlp" | "cnn", "hidden": [64, 64],
+    # "obs_norm": false}; what is missing takes the table's default, and the receiver's
+    # table refuses keys and values it does not know. With obs_norm, the running mean
+    # and variance travel with the weights (``obs_norm.mean``, ``obs_norm.var``).
+    model: dict = field(default_factory=dict)
     # Observations that are stacks of this many frames along their first axis (Atari:
     # 4 x 84 x 84); each frame then crosses the wire once (protocol/frames.py). 0: not
     # stacked, observations travel whole.
     frame_stack: int = 0
-    hidden: tuple[int, ...] = (64, 64)
-    # Running observation normalisation in the network: its mean and variance travel
-    # with the weights (``obs_norm.mean``, ``obs_norm.var`` in a Weights message).
-    obs_norm: bool = False
     max_in_flight: int = 1
     heartbeat_s: float = 0.5
 
@@ -86,8 +88,6 @@ class RunSpec:
             raise SpecError(f"action_kind must be one of {ACTION_KINDS}")
         if self.obs_dtype not in OBS_DTYPES:
             raise SpecError(f"obs_dtype must be one of {OBS_DTYPES}")
-        if not self.encoder or len(self.encoder) > 64:
-            raise SpecError("encoder must be a name of 1 to 64 characters")
         if not 1 <= self.num_envs <= 65536:
             raise SpecError("num_envs must be in [1, 65536]")
         if not 1 <= self.rollout_len <= 65536:
@@ -115,14 +115,10 @@ class RunSpec:
             and self.obs_shape[0] == self.frame_stack
         ):
             raise SpecError("frame_stack must be 0, or 2 to 64 and the first obs dimension")
-        if not self.hidden or any(not 1 <= h <= 65536 for h in self.hidden):
-            raise SpecError("hidden sizes must be in [1, 65536]")
         if not 1 <= self.max_in_flight <= 1024:
             raise SpecError("max_in_flight must be in [1, 1024]")
         if not self.heartbeat_s > 0:
             raise SpecError("heartbeat_s must be > 0")
-        if self.obs_norm and self.obs_dtype == "|u1":
-            raise SpecError("obs_norm is for vector observations, not uint8 images")
 
     @property
     def action_dtype(self) -> str:

@@ -52,7 +52,7 @@ def atari_spec(env: str, envs: int, rollout_len: int) -> tuple[RunSpec, object]:
         loss=algos.config_dict(cfg.loss),
         num_envs=envs,
         rollout_len=rollout_len,
-        encoder="cnn",
+        model={"encoder": "cnn"},
         **describe(env),
     )
     return spec, cfg

@@ -45,7 +45,7 @@ PENDULUM = RunSpec(
     action_shape=(1,),
     action_low=(-2.0,),
     action_high=(2.0,),
-    hidden=(8, 8),
+    model={"hidden": [8, 8]},
 )
 
 

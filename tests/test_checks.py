@@ -280,7 +280,7 @@ def test_flags_no_env_produces_are_refused(changes):
 
 def test_spec_round_trips_through_dict_and_wire(cartpole_spec):
     d = cartpole_spec.to_dict()
-    assert d["obs_shape"] == [4] and d["hidden"] == [64, 64]
+    assert d["obs_shape"] == [4] and d["model"] == {}
     assert RunSpec.from_dict(d) == cartpole_spec
     welcome = Welcome(learner_id="L", run=d, pub_port=1, temperature=1.0, seed=0)
     received = decode(encode(welcome))
@@ -327,7 +327,9 @@ def test_spec_ints_accepted_for_floats(cartpole_spec):
         {"obs_shape": (4,)},  # tuples never come off the wire; lists do
         {"obs_shape": [4.0]},
         {"obs_shape": [True]},
-        {"hidden": "64"},
+        {"hidden": [64]},  # a network setting travels inside "model", not beside it
+        {"model": [1]},
+        {"model": {1: 2}},
         {"heartbeat_s": "0.99"},
         {"heartbeat_s": float("nan")},
         {"heartbeat_s": True},
@@ -341,14 +343,12 @@ def test_spec_ints_accepted_for_floats(cartpole_spec):
         {"coordination": "ppo"},
         {"obs_dtype": "<f8"},
         {"obs_dtype": "|O"},
-        {"encoder": ""},
         {"action_kind": "multi"},
         {"num_envs": 0},
         {"rollout_len": 0},
         {"obs_shape": []},
         {"obs_shape": [4, 0]},
         {"action_n": 1},
-        {"hidden": []},
         {"max_in_flight": 0},
         {"action_n": 1 << 23},
         {"obs_shape": [1 << 12, 1 << 12]},

@@ -24,7 +24,12 @@ CATCH = "zmq_a3c/Catch-v0"
 
 def catch_rollouts(count: int = 2):
     spec = RunSpec(
-        env_id=CATCH, algo="a2c", num_envs=4, rollout_len=12, encoder="cnn", **describe(CATCH)
+        env_id=CATCH,
+        algo="a2c",
+        num_envs=4,
+        rollout_len=12,
+        model={"encoder": "cnn"},
+        **describe(CATCH),
     )
     acting = build_acting(spec, num_envs=4, seed=5, temperature=1.0)
     try:

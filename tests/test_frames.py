@@ -69,7 +69,7 @@ def catch_spec(num_envs: int = 4, rollout_len: int = 12) -> RunSpec:
         algo="a2c",
         num_envs=num_envs,
         rollout_len=rollout_len,
-        encoder="cnn",
+        model={"encoder": "cnn"},
         **describe(CATCH),
     )
 

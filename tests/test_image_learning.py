@@ -43,7 +43,7 @@ def test_cnn_learns_catch_from_pixels_through_real_actors(tmp_path):
     assert finished["reason"] == "solved", summary
     assert summary["solved"] and summary["mean_return_100"] >= 0.8, summary
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["spec"]["encoder"] == "cnn"
+    assert config["spec"]["model"]["encoder"] == "cnn"
     assert config["spec"]["frame_stack"] == 4 and config["spec"]["obs_dtype"] == "|u1"
     assert {e["actor_id"] for e in learner.events("actor_joined")} == {"local-0", "local-1"}
     progress = learner.events("progress")

@@ -7,6 +7,7 @@ loss is wrong: checked for both heads, a multi-dimensional Box and temperature !
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -237,7 +238,7 @@ def test_policy_and_collector_run_on_a_2x2_box_env(tiny_box_env):
         coordination="sync",
         num_envs=3,
         rollout_len=20,
-        hidden=(8,),
+        model={"hidden": [8]},
         **describe(tiny_box_env),
     )
     assert spec.action_shape == (2, 2) and spec.action_kind == "box"
@@ -373,7 +374,7 @@ def test_the_trainer_keeps_the_log_std_inside_after_every_step():
         action_shape=(1,),
         action_low=(-2.0,),
         action_high=(2.0,),
-        hidden=(8,),
+        model={"hidden": [8]},
     )
     algo = get_algo("a2c")
     trainer = Trainer(spec, algo, algo.make_config(), TrainerConfig(), torch.device("cpu"))
@@ -399,3 +400,28 @@ def test_uint8_observations_are_scaled_to_unit_range_inside_the_model():
     out_flt, v_flt = flt(obs.float() / 255.0)
     torch.testing.assert_close(out_img, out_flt)
     torch.testing.assert_close(v_img, v_flt)
+
+
+def test_the_run_specs_model_map_is_read_and_checked_by_the_model_table():
+    """The network travels as one map the protocol does not interpret: the model table
+    reads it, fills what is missing with its defaults, and refuses what it does not
+    know with the key's name (an actor then exits with run_spec_unusable)."""
+    from tests.conftest import CARTPOLE
+
+    spec = dataclasses.replace(CARTPOLE, model={"hidden": [32]})
+    cfg = ModelConfig.from_spec(spec)
+    assert cfg.hidden == (32,) and cfg.encoder == "mlp" and not cfg.obs_norm
+    assert cfg.model_map() == {"encoder": "mlp", "hidden": [32], "obs_norm": False}
+    assert ModelConfig.from_spec(dataclasses.replace(spec, model=cfg.model_map())) == cfg
+    for bad, match in [
+        ({"core": "lstm"}, "does not know"),
+        ({"hidden": [0]}, "hidden"),
+        ({"hidden": "64"}, "hidden"),
+        ({"hidden": [True]}, "hidden"),
+        ({"obs_norm": 1}, "obs_norm"),
+        ({"encoder": ""}, "encoder"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            ModelConfig.from_spec(dataclasses.replace(spec, model=bad))
+    with pytest.raises(ValueError, match="unknown encoder"):
+        ActorCritic(ModelConfig.from_spec(dataclasses.replace(spec, model={"encoder": "rnn"})))

@@ -27,7 +27,7 @@ from learner.trainer import Trainer, TrainerConfig
 from protocol.checks import InvalidMessage, check_weights
 from protocol.messages import Weights
 from protocol.rollout import Rollout
-from protocol.spec import RunSpec, SpecError
+from protocol.spec import RunSpec
 from scripts.procs import python_path
 from tests.conftest import experience_arrays
 
@@ -40,8 +40,7 @@ SPEC = RunSpec(
     obs_shape=(4,),
     action_kind="discrete",
     action_n=2,
-    hidden=(8, 8),
-    obs_norm=True,
+    model={"hidden": [8, 8], "obs_norm": True},
 )
 A2C = get_algo("a2c")
 
@@ -143,7 +142,7 @@ def test_statistics_and_count_survive_a_checkpoint_round_trip():
 
 
 def test_evaluation_plays_with_the_statistics():
-    t = trainer(dataclasses.replace(SPEC, hidden=(16,)))
+    t = trainer(dataclasses.replace(SPEC, model={**SPEC.model, "hidden": [16]}))
     t.train_on([batch_rollout(0, scale=2.0)])
     played = play(t.spec, t.weights(), episodes=2, seed=0)
     assert played.complete and len(played.returns) == 2
@@ -153,8 +152,9 @@ def test_obs_norm_is_refused_where_it_cannot_work():
     cfg, _ = parse(["--obs-norm", "--algo", "a3c-grad"])
     with pytest.raises(BuildError, match="gradients only"):
         build_spec(cfg)
-    with pytest.raises(SpecError):
-        dataclasses.replace(SPEC, obs_dtype="|u1", obs_shape=(4, 40, 40), frame_stack=4)
+    images = dataclasses.replace(SPEC, obs_dtype="|u1", obs_shape=(4, 40, 40), frame_stack=4)
+    with pytest.raises(ValueError, match="vector observations"):
+        ModelConfig.from_spec(images)
     with pytest.raises(ValueError, match="vector observations"):
         ActorCritic(ModelConfig(obs_shape=(4, 40, 40), action_kind="discrete", action_n=2,
                                 obs_dtype="|u1", encoder="cnn", obs_norm=True))  # fmt: skip
@@ -170,7 +170,7 @@ def test_a_run_with_obs_norm_trains_and_checkpoints_the_statistics(tmp_path):
     events = [json.loads(line) for line in (tmp_path / "learner.jsonl").read_text().splitlines()]
     assert not [e for e in events if e["event"] == "message_rejected"]
     assert json.loads((tmp_path / "summary.json").read_text())["updates"] > 0
-    assert json.loads((tmp_path / "config.json").read_text())["spec"]["obs_norm"] is True
+    assert json.loads((tmp_path / "config.json").read_text())["spec"]["model"]["obs_norm"] is True
     state = read(sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))[-1])
     model = state["trainer"]["model"]
     assert float(model["obs_norm.count"]) >= 10_000  # what it trained on, not more

@@ -158,7 +158,7 @@ def test_gradient_coordination_refuses_an_algorithm_with_epochs():
 def test_minibatches_smaller_than_a_column_are_single_transitions_of_the_whole_batch():
     """minibatch_size < T: each epoch visits every valid transition exactly once, in
     minibatches of single steps, each with its own precomputed targets."""
-    spec = dataclasses.replace(CARTPOLE, algo="ppo", hidden=(8,))
+    spec = dataclasses.replace(CARTPOLE, algo="ppo", model={"hidden": [8]})
     algo = algos.get("ppo")
     cfg = algo.make_config({"minibatch_size": 4, "epochs": 2})
     trainer = Trainer(spec, algo, cfg, TrainerConfig(seed=1), torch.device("cpu"))

@@ -40,6 +40,20 @@ def test_resuming_with_the_same_flags_changes_nothing():
     assert compare(*saved(), *settings()) == {}
 
 
+def test_a_checkpoint_from_before_the_model_map_resumes_and_is_still_checked():
+    """Checkpoints written before wire schema 6 keep encoder, hidden and obs_norm as run
+    spec fields of their own: they resume under the same network, and a different one
+    is still refused by name."""
+    spec, config = saved()
+    old = {k: v for k, v in spec.items() if k != "model"}
+    old.update(encoder="mlp", hidden=[64, 64])  # obs_norm is older still: absent
+    assert compare(old, config, *settings()) == {}
+    with pytest.raises(IncompatibleResume, match="hidden"):
+        compare(old, config, *settings("--hidden", "32"))
+    with pytest.raises(IncompatibleResume, match="obs_norm"):
+        compare(old, config, *settings("--obs-norm"))
+
+
 @pytest.mark.parametrize(
     "flags, fields, shown",
     [

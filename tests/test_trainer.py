@@ -31,7 +31,7 @@ SPEC = RunSpec(
     obs_shape=(4,),
     action_kind="discrete",
     action_n=2,
-    hidden=(8, 8),
+    model={"hidden": [8, 8]},
 )
 CPU = torch.device("cpu")
 

@@ -13,8 +13,9 @@ pickled.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,8 @@ class ModelConfig:
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> ModelConfig:
+        """The network a run spec describes: its spaces, and its ``model`` map read
+        by ``read_model_map`` (a ValueError names a key or value it does not know)."""
         return cls(
             obs_shape=tuple(spec.obs_shape),
             action_kind=spec.action_kind,
@@ -64,11 +67,43 @@ class ModelConfig:
             action_shape=tuple(spec.action_shape),
             action_low=tuple(spec.action_low),
             action_high=tuple(spec.action_high),
-            encoder=spec.encoder,
-            hidden=tuple(spec.hidden),
             obs_dtype=spec.obs_dtype,
-            obs_norm=spec.obs_norm,
+            **read_model_map(spec.model),
         )
+
+    def model_map(self) -> dict[str, Any]:
+        """The map a RunSpec carries for this network (plain JSON values)."""
+        return {"encoder": self.encoder, "hidden": list(self.hidden), "obs_norm": self.obs_norm}
+
+
+# The keys of a RunSpec's ``model`` map and their checks; a missing key takes
+# ModelConfig's default. A new network setting is a key here and a ModelConfig field.
+MODEL_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "encoder": (lambda v: isinstance(v, str) and 1 <= len(v) <= 64, "a name"),
+    "hidden": (
+        lambda v: (
+            isinstance(v, list)
+            and 1 <= len(v) <= 16
+            and all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 65536 for h in v)
+        ),
+        "1 to 16 sizes in [1, 65536]",
+    ),
+    "obs_norm": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def read_model_map(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A RunSpec's ``model`` map as ModelConfig keyword arguments, checked key by key."""
+    unknown = sorted(map(str, model.keys() - MODEL_KEYS.keys()))
+    if unknown:
+        raise ValueError(f"the run's model has settings this actor does not know: {unknown[:4]}")
+    out: dict[str, Any] = {}
+    for key, value in model.items():
+        ok, what = MODEL_KEYS[key]
+        if not ok(value):
+            raise ValueError(f"the run's model setting {key} must be {what}")
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
 
 
 class ActorCritic(nn.Module):
