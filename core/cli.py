@@ -53,21 +53,25 @@ def add_flags(
     *,
     unset_default: bool = False,
     skip: frozenset[str] = frozenset(),
+    only: frozenset[str] | None = None,
 ) -> list[str]:
-    """Add a ``--kebab-case`` flag per help-carrying field of ``cls``; return the field
-    names added. ``unset_default``: the flag's default is None (so a caller can tell a
-    flag given on the command line from one left alone) and the help shows the field's
-    own default."""
+    """Add a ``--kebab-case`` flag per help-carrying field of ``cls`` (those named in
+    ``only``, if given; none in ``skip``); return the field names added.
+    ``unset_default``: a flag left alone is absent from the parsed namespace (so a
+    caller can tell a flag given on the command line from one left alone, and layer
+    other sources under it) and the help shows the field's own default."""
     hints = typing.get_type_hints(cls)
     added = []
     for f in dataclasses.fields(cls):
         if not f.init or "help" not in f.metadata or f.name in skip:
             continue
+        if only is not None and f.name not in only:
+            continue
         tp, optional = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"help": f.metadata["help"], "default": f.default, "dest": f.name}
         if unset_default:
-            kwargs["default"] = None
+            kwargs["default"] = argparse.SUPPRESS
             kwargs["help"] += f" (default: {_show(f.default)})"
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]

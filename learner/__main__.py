@@ -18,7 +18,7 @@ import torch
 from core import cluster, logs
 from learner import console
 from learner.build import BuildError, Parts, build, finish
-from learner.config import parse
+from learner.flags import parse
 from learner.outcome import Outcome
 from learner.serial import run_serial
 from protocol import address, sockets

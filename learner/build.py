@@ -56,17 +56,6 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
         if cfg.encoder != "auto"
         else default_encoder(env["obs_shape"], env["obs_dtype"])
     )
-    sends_gradients = cfg.algorithm.mode.sends_gradients  # the loss is computed on the actors
-    if cfg.obs_norm and sends_gradients:
-        raise BuildError(
-            f"--obs-norm: the learner updates the statistics from the observations it "
-            f"trains on, and --algo {cfg.algo} sends gradients only; use a3c or a2c"
-        )
-    if cfg.reward_norm and sends_gradients:
-        raise BuildError(
-            f"--reward-norm: --algo {cfg.algo} computes its loss on the actors, which never "
-            "see the learner's reward statistics; use a3c or a2c"
-        )
     if cfg.obs_norm and env["obs_dtype"] == "|u1":
         raise BuildError("--obs-norm is for vector observations; images are scaled by the CNN")
     return RunSpec(

@@ -1,25 +1,21 @@
 """Learner settings: one frozen dataclass, one help line per flag (see core/cli.py).
 
 The loss settings are not here: each algorithm's config dataclass (core/algos) owns
-them, with their defaults, and ``parse`` adds their flags beside these. A loss flag the
+them, with their defaults, and ``parse`` (flags.py) adds their flags beside these. A loss flag the
 chosen algorithm does not have is refused, not ignored. Defaults that depend on the
 algorithm (learning rate, staleness bound) come from its table row.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from core import algos
-from core.cli import add_flags, arg
-from learner.presets import ConfigError, algo_tables, load_config, preset_for
+from core.cli import arg
 from protocol.sockets import DEFAULT_MAX_FRAME_BYTES
 
 # Episodes the learner plays itself before a run ends as solved, unless the preset or
@@ -203,9 +199,6 @@ class LearnerConfig:
         0,
         "study aid (async and gradient algorithms): actors get the weights this many updates old, a controlled policy lag (make staleness)",
     )
-    debug_update_delay_s: float = arg(
-        0.0, "testing aid: sleep this long after every update (a deliberately slow learner)"
-    )
     serial: bool = arg(
         False,
         "debugging: run --actors actors in this process, without sockets (same algorithms, same updates)",
@@ -258,6 +251,17 @@ class LearnerConfig:
             raise ValueError(
                 "--weights-delay needs an async or gradient algorithm (a sync actor waits for the newest weights)"
             )
+        if self.algorithm.mode.sends_gradients:  # the loss is computed on the actors
+            if self.obs_norm:
+                raise ValueError(
+                    f"--obs-norm: the learner updates the statistics from the observations it "
+                    f"trains on, and --algo {self.algo} sends gradients only; use a3c or a2c"
+                )
+            if self.reward_norm:
+                raise ValueError(
+                    f"--reward-norm: --algo {self.algo} computes its loss on the actors, which "
+                    "never see the learner's reward statistics; use a3c or a2c"
+                )
         if self.serial and self.actors < 1:
             raise ValueError("--serial needs --actors >= 1 (the in-process actors)")
         if not 0 <= self.signal_exit_code < 256:
@@ -333,103 +337,3 @@ class LearnerConfig:
         out["max_policy_lag"] = self.policy_lag_bound
         out["loss"] = algos.config_dict(self.loss)
         return out
-
-
-def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
-    """The learner's parser: its own flags, then every algorithm's loss flags (their
-    defaults shown in the help, None in the namespace so a given flag can be told from
-    one left alone). Returns the parser and the loss flag names."""
-    parser = argparse.ArgumentParser(
-        prog="python -m learner",
-        description="The learner: trains an actor-critic network on experience (or gradients) "
-        "streamed by actors over ZeroMQ, and broadcasts the weights.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_flags(parser, LearnerConfig)
-    loss_names: list[str] = []
-    configs = {
-        a.config: [b.name for b in algos.ALGORITHMS.values() if b.config is a.config]
-        for a in algos.ALGORITHMS.values()
-    }
-    for config, names in configs.items():
-        group = parser.add_argument_group(f"loss settings of {', '.join(names)}")
-        loss_names += add_flags(group, config, unset_default=True, skip=frozenset(loss_names))
-    return parser, loss_names
-
-
-def _flags_only(values: dict[str, Any], loss_names: list[str]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k not in loss_names}
-
-
-def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentParser]:
-    """Flags -> a checked LearnerConfig (exits with a usage error on a bad value)."""
-    parser, loss_names = build_parser()
-    ns = parser.parse_args(argv)
-    own_flags = [f.name for f in dataclasses.fields(LearnerConfig) if f.name != "loss"]
-    known = [*own_flags, *loss_names]
-    # Lowest first: defaults, the preset, its [algos.<chosen>] table, --config, its
-    # table, the command line. Values of a file become the parser's defaults, so a flag
-    # given still wins; loss settings (None in the namespace unless given) are merged
-    # below. The tables apply once the algorithm is known (given, or from the files).
-    file_values: dict[str, Any] = {}
-    file_algos: dict[str, dict[str, Any]] = {}
-    if ns.config:
-        try:
-            file_values = load_config(Path(ns.config), known)
-            file_algos = algo_tables(Path(ns.config), known)
-        except ConfigError as exc:
-            parser.error(f"--config: {exc}")
-        parser.set_defaults(**_flags_only(file_values, loss_names))
-        ns = parser.parse_args(argv)
-    try:
-        preset = preset_for(ns.env, ns.preset, known, loss_names)
-    except ConfigError as exc:
-        parser.error(f"--preset: {exc}")
-    if preset is not None:
-        parser.set_defaults(**{**preset.flags, **_flags_only(file_values, loss_names)})
-        ns = parser.parse_args(argv)
-    ns.preset = preset.name if preset is not None else "none"
-    try:
-        algo = algos.get(ns.algo)
-    except ValueError as exc:
-        parser.error(f"--algo: {exc}")
-    own = {f.name for f in dataclasses.fields(algo.config)}
-    # The algorithm is chosen: the [algos.<it>] tables of the preset and the file apply.
-    for where, tables in (("--preset", preset.algos if preset else {}), ("--config", file_algos)):
-        if unknown := sorted(tables.keys() - algos.ALGORITHMS.keys()):
-            parser.error(f"{where}: [algos.{unknown[0]}]: unknown algorithm")
-    if preset is not None and ns.algo in preset.algos:
-        table = preset.algos[ns.algo]
-        if foreign := sorted(k for k in table if k in loss_names and k not in own):
-            parser.error(
-                f"--preset {preset.name}: [algos.{ns.algo}] {', '.join(foreign)} is not a loss setting of {ns.algo}"
-            )
-        preset = preset.for_algo(ns.algo)
-    if ns.algo in file_algos:
-        file_values = {**file_values, **file_algos[ns.algo]}
-    if preset is not None or ns.algo in file_algos:
-        parser.set_defaults(
-            **{**(preset.flags if preset else {}), **_flags_only(file_values, loss_names)}
-        )
-        ns = parser.parse_args(argv)
-        ns.preset = preset.name if preset is not None else "none"
-    given = {k: getattr(ns, k) for k in loss_names if getattr(ns, k) is not None}
-    foreign = sorted(given.keys() - own)
-    if foreign:
-        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
-        parser.error(f"{flags} does not apply to --algo {ns.algo}")
-    file_loss = {k: v for k, v in file_values.items() if k in loss_names}
-    if foreign := sorted(file_loss.keys() - own):
-        parser.error(
-            f"--config {ns.config}: {', '.join(foreign)} does not apply to --algo {ns.algo}"
-        )
-    values = {
-        f.name: getattr(ns, f.name) for f in dataclasses.fields(LearnerConfig) if f.name != "loss"
-    }
-    preset_loss = {k: v for k, v in (preset.loss if preset else {}).items() if k in own}
-    try:
-        loss = algo.make_config({**preset_loss, **file_loss, **given})
-        return LearnerConfig(**values, loss=loss), parser
-    except (ValueError, TypeError) as exc:
-        parser.error(str(exc))
-        raise  # unreachable: parser.error exits

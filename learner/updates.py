@@ -61,7 +61,6 @@ class Updater:
         publish: Callable[[int, dict[str, np.ndarray]], None] | None = None,
         dropped: Callable[[Submission], None] | None = None,
         reward_scale: RewardScale | None = None,
-        debug_delay_s: float = 0.0,
         budget: int | None = None,
     ) -> None:
         self.trainer, self.stats, self.log = trainer, stats, log
@@ -69,7 +68,6 @@ class Updater:
         self.publish = publish
         self.dropped = dropped
         self.reward_scale = reward_scale
-        self.debug_delay_s = debug_delay_s
         self.budget = budget  # --max-env-steps: what the schedules anneal over
 
     def take(self, batcher: Batcher, live: set[str]) -> Release | None:
@@ -122,8 +120,6 @@ class Updater:
         weights = None
         if self.publish is not None and any(r.applied for _, r in results):
             weights = (self.trainer.version, self.trainer.weights())
-        if self.debug_delay_s:
-            time.sleep(self.debug_delay_s)
         return Done(release, results, weights, lags)
 
     def finish(self, done: Done) -> None:

@@ -30,7 +30,7 @@ from core import algos
 from core.acting import build_acting
 from core.batch import Batch
 from core.envs import describe, make_vec_env
-from learner.config import parse
+from learner.flags import parse
 from learner.trainer import Trainer, TrainerConfig
 from protocol.checks import check_experience
 from protocol.codec import decode, encode

@@ -135,10 +135,12 @@ class Proc:
         self._err.close()
 
 
-def start_learner(run_dir: Path, *args: str) -> Proc:
+def start_learner(run_dir: Path, *args: str, module: tuple[str, ...] = ("learner",)) -> Proc:
+    """``module``: what ``python -m`` runs, with its own arguments first (a test may
+    run the learner through a wrapper of its own, e.g. tests/slow_learner.py)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     return Proc(
-        ["-m", "learner", "--run-dir", str(run_dir), "--port", "0", *args],
+        ["-m", *module, "--run-dir", str(run_dir), "--port", "0", *args],
         run_dir / "learner.jsonl",
         run_dir / "learner.stderr",
     )

@@ -13,7 +13,7 @@ from core.envs.ale_family import game_of
 from core.models import ModelConfig
 from core.models.actor_critic import ActorCritic
 from core.models.encoders import default_encoder
-from learner.config import parse
+from learner.flags import parse
 from tests.conftest import small_batch
 
 

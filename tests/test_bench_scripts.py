@@ -223,7 +223,7 @@ def test_only_linear_schedules():
 
 @pytest.mark.parametrize("env", sorted(PRESETS))
 def test_ours_runs_the_env_preset_with_the_target(env, tmp_path):
-    from learner.config import parse
+    from learner.flags import parse
 
     cmd = bench_solve.ours_command(env, 3, 60.0, tmp_path, "")
     assert cmd[1:5] == ["-m", "learner", "--env", env] and "--algo" not in " ".join(cmd)
@@ -233,7 +233,7 @@ def test_ours_runs_the_env_preset_with_the_target(env, tmp_path):
 
 
 def test_cartpole_runs_the_configuration_the_bench_always_ran(tmp_path):
-    from learner.config import parse
+    from learner.flags import parse
 
     new = parse(bench_solve.ours_command("CartPole-v1", 1, 120.0, tmp_path)[3:])[0].resolved()
     before = "--algo a2c --actors 2 --envs 16 --rollout-len 32 --lr 4e-3 --gae-lambda 0.95"

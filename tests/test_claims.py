@@ -314,7 +314,7 @@ def test_a_raw_client_inventing_solved_episodes_cannot_end_a_default_run(tmp_pat
         def send(kind: str, fields: dict, arrays: dict | None = None) -> None:
             arrays = arrays or {}
             header = {
-                "v": 5,
+                "v": 6,
                 "type": kind,
                 "fields": fields,
                 "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays.items()],

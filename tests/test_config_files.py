@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from learner.config import parse
+from learner.flags import parse
 from learner.presets import CONFIGS_DIR, ConfigError, load_config, shipped
 from scripts.procs import python_path
 
@@ -136,7 +136,8 @@ def test_each_kind_of_action_space_gets_its_preset_unless_the_env_has_its_own():
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS_DIR.glob("*.toml")))
 def test_every_shipped_preset_parses_and_is_chosen_for_its_env(name):
-    from learner.config import LearnerConfig, build_parser
+    from learner.config import LearnerConfig
+    from learner.flags import build_parser
 
     _, loss_names = build_parser()
     known = [f for f in LearnerConfig.__dataclass_fields__ if f != "loss"] + loss_names
@@ -191,3 +192,26 @@ def test_a_run_records_its_config_file_and_writes_tensorboard_and_evaluations(tm
     assert [s.step for s in returns] == sorted(s.step for s in returns)  # against env steps
     progress = [e for e in events if e["event"] == "progress" and e["mean_return_100"] is not None]
     assert returns[-1].value == pytest.approx(progress[-1]["mean_return_100"], rel=1e-5)
+
+
+def test_every_learner_flag_is_in_exactly_one_group_and_the_help_shows_them(capsys):
+    import dataclasses
+
+    from learner.config import LearnerConfig
+    from learner.flags import GROUPS
+
+    grouped = [name for names in GROUPS.values() for name in names]
+    fields = [f.name for f in dataclasses.fields(LearnerConfig) if f.name != "loss"]
+    assert sorted(grouped) == sorted(fields), "each flag in one group, no group naming a stranger"
+    with pytest.raises(SystemExit):
+        parse(["--help"])
+    out = capsys.readouterr().out
+    for title in GROUPS:
+        assert f"{title}:" in out
+    assert "(default: 16)" in out  # --envs: a default shows though the flag parses as absent
+
+
+def test_a_files_strings_are_read_as_the_command_line_reads_them(tmp_path):
+    f = write(tmp_path, 'hidden = "32,16"\nenvs = "4"\n')
+    cfg, _ = parse(["--config", f])
+    assert cfg.hidden == (32, 16) and cfg.envs == 4

@@ -418,14 +418,13 @@ def test_slow_learner_under_a_flood_keeps_memory_bounded(tmp_path):
         "64",
         "--rollout-len",
         "16",
-        "--debug-update-delay-s",
-        "0.05",
         "--max-seconds",
         str(seconds + 60),
         "--target-return",
         "1000",
         "--log-interval-s",
         "0.5",
+        module=("tests.slow_learner", "0.05"),  # every update 0.05 s longer
     )
     try:
         learner.wait_for(

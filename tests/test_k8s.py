@@ -137,7 +137,7 @@ def test_the_parts_refer_to_each_other_correctly(overlay, tmp_path, restore_logg
     (learner_config,) = (c for c in config_maps.values() if "learner.toml" in c.get("data", {}))
     toml = tmp_path / "learner.toml"
     toml.write_text(learner_config["data"]["learner.toml"])
-    from learner.config import parse
+    from learner.flags import parse
 
     cfg, _ = parse(["--config", str(toml)])
     assert cfg.env

@@ -20,9 +20,8 @@ from core.evaluation import play
 from core.models import ActorCritic, ModelConfig, param_shapes
 from core.models.normalizer import ObsNormalizer, merge_moments
 from core.policy import Policy
-from learner.build import BuildError, build_spec
 from learner.checkpoint import read
-from learner.config import parse
+from learner.flags import parse
 from learner.trainer import Trainer, TrainerConfig
 from protocol.checks import InvalidMessage, check_weights
 from protocol.messages import Weights
@@ -148,10 +147,10 @@ def test_evaluation_plays_with_the_statistics():
     assert played.complete and len(played.returns) == 2
 
 
-def test_obs_norm_is_refused_where_it_cannot_work():
-    cfg, _ = parse(["--obs-norm", "--algo", "a3c-grad"])
-    with pytest.raises(BuildError, match="gradients only"):
-        build_spec(cfg)
+def test_obs_norm_is_refused_where_it_cannot_work(capsys):
+    with pytest.raises(SystemExit):
+        parse(["--obs-norm", "--algo", "a3c-grad"])
+    assert "gradients only" in capsys.readouterr().err
     images = dataclasses.replace(SPEC, obs_dtype="|u1", obs_shape=(4, 40, 40), frame_stack=4)
     with pytest.raises(ValueError, match="vector observations"):
         ModelConfig.from_spec(images)

@@ -15,7 +15,7 @@ from core import algos
 from core.algos.a2c import A2CConfig, a2c_loss
 from core.cli import arg
 from learner.build import build_spec
-from learner.config import parse
+from learner.flags import parse
 from learner.resume import IncompatibleResume, compare
 
 BASE = ["--run-dir", "runs/first", "--port", "5555"]

@@ -56,6 +56,21 @@ def slurm(tmp_path_factory):
         subprocess.run([str(CLUSTER), "stop", str(where)], timeout=120)
 
 
+def slow_learner_python(where: Path) -> str:
+    """An interpreter for the job (its PYTHON) that runs ``-m learner`` as
+    tests/slow_learner.py, every update 0.05 s longer, and anything else as it is."""
+    path = where / "python-slow-learner"
+    path.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -m ] && [ "$2" = learner ]; then\n'
+        f'  shift 2; exec "{sys.executable}" -m tests.slow_learner 0.05 "$@"\n'
+        "fi\n"
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
 def job_env(slurm, run_dir: Path, **settings: str) -> dict:
     return {
         **slurm,
@@ -142,9 +157,10 @@ def test_the_batch_script_trains_cartpole_to_solved_across_nodes_encrypted(slurm
 
 def test_a_killed_learner_and_a_killed_actor_come_back_and_the_run_still_solves(slurm, tmp_path):
     run = tmp_path / "run"
-    # The run must outlast both kills: every update takes 0.05 s longer (the learner's
-    # testing aid; a2c waits for it, so what is learned per update is unchanged).
-    slower = {"LEARNER_ARGS": "--checkpoint-every-s 1 --debug-update-delay-s 0.05"}
+    # The run must outlast both kills: every update takes 0.05 s longer (the job's
+    # interpreter runs the learner as tests/slow_learner.py; a2c waits for each update,
+    # so what is learned per update is unchanged).
+    slower = {"LEARNER_ARGS": "--checkpoint-every-s 1", "PYTHON": slow_learner_python(tmp_path)}
     job = submit(job_env(slurm, run, **slower), tmp_path / "job.out")
     learner_log = run / "learner.jsonl"
     try:

@@ -50,7 +50,7 @@ from core.procs import stop_processes
 from learner.__main__ import run as run_learner
 from learner.batching import Release, Submission
 from learner.build import Parts, build
-from learner.config import parse
+from learner.flags import parse
 from learner.outcome import Outcome
 from learner.pipeline import TrainingThread
 from learner.updates import Done

@@ -173,7 +173,7 @@ def test_linear_schedules_anneal_over_the_env_step_budget():
 
 
 def test_a_schedule_without_a_budget_is_refused():
-    from learner.config import parse
+    from learner.flags import parse
 
     with pytest.raises(SystemExit):
         parse(["--lr-schedule", "linear"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zmq
 
-from learner.config import parse
+from learner.flags import parse
 from learner.outbox import Outbox
 from protocol.codec import decode
 
