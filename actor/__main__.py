@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from actor.config import ActorConfig
+from actor.exits import EXIT_AUTH  # no torch: a supervisor imports this module too
 from core import cluster, logs
 from core.cli import build_parser, parse_config
 from protocol import keys, sockets
-
-EXIT_AUTH = 3  # as actor.client's; repeated so that a supervisor need not import it
 
 
 def main(argv: Sequence[str] | None = None) -> int:

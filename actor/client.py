@@ -28,11 +28,21 @@ from pathlib import Path
 
 from actor.config import ActorConfig
 from actor.credit import Credit
+from actor.exits import (
+    EXIT_AUTH,
+    EXIT_ENV,
+    EXIT_NO_LEARNER,
+    EXIT_OK,
+    EXIT_PROTOCOL,
+    Rejoin,
+    Stop,
+)
+from actor.locate import LearnerNotFound, moved, wait_for_address
 from actor.transport import DEALER, Transport
 from core import coordination
 from core.acting import Acting, build_acting
 from core.collector import EnvFailure
-from protocol import address, checks, sockets
+from protocol import checks, sockets
 from protocol.codec import encode
 from protocol.messages import (
     Ack,
@@ -53,26 +63,6 @@ from protocol.spec import RunSpec, SpecError
 POLL_MS = 50
 BACKPRESSURE_AFTER_S = 0.05
 HELLO_EVERY_S = 1.0
-
-EXIT_OK = 0
-EXIT_PROTOCOL = 2
-EXIT_AUTH = 3
-EXIT_ENV = 4
-EXIT_NO_LEARNER = 5  # no learner within --learner-file-timeout or --join-timeout
-LEARNER_FILE_POLL_S = 0.2
-
-
-class Stop(Exception):
-    """Leave the loop with this exit code."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-class Rejoin(Exception):
-    """The learner is gone or restarted: go back to joining."""
 
 
 class ActorClient:
@@ -139,29 +129,18 @@ class ActorClient:
         if not self.cfg.learner_file:
             return
         path = Path(self.cfg.learner_file)
-        start, problem, logged = time.monotonic(), "the file does not exist", False
-        while True:
-            self._check_stop()
-            try:
-                found = address.read(path)
-                if found is not None:
-                    break
-                problem = "the file does not exist"
-            except (OSError, address.AddressFileError) as exc:
-                problem = str(exc)
-            waited = time.monotonic() - start
-            if waited > self.cfg.learner_file_timeout:
-                self.log.error(
-                    "learner_not_found",
-                    learner_file=str(path),
-                    waited_s=round(waited, 1),
-                    detail=problem,
-                )
-                raise Stop(EXIT_NO_LEARNER, "learner_not_found")
-            if not logged:
-                self.log.info("waiting_for_learner_file", learner_file=str(path), detail=problem)
-                logged = True
-            time.sleep(LEARNER_FILE_POLL_S)
+        try:
+            found = wait_for_address(
+                path, self.cfg.learner_file_timeout, self._check_stop, self.log
+            )
+        except LearnerNotFound as exc:
+            self.log.error(
+                "learner_not_found",
+                learner_file=str(path),
+                waited_s=exc.waited_s,
+                detail=exc.detail,
+            )
+            raise Stop(EXIT_NO_LEARNER, "learner_not_found") from None
         if found.router != self.endpoint:
             if self.transport is not None:
                 self.transport.close()
@@ -175,15 +154,6 @@ class ActorClient:
                 learner_file=str(path),
             )
 
-    def _moved(self) -> bool:
-        """--learner-file: does the file now name another endpoint, or none (the learner
-        exited)? Read while a join gets no answer."""
-        try:
-            found = address.read(Path(self.cfg.learner_file))
-        except (OSError, address.AddressFileError):
-            return False  # being rewritten, or damaged: keep trying where we are
-        return found is None or found.router != self.endpoint
-
     def _join(self) -> None:
         hello = Hello(
             actor_id=self.actor_id,
@@ -194,6 +164,7 @@ class ActorClient:
             temperature=float(self.cfg.temperature),
         )
         self.log.info("joining", learner=self.endpoint, incarnation=self.incarnation)
+        path = Path(self.cfg.learner_file)
         start, last_sent, warned = time.monotonic(), 0.0, False
         # A join ends on the Weights that follow a Welcome of this join: each Welcome
         # builds fresh envs (the learner counts episodes from them), and Weights alone
@@ -203,7 +174,7 @@ class ActorClient:
             self._check_stop()
             now = time.monotonic()
             if now - last_sent >= HELLO_EVERY_S:
-                if not welcomed and self.cfg.learner_file and self._moved():
+                if not welcomed and self.cfg.learner_file and moved(path, self.endpoint):
                     raise Rejoin()
                 self.transport.try_send(hello)
                 last_sent = now

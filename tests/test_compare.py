@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts import compare, runlog
+from scripts import aggregate, compare, compare_report, runlog
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -76,7 +76,7 @@ def write_run(
     return run_dir
 
 
-def a2c_runs(root: Path) -> list[compare.RunResult]:
+def a2c_runs(root: Path) -> list[aggregate.RunResult]:
     """Three seeds: two solve (475 at 3000 and 5000 steps), one only reaches 195 and
     stops at its time cap. 195 is reached at 1000, 2000 and 4000 steps."""
     s1 = [
@@ -102,10 +102,10 @@ def a2c_runs(root: Path) -> list[compare.RunResult]:
         write_run(root, "a2c", 2, s2 + marks[2]),
         write_run(root, "a2c", 3, s3 + marks[3], reason="max_seconds"),
     ]
-    return [compare.load_run(d, "a2c", i, returncode=0) for i, d in enumerate(dirs, 1)]
+    return [aggregate.load_run(d, "a2c", i, returncode=0) for i, d in enumerate(dirs, 1)]
 
 
-def failed_a3c_runs(root: Path) -> list[compare.RunResult]:
+def failed_a3c_runs(root: Path) -> list[aggregate.RunResult]:
     """a3c: seed 1 crashes after reaching 195 (torn last line, no summary); seed 2 is
     killed at the hard timeout."""
     crashed = write_run(
@@ -127,8 +127,8 @@ def failed_a3c_runs(root: Path) -> list[compare.RunResult]:
         reason="signal",
     )
     return [
-        compare.load_run(crashed, "a3c", 1, returncode=1),
-        compare.load_run(killed, "a3c", 2, returncode=-9, timed_out=True),
+        aggregate.load_run(crashed, "a3c", 1, returncode=1),
+        aggregate.load_run(killed, "a3c", 2, returncode=-9, timed_out=True),
     ]
 
 
@@ -160,7 +160,7 @@ def test_runlog_reads_what_the_learner_writes(tmp_path):
 
 
 def test_milestone_medians_exclude_seeds_that_did_not_reach_them(tmp_path):
-    row = compare.algo_row("a2c", a2c_runs(tmp_path))
+    row = aggregate.algo_row("a2c", a2c_runs(tmp_path))
     assert row["runs"] == 3
     assert (row["reached_195"], row["reached_475"]) == (3, 2)
     assert row["env_steps_to_195"] == (2000.0, 1000.0, 4000.0)
@@ -172,7 +172,7 @@ def test_milestone_medians_exclude_seeds_that_did_not_reach_them(tmp_path):
 
 
 def test_training_figures_pool_progress_events_over_seeds(tmp_path):
-    row = compare.algo_row("a2c", a2c_runs(tmp_path))
+    row = aggregate.algo_row("a2c", a2c_runs(tmp_path))
     norms = [1.0, 3.0, 2.0, 4.0, 5.0]  # the null of seed 3's last event is left out
     assert row["grad_norm"] == pytest.approx((np.mean(norms), np.std(norms)))
     stds = [10.0, 20.0, 30.0, 40.0, 10.0, 10.0]
@@ -185,20 +185,20 @@ def test_failed_runs_count_as_not_solved_but_keep_their_milestones(tmp_path):
     assert crashed.outcome == "crashed" and crashed.summary["solved"] is False
     assert crashed.summary["env_steps"] == 1500  # from the last progress event
     assert killed.outcome == "timeout" and killed.summary["solved"] is False
-    row = compare.algo_row("a3c", [crashed, killed])
+    row = aggregate.algo_row("a3c", [crashed, killed])
     assert (row["reached_195"], row["reached_475"]) == (1, 0)
     assert row["env_steps_to_475"] is None
     assert (row["capped"], row["crashed"]) == (1, 1)
     assert row["dropped_stale"] == (8.0, 7.0, 9.0)
-    assert "TIMEOUT" in compare.describe(killed) and "CRASHED" in compare.describe(crashed)
+    assert "TIMEOUT" in aggregate.describe(killed) and "CRASHED" in aggregate.describe(crashed)
 
 
 def test_table_shows_k_of_n_and_dashes(tmp_path):
     rows = [
-        compare.algo_row("a2c", a2c_runs(tmp_path)),
-        compare.algo_row("a3c", failed_a3c_runs(tmp_path)),
+        aggregate.algo_row("a2c", a2c_runs(tmp_path)),
+        aggregate.algo_row("a3c", failed_a3c_runs(tmp_path)),
     ]
-    table = compare.format_table(rows).splitlines()
+    table = compare_report.format_table(rows).splitlines()
     assert len(table) == 4
     a2c = [c.strip() for c in table[2].strip("|").split("|")]
     a3c = [c.strip() for c in table[3].strip("|").split("|")]
@@ -211,21 +211,21 @@ def test_table_shows_k_of_n_and_dashes(tmp_path):
 def test_grid_interpolation_holds_or_drops_the_end():
     xs, ys = np.array([10.0, 20.0]), np.array([1.0, 3.0])
     grid = np.array([0.0, 10.0, 15.0, 20.0, 30.0])
-    held = compare.on_grid(xs, ys, grid, hold=True)
+    held = compare_report.on_grid(xs, ys, grid, hold=True)
     assert math.isnan(held[0]) and list(held[1:]) == [1.0, 2.0, 3.0, 3.0]
-    assert math.isnan(compare.on_grid(xs, ys, grid, hold=False)[-1])
+    assert math.isnan(compare_report.on_grid(xs, ys, grid, hold=False)[-1])
 
 
 def test_band_is_median_min_max_over_runs_with_a_value(tmp_path):
     runs = a2c_runs(tmp_path)
     grid = np.array([1000.0, 5000.0, 6000.0])
-    med, lo, hi = compare.band(runs, "env_steps", "mean_return_100", grid, hold=True)
+    med, lo, hi = compare_report.band(runs, "env_steps", "mean_return_100", grid, hold=True)
     # At 1000 steps only seed 1 has a point yet; at 6000 seeds 1 and 2 hold their last value.
     assert (med[0], lo[0], hi[0]) == (200.0, 200.0, 200.0)
     assert (med[2], lo[2], hi[2]) == (475.0, 300.0, 480.0)
     # No hold: a run is missing after its last grad norm (seed 1: 3000, seed 2: 5000,
     # seed 3: 4000; seed 3 starts at 4000).
-    med, lo, hi = compare.band(
+    med, lo, hi = compare_report.band(
         runs, "env_steps", "grad_norm", np.array([3000.0, 4500.0, 5500.0]), hold=False
     )
     assert (med[0], lo[0], hi[0]) == pytest.approx(((3.0 + 8 / 3) / 2, 8 / 3, 3.0))
@@ -236,7 +236,7 @@ def test_band_is_median_min_max_over_runs_with_a_value(tmp_path):
 def test_report_plots_and_raw_files_are_written(tmp_path):
     runs = a2c_runs(tmp_path / "runs") + failed_a3c_runs(tmp_path / "runs")
     out = tmp_path / "out"
-    table = compare.write_report(
+    table = compare_report.write_report(
         runs,
         ("a2c", "a3c"),
         out,

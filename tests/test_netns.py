@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actor.client import ActorClient, Rejoin
+from actor.client import ActorClient
 from actor.config import ActorConfig
+from actor.exits import Rejoin
 from actor.transport import DEALER
 from core.acting import build_acting
 from learner.admission import admit_hello, judge_batch

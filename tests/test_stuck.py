@@ -34,15 +34,9 @@ import pytest
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 import actor.client as client_module
-from actor.client import (
-    EXIT_AUTH,
-    EXIT_OK,
-    EXIT_PROTOCOL,
-    HELLO_EVERY_S,
-    POLL_MS,
-    ActorClient,
-)
+from actor.client import HELLO_EVERY_S, POLL_MS, ActorClient
 from actor.config import ActorConfig
+from actor.exits import EXIT_AUTH, EXIT_OK, EXIT_PROTOCOL
 from actor.transport import DEALER
 from core import coordination
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
