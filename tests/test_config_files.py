@@ -165,7 +165,11 @@ def test_every_shipped_preset_parses_and_is_chosen_for_its_env(name):
 
 def test_a_run_records_its_config_file_and_writes_tensorboard_and_evaluations(tmp_path):
     f = write(
-        tmp_path, "max_env_steps = 30000\nrollout_len = 16\neval_every_s = 0.3\neval_episodes = 2\n"
+        # A target no policy reaches: the run lasts its whole step budget, so an
+        # evaluation finishes before the end however loaded the machine is.
+        tmp_path,
+        "max_env_steps = 30000\nrollout_len = 16\neval_every_s = 0.3\neval_episodes = 2\n"
+        "target_return = 100000.0\n",
     )
     run = tmp_path / "run"
     subprocess.run(
