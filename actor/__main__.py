@@ -14,7 +14,7 @@ from pathlib import Path
 
 from actor.config import ActorConfig
 from actor.exits import EXIT_AUTH  # no torch: a supervisor imports this module too
-from core import cluster, logs
+from core import cluster, logs, procs
 from core.cli import build_parser, parse_config
 from protocol import keys, sockets
 
@@ -85,4 +85,6 @@ def _logs(cfg: ActorConfig, **bind: str):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    procs.spare_teardown()
+    sys.exit(code)

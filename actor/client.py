@@ -176,8 +176,10 @@ class ActorClient:
             if now - last_sent >= HELLO_EVERY_S:
                 if not welcomed and self.cfg.learner_file and moved(path, self.endpoint):
                     raise Rejoin()
-                self.transport.try_send(hello)
-                last_sent = now
+                # Not queued while the connection is still being made (no peer yet):
+                # try again at the next poll, not a whole HELLO_EVERY_S later.
+                if self.transport.try_send(hello):
+                    last_sent = now
             if not warned and now - start > self.cfg.learner_timeout:
                 self.log.warning(
                     "learner_unreachable", learner=self.endpoint, waited_s=round(now - start, 1)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from core import cluster, logs
+from core import cluster, logs, procs
 from learner import console
 from learner.build import BuildError, Parts, build, finish
 from learner.flags import parse
@@ -144,15 +144,9 @@ def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:
             advertised = address.advertised_host(host, cfg.advertise_host)
             local = "127.0.0.1" if sockets.is_loopback(host) or host in ("0.0.0.0", "*") else host
             assert parts.actors is not None
-            parts.actors.start(sockets.tcp(local, server.port))
+            parts.actors.announce(_where(server, local))
             if cfg.address_file:
-                where = address.LearnerAddress(
-                    router=sockets.tcp(advertised, server.port),
-                    pub=sockets.tcp(advertised, server.pub_port),
-                    learner_id=server.learner_id,
-                    pid=os.getpid(),
-                    host=socket.gethostname(),
-                )
+                where = _where(server, advertised)
                 address.write(Path(cfg.address_file), where)
                 log.info("address_written", path=cfg.address_file, **where.to_dict())
             outcome = server.run()
@@ -160,9 +154,12 @@ def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:
         log.exception("learner_crashed")
         raise
     finally:
-        if parts.server is not None and cfg.address_file:
+        if parts.server is not None:
             # First of all: actors that look now must not find a learner that is leaving.
-            address.remove(Path(cfg.address_file), parts.server.learner_id)
+            if cfg.address_file:
+                address.remove(Path(cfg.address_file), parts.server.learner_id)
+            if parts.actors is not None:
+                parts.actors.withdraw(parts.server.learner_id)
         wall_s = parts.wall_s()
         parts.close()  # the threads that play the policy; TensorBoard flushed
         if parts.server is not None:
@@ -181,5 +178,17 @@ def run(parts: Parts, log, stop_requested) -> tuple[Outcome, float]:
     return outcome, wall_s
 
 
+def _where(server, host: str) -> address.LearnerAddress:
+    return address.LearnerAddress(
+        router=sockets.tcp(host, server.port),
+        pub=sockets.tcp(host, server.pub_port),
+        learner_id=server.learner_id,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    procs.spare_teardown()
+    sys.exit(code)

@@ -158,6 +158,47 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         except (OSError, ValueError) as exc:
             raise BuildError(f"--keys {cfg.keys}: {exc}") from None
         log.info("curve_enabled", keys=cfg.keys, authorized=sorted(authorized.values()))
+    actors = None if cfg.serial else _local_actors(cfg, run_dir, authorized)
+    if actors is not None:
+        # Started now, so that their start-up overlaps the network's and the
+        # optimizer's (importing torch's compiler stack alone takes ~1 s); they wait
+        # for the address file written once the learner is bound (learner/local.py).
+        actors.start()
+    try:
+        return _build(cfg, run_dir, log, stop_requested, spec, device, curve, authorized, actors)
+    except BaseException:
+        if actors is not None:
+            actors.stop(timeout_s=1.0)
+        raise
+
+
+def _local_actors(cfg: LearnerConfig, run_dir: Path, authorized: dict) -> LocalActors:
+    # Local actors use the keys of the authorised actors whose directories sit beside
+    # the learner's (the layout `make keys` writes).
+    keys_root = Path(cfg.keys).parent if cfg.keys else None
+    actor_keys = (
+        [keys_root / n for n in sorted(authorized.values()) if (keys_root / n).is_dir()]
+        if keys_root
+        else []
+    )
+    if cfg.keys and cfg.actors and not actor_keys:
+        raise BuildError(
+            f"--actors {cfg.actors} with --keys: no actor key directories beside {cfg.keys}"
+        )
+    return LocalActors(cfg.actors, run_dir, log_level=cfg.log_level, keys_dirs=actor_keys)
+
+
+def _build(
+    cfg: LearnerConfig,
+    run_dir: Path,
+    log,
+    stop_requested: Callable[[], bool],
+    spec: RunSpec,
+    device,
+    curve,
+    authorized: dict,
+    actors: LocalActors | None,
+) -> Parts:
     try:
         trainer = Trainer(
             spec,
@@ -251,21 +292,8 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
         confirm=parts.confirm,
         checkpoint_from_s=parts.trained_s,
     )
-    if cfg.serial:
+    if actors is None:  # serial
         return parts
-    # Local actors use the keys of the authorised actors whose directories sit beside
-    # the learner's (the layout `make keys` writes).
-    keys_root = Path(cfg.keys).parent if cfg.keys else None
-    actor_keys = (
-        [keys_root / n for n in sorted(authorized.values()) if (keys_root / n).is_dir()]
-        if keys_root
-        else []
-    )
-    if cfg.keys and cfg.actors and not actor_keys:
-        raise BuildError(
-            f"--actors {cfg.actors} with --keys: no actor key directories beside {cfg.keys}"
-        )
-    actors = LocalActors(cfg.actors, run_dir, log_level=cfg.log_level, keys_dirs=actor_keys)
     parts.actors = actors
     server = parts.server = LearnerServer(
         cfg,

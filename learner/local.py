@@ -1,9 +1,17 @@
 """Local actor processes for one-machine runs (``--actors N``).
 
 Each actor is a real ``python -m actor`` process connected to the learner over
-127.0.0.1, exactly like an actor on another host; nothing is shared in memory. The
-owner starts them after the learner has bound its sockets and stops them on exit:
-first the learner's Shutdown, then SIGTERM, then SIGKILL, each with a bounded wait.
+127.0.0.1, exactly like an actor on another host; nothing is shared in memory. They are
+started before the learner has built its network and bound its sockets, so that their
+start-up (importing torch, ~1 s each) overlaps the learner's: they wait for the address
+file the learner writes once bound (``--learner-file``, the cluster launch contract),
+in the run directory. The owner stops them on exit: the file withdrawn first, then the
+learner's Shutdown, then SIGTERM, then SIGKILL, each with a bounded wait.
+
+    actors.start()            # before build: the processes start and wait for the file
+    actors.announce(address)  # bound: the file names the learner on 127.0.0.1
+    actors.withdraw(id)       # leaving: no actor may find this learner any more
+    actors.stop()
 """
 
 from __future__ import annotations
@@ -14,6 +22,11 @@ import sys
 from pathlib import Path
 
 from core.procs import stop_processes
+from protocol import address
+
+# Long enough for any build (a resumed Atari run, CUDA start-up); a learner that fails
+# to build stops its actors itself.
+WAIT_FOR_LEARNER_S = 600.0
 
 
 class LocalActors:
@@ -29,19 +42,24 @@ class LocalActors:
         self.run_dir = run_dir
         self.log_level = log_level
         self.keys_dirs = keys_dirs or []
+        self.address_file = run_dir / "local-learner.json"
         self.procs: list[subprocess.Popen] = []
         self._reported: set[int] = set()
 
-    def start(self, endpoint: str) -> None:
-        """Start the actors, connecting to the learner at ``endpoint``."""
+    def start(self) -> None:
+        """Start the actors; they wait for ``announce``."""
+        # A previous learner's file in a resumed run directory must not be followed.
+        self.address_file.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for i in range(self.count):
             cmd = [
                 sys.executable,
                 "-m",
                 "actor",
-                "--learner",
-                endpoint,
+                "--learner-file",
+                str(self.address_file),
+                "--learner-file-timeout",
+                str(WAIT_FOR_LEARNER_S),
                 "--actor-id",
                 f"local-{i}",
                 "--run-dir",
@@ -57,6 +75,15 @@ class LocalActors:
             err = open(self.run_dir / f"actor-local-{i}.stderr", "wb")  # noqa: SIM115 - owned by the child
             self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env))
             err.close()
+
+    def announce(self, where: address.LearnerAddress) -> None:
+        """The learner is bound: tell the waiting actors where (atomically)."""
+        if self.count:
+            address.write(self.address_file, where)
+
+    def withdraw(self, learner_id: str) -> None:
+        """The learner is leaving: an actor that looks now must not find it."""
+        address.remove(self.address_file, learner_id)
 
     def any_alive(self, log=None) -> bool:
         """Whether any local actor still runs; logs each exit once."""

@@ -208,13 +208,14 @@ def _crash():
     "outcome, exit_code, tell",
     [("crashed", 0, False), ("signal", 143, False), ("signal", 0, True), ("solved", 143, True)],
 )
-def test_actors_are_sent_away_only_when_the_run_is_over(outcome, exit_code, tell):
+def test_actors_are_sent_away_only_when_the_run_is_over(outcome, exit_code, tell, tmp_path):
     """learner.__main__.run with the server faked: after a crash, or a stop that a new
     learner will follow (--signal-exit-code), the actors are not told to leave (they
     re-join the next learner); after a finished run they are."""
     from types import SimpleNamespace
 
     from learner.__main__ import run
+    from learner.local import LocalActors
     from learner.outcome import Outcome
 
     server = _FakeServer(
@@ -226,7 +227,7 @@ def test_actors_are_sent_away_only_when_the_run_is_over(outcome, exit_code, tell
     parts = SimpleNamespace(
         server=server,
         cfg=cfg,
-        actors=SimpleNamespace(start=lambda endpoint: None, stop=lambda: None),
+        actors=LocalActors(0, tmp_path),
         wall_s=lambda: 0.0,
         close=lambda: None,
         save_checkpoint=lambda wall_s: None,
