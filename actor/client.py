@@ -15,7 +15,8 @@ The mode is the coordination table's row the run spec names (core/coordination).
 Every wait is a poll with a timeout of at most ``POLL_MS`` so a signal stops the actor
 within a fraction of a second. Sends never block in ZeroMQ: at the DEALER's
 high-water mark the actor logs ``backpressure`` and retries while still reading.
-Sockets are actor/transport.py's.
+Sockets are actor/transport.py's; the line to the learner (locating it, liveness,
+sends that never block, the goodbye) is actor/link.py's.
 """
 
 from __future__ import annotations
@@ -28,22 +29,14 @@ from pathlib import Path
 
 from actor.config import ActorConfig
 from actor.credit import Credit
-from actor.exits import (
-    EXIT_AUTH,
-    EXIT_ENV,
-    EXIT_NO_LEARNER,
-    EXIT_OK,
-    EXIT_PROTOCOL,
-    Rejoin,
-    Stop,
-)
-from actor.locate import LearnerNotFound, moved, wait_for_address
-from actor.transport import DEALER, Transport
+from actor.exits import EXIT_ENV, EXIT_NO_LEARNER, EXIT_OK, EXIT_PROTOCOL, Rejoin, Stop
+from actor.link import Link
+from actor.locate import moved
+from actor.transport import DEALER
 from core import coordination
 from core.acting import Acting, build_acting
 from core.collector import EnvFailure
 from protocol import checks, sockets
-from protocol.codec import encode
 from protocol.messages import (
     Ack,
     Bye,
@@ -51,9 +44,7 @@ from protocol.messages import (
     Experience,
     Heartbeat,
     Hello,
-    Message,
     Pong,
-    Shutdown,
     Weights,
     WeightsRequest,
     Welcome,
@@ -71,23 +62,14 @@ class ActorClient:
     ) -> None:
         self.cfg = cfg
         self.log = log
-        self.stop_requested = stop_requested  # () -> bool, set by the signal handlers
         self.actor_id = cfg.actor_id or f"{socket.gethostname()}-{os.getpid()}"
         self.incarnation = uuid.uuid4().hex[:12]
-        self.curve = curve
-        # With --learner-file the endpoint is read from the file before each join.
-        self.endpoint = "" if cfg.learner_file else cfg.learner
-        self.transport: Transport | None = (
-            None if cfg.learner_file else Transport(cfg.learner, log, curve)
-        )
+        self.link = Link(cfg, log, stop_requested, curve)
         # What one Welcome set up; replaced on every re-join.
         self.learner_id: str | None = None
         self.acting: Acting | None = None
         self.seq = 0
-        self.last_heard = time.monotonic()
         self.last_heartbeat = 0.0
-        self.backpressure = 0
-        self.backpressure_logged_at = 0.0
         self.rollouts_sent = 0
         self.credit = Credit()  # rollouts awaiting an Ack; sync: the released version
         self.credit_waits = 0
@@ -98,9 +80,9 @@ class ActorClient:
         code, reason = EXIT_OK, "stopped"
         try:
             while True:
-                self._check_stop()
+                self.link.check_stop()
                 try:
-                    self._locate()
+                    self.link.locate()
                     self._join()
                     self._train_loop()
                 except Rejoin:
@@ -115,45 +97,6 @@ class ActorClient:
         self.log.info("actor_exit", code=code, reason=reason, rollouts_sent=self.rollouts_sent)
         return code
 
-    def _check_stop(self) -> None:
-        if self.stop_requested():
-            raise Stop(self.cfg.signal_exit_code, "signal")
-        why = self.transport.handshake_failure() if self.transport is not None else None
-        if why is not None:
-            self.log.error("auth_failed", learner=self.endpoint, detail=why)
-            raise Stop(EXIT_AUTH, "auth_failed")
-
-    def _locate(self) -> None:
-        """--learner-file: wait (at most --learner-file-timeout) until the file names a
-        learner, and connect there if that is not where this actor is connected."""
-        if not self.cfg.learner_file:
-            return
-        path = Path(self.cfg.learner_file)
-        try:
-            found = wait_for_address(
-                path, self.cfg.learner_file_timeout, self._check_stop, self.log
-            )
-        except LearnerNotFound as exc:
-            self.log.error(
-                "learner_not_found",
-                learner_file=str(path),
-                waited_s=exc.waited_s,
-                detail=exc.detail,
-            )
-            raise Stop(EXIT_NO_LEARNER, "learner_not_found") from None
-        if found.router != self.endpoint:
-            if self.transport is not None:
-                self.transport.close()
-            self.transport = Transport(found.router, self.log, self.curve)
-            self.endpoint = found.router
-            self.log.info(
-                "learner_located",
-                learner=found.router,
-                learner_id=found.learner_id,
-                learner_host=found.host,
-                learner_file=str(path),
-            )
-
     def _join(self) -> None:
         hello = Hello(
             actor_id=self.actor_id,
@@ -163,7 +106,7 @@ class ActorClient:
             num_envs=self.cfg.envs,
             temperature=float(self.cfg.temperature),
         )
-        self.log.info("joining", learner=self.endpoint, incarnation=self.incarnation)
+        self.log.info("joining", learner=self.link.endpoint, incarnation=self.incarnation)
         path = Path(self.cfg.learner_file)
         start, last_sent, warned = time.monotonic(), 0.0, False
         # A join ends on the Weights that follow a Welcome of this join: each Welcome
@@ -171,29 +114,31 @@ class ActorClient:
         # could be a previous session's.
         welcomed = False
         while True:
-            self._check_stop()
+            self.link.check_stop()
             now = time.monotonic()
             if now - last_sent >= HELLO_EVERY_S:
-                if not welcomed and self.cfg.learner_file and moved(path, self.endpoint):
+                if not welcomed and self.cfg.learner_file and moved(path, self.link.endpoint):
                     raise Rejoin()
                 # Not queued while the connection is still being made (no peer yet):
                 # try again at the next poll, not a whole HELLO_EVERY_S later.
-                if self.transport.try_send(hello):
+                if self.link.transport.try_send(hello):
                     last_sent = now
             if not warned and now - start > self.cfg.learner_timeout:
                 self.log.warning(
-                    "learner_unreachable", learner=self.endpoint, waited_s=round(now - start, 1)
+                    "learner_unreachable",
+                    learner=self.link.endpoint,
+                    waited_s=round(now - start, 1),
                 )
                 warned = True
             if self.cfg.join_timeout and now - start > self.cfg.join_timeout and not welcomed:
                 self.log.error(
                     "learner_not_found",
-                    learner=self.endpoint,
+                    learner=self.link.endpoint,
                     waited_s=round(now - start, 1),
                     detail="no answer to a join within --join-timeout",
                 )
                 raise Stop(EXIT_NO_LEARNER, "learner_not_found")
-            for source, msg in self.transport.receive(POLL_MS):
+            for source, msg in self.link.transport.receive(POLL_MS):
                 if source != DEALER:
                     continue
                 if isinstance(msg, Error) and not msg.fatal:
@@ -201,7 +146,7 @@ class ActorClient:
                     # is on its way, and the Welcome may be right behind this message.
                     self.log.info("learner_error", code=msg.code, detail=msg.detail, fatal=False)
                     continue
-                self._common(source, msg)
+                self.link.common(source, msg, self.learner_id, joined=self.acting is not None)
                 if isinstance(msg, Welcome):
                     self._welcome(msg)
                     welcomed = True
@@ -241,10 +186,10 @@ class ActorClient:
         except ValueError as exc:  # unknown env, algorithm, encoder; a spec we can't build
             self.log.error("run_spec_unusable", error=str(exc)[:500])
             raise Stop(EXIT_ENV, "run_spec_unusable") from None
-        pub = self.transport.subscribe(msg.pub_port)
+        pub = self.link.transport.subscribe(msg.pub_port)
         self.learner_id = msg.learner_id
         self.credit.reset()
-        self.last_heard = time.monotonic()
+        self.link.last_heard = time.monotonic()
         self.log.info(
             "joined",
             learner_id=msg.learner_id,
@@ -265,7 +210,7 @@ class ActorClient:
         a = self.acting
         assert a is not None
         while True:
-            self._check_stop()
+            self.link.check_stop()
             self._pump(0)
             if a.mode.waits_for_release:
                 self._await_release(a)
@@ -284,7 +229,7 @@ class ActorClient:
                 else Experience(arrays=rollout.wire_arrays(a.spec), **ids)
             )
             self._await_credit(a)
-            self._send(msg)
+            self.link.send(msg, pump=lambda: self._pump(POLL_MS))
             self.credit.sent(self.seq, a.policy.version, time.monotonic())
             self.rollouts_sent += 1
 
@@ -293,12 +238,12 @@ class ActorClient:
         messages) until the learner has taken one."""
         waited, since = False, time.monotonic()
         while self.credit.in_flight >= a.spec.max_in_flight:
-            self._check_stop()
+            self.link.check_stop()
             if not waited:
                 self.credit_waits += 1
                 waited = True
             if time.monotonic() - since > BACKPRESSURE_AFTER_S:  # a normal ack takes one update
-                self._note_backpressure("ack")
+                self.link.note_backpressure("ack")
             self._pump(POLL_MS)
 
     def _await_release(self, a: Acting) -> None:
@@ -309,16 +254,16 @@ class ActorClient:
         on); one that never comes expires (ack_missing) and the actor goes on with the
         newest weights it has."""
         while self.credit.waiting_for_release():
-            self._check_stop()
+            self.link.check_stop()
             self._pump(POLL_MS)
         asked = time.monotonic()
         need = self.credit.release_version
         while need is not None and a.policy.version < need:
-            self._check_stop()
+            self.link.check_stop()
             self._pump(POLL_MS)
             # A weights broadcast can be missed (slow joiner); ask directly.
             if time.monotonic() - asked > 4 * a.spec.heartbeat_s:
-                self.transport.try_send(
+                self.link.transport.try_send(
                     WeightsRequest(
                         actor_id=self.actor_id,
                         incarnation=self.incarnation,
@@ -336,8 +281,8 @@ class ActorClient:
         a = self.acting
         assert a is not None
         newest: Weights | None = None
-        for source, msg in self.transport.receive(timeout_ms):
-            self._common(source, msg)
+        for source, msg in self.link.transport.receive(timeout_ms):
+            self.link.common(source, msg, self.learner_id, joined=self.acting is not None)
             if isinstance(msg, Weights):
                 if msg.learner_id == self.learner_id:
                     if newest is None or msg.version > newest.version:
@@ -357,11 +302,7 @@ class ActorClient:
         for k in self.credit.expire(now, limit):
             self.log.warning("ack_missing", seq=k)
         self._heartbeat()
-        if now - self.last_heard > self.cfg.learner_timeout:
-            self.log.warning(
-                "learner_lost", learner=self.endpoint, silent_s=round(now - self.last_heard, 1)
-            )
-            raise Rejoin()
+        self.link.check_alive()
 
     def _heartbeat(self) -> None:
         """Send a heartbeat if one is due. Also called between env steps while a
@@ -370,37 +311,16 @@ class ActorClient:
         a = self.acting
         now = time.monotonic()
         if a is not None and now - self.last_heartbeat >= a.spec.heartbeat_s:
-            self.transport.try_send(
+            self.link.transport.try_send(
                 Heartbeat(
                     actor_id=self.actor_id,
                     incarnation=self.incarnation,
                     seq=self.seq,
                     policy_version=a.policy.version,
-                    backpressure=self.backpressure,
+                    backpressure=self.link.backpressure,
                 )
             )
             self.last_heartbeat = now
-
-    def _common(self, source: str, msg: Message) -> None:
-        """What every message means wherever it arrives: liveness, shutdown, errors, a
-        restarted learner."""
-        from_current = (
-            self.learner_id is not None and getattr(msg, "learner_id", None) == self.learner_id
-        )
-        if source == DEALER or from_current:
-            self.last_heard = time.monotonic()
-        if isinstance(msg, Shutdown) and (source == DEALER or from_current):
-            self.log.info("learner_shutdown", reason=msg.reason)
-            raise Stop(EXIT_OK, "learner_shutdown")
-        if isinstance(msg, Error):
-            self.log.error("learner_error", code=msg.code, detail=msg.detail, fatal=msg.fatal)
-            if msg.fatal:
-                raise Stop(EXIT_AUTH if msg.code.startswith("auth") else EXIT_PROTOCOL, msg.code)
-            if self.acting is not None:
-                raise Rejoin()
-        if isinstance(msg, Pong) and self.learner_id and msg.learner_id != self.learner_id:
-            self.log.info("learner_restarted", learner_id=msg.learner_id)
-            raise Rejoin()
 
     def _load_weights(self, msg: Weights) -> bool:
         """Load checked weights; False when they do not fit this actor's network."""
@@ -417,34 +337,7 @@ class ActorClient:
             self.log.debug("weights_loaded", version=msg.version)
         return True
 
-    # --- sending -------------------------------------------------------------------
-
-    def _send(self, msg: Message) -> None:
-        """Send, retrying at the high-water mark (counting backpressure, still reading
-        the learner's messages) until sent."""
-        frames = encode(msg)
-        while not self.transport.try_send_frames(frames):
-            self._note_backpressure("send")
-            self._check_stop()
-            self._pump(POLL_MS)
-
-    def _note_backpressure(self, waiting_for: str) -> None:
-        """Count a wait on the learner; log it at most once per 5 s."""
-        self.backpressure += 1
-        now = time.monotonic()
-        if now - self.backpressure_logged_at > 5.0:
-            self.log.warning("backpressure", waiting_for=waiting_for, total=self.backpressure)
-            self.backpressure_logged_at = now
-
     def _close(self, reason: str) -> None:
         if self.acting is not None:
             self.acting.close()
-        if self.transport is None:  # stopped before a learner was found
-            return
-        try:
-            self.transport.try_send(
-                Bye(actor_id=self.actor_id, incarnation=self.incarnation, reason=reason)
-            )
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
-        self.transport.close()
+        self.link.close(Bye(actor_id=self.actor_id, incarnation=self.incarnation, reason=reason))

@@ -489,7 +489,7 @@ def test_actor_rejoin_waits_for_a_welcome():
     weights_received and no joined."""
     log = _Log()
     client = ActorClient(ActorConfig(learner="tcp://127.0.0.1:9"), log, lambda: False)
-    client.transport.close()  # never used: nothing was sent on it
+    client.link.transport.close()  # never used: nothing was sent on it
     client.acting = build_acting(CARTPOLE, num_envs=2, seed=0, temperature=1.0)
     try:
         client.learner_id = "L1"
@@ -504,7 +504,7 @@ def test_actor_rejoin_waits_for_a_welcome():
             learner_id="L1", run=CARTPOLE.to_dict(), pub_port=5556, temperature=1.0, seed=1
         )
         not_registered = Error(code="not_registered", detail="send hello", fatal=False)
-        client.transport = _ScriptedTransport(
+        client.link.transport = _ScriptedTransport(
             [[(DEALER, not_registered), (DEALER, welcome)], [(DEALER, weights)]]
         )
         log.lines.clear()

@@ -137,7 +137,10 @@ def job_id(run_dir: Path) -> str:
 
 def test_the_batch_script_trains_cartpole_to_solved_across_nodes_encrypted(slurm, tmp_path):
     run = tmp_path / "run"
-    rc, text = finish(submit(job_env(slurm, run), tmp_path / "job.out"))
+    # The first update waits for all four actors: a run that solved before an actor had
+    # started would stop it unjoined (a clean exit, but not the one asserted below).
+    env = job_env(slurm, run, LEARNER_ARGS="--min-actors 4")
+    rc, text = finish(submit(env, tmp_path / "job.out"))
     output = (tmp_path / "job.out").read_text()
     assert rc == 0, text + output
     summary = json.loads((run / "summary.json").read_text())

@@ -34,6 +34,7 @@ import pytest
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 import actor.client as client_module
+import actor.link as link_module
 from actor.client import HELLO_EVERY_S, POLL_MS, ActorClient
 from actor.config import ActorConfig
 from actor.exits import EXIT_AUTH, EXIT_OK, EXIT_PROTOCOL
@@ -238,8 +239,9 @@ def run_actor(
     Hang guard: a stop request after HANG_GUARD_S of fake time (or of real time)."""
     clock = FakeClock()
     learner = ScriptedLearner(clock, answer, refuse or (lambda msg: False))
-    monkeypatch.setattr(client_module, "time", clock)
-    monkeypatch.setattr(client_module, "Transport", lambda endpoint, log, curve=None: learner)
+    for module in (client_module, link_module):  # the loop and the line to the learner
+        monkeypatch.setattr(module, "time", clock)
+    monkeypatch.setattr(link_module, "Transport", lambda endpoint, log, curve=None: learner)
     log = RecordingLog()
     cfg = ActorConfig(learner="tcp://127.0.0.1:9", actor_id="a1", learner_timeout=LEARNER_TIMEOUT)
     start, real_deadline = clock.t, time.monotonic() + HANG_GUARD_S
