@@ -30,7 +30,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-solve bench-throughput bench-gpu bench-atari staleness soak clean
+.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-solve bench-startup bench-throughput bench-gpu bench-atari staleness soak clean
 
 venv: $(STAMP)
 
@@ -133,6 +133,10 @@ compare: venv
 bench-solve: venv
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m scripts.bench_solve $(if $(ENV),--env $(ENV)) $(ARGS)
+
+# A whole run's seconds beyond its training (start-up, shutdown); ARGS e.g. "--source /tmp/old".
+bench-startup: venv
+	$(PY) -m scripts.bench_startup $(ARGS)
 
 # Actor env steps/s against the raw limit, wire cost per batch, learner samples/s.
 bench-throughput: venv

@@ -32,7 +32,7 @@ from learner.local import LocalActors
 from learner.outcome import Outcome
 from learner.playing import PeriodicEvaluation
 from learner.reporting import Reporter
-from learner.resume import IncompatibleResume, compare
+from learner.restore import ResumeRefused, restore
 from learner.reward_scale import RewardScale
 from learner.server import LearnerServer
 from learner.stats import RunStats
@@ -232,7 +232,18 @@ def _build(
         log=log,
     )
     if cfg.resume:
-        _resume(parts)
+        try:
+            parts.trained_s = restore(
+                parts.checkpointer,
+                trainer,
+                parts.stats,
+                parts.reward_scale,
+                spec,
+                cfg,
+                log,
+            )
+        except ResumeRefused as exc:
+            raise BuildError(str(exc)) from None
     confirm_episodes = cfg.confirm_episodes
     if confirm_episodes is None:  # by default wherever there is a "solved" to confirm
         confirm_episodes = DEFAULT_CONFIRM_EPISODES if parts.target is not None else 0
@@ -310,55 +321,6 @@ def _build(
         reward_scale=parts.reward_scale,
     )
     return parts
-
-
-def _resume(parts: Parts) -> None:
-    log, cfg = parts.log, parts.cfg
-    found = parts.checkpointer.load_latest(log)
-    if found is None and parts.checkpointer.skipped:
-        # Checkpoints are there but none loads (corrupt, or an older format): starting
-        # over would silently lose the run, and pruning would delete them.
-        reasons = "; ".join(f"{p.name}: {why}" for p, why in parts.checkpointer.skipped[:3])
-        raise BuildError(
-            f"--resume: no checkpoint in {parts.checkpointer.cfg.directory} loads ({reasons}); "
-            "move them away to start over"
-        )
-    if found is None:
-        log.warning("resume_found_nothing", directory=str(parts.checkpointer.cfg.directory))
-        return
-    path, state = found
-    try:
-        changed = compare(
-            state.get("spec", {}), state.get("config", {}), parts.spec.to_dict(), cfg.resolved()
-        )
-    except IncompatibleResume as exc:
-        raise BuildError(f"--resume from {path}: {exc}") from None
-    parts.trainer.load_state_dict(state["trainer"])
-    if parts.reward_scale is not None:
-        # Checkpoints before 2026-12-02 kept the scale inside the trainer's state.
-        saved = state.get("reward_scale", state["trainer"].get("reward_scale"))
-        if saved is not None:
-            parts.reward_scale.load_state_dict(saved)
-    # The optimizer state carries the old learning rate: set the current one explicitly.
-    parts.trainer.set_lr(cfg.learning_rate)
-    parts.stats.restore(state["counters"])
-    parts.trainer.set_progress(parts.stats.env_steps, cfg.max_env_steps)  # the schedules
-    torch.set_rng_state(state["torch_rng"])
-    parts.trained_s = float(state["counters"].get("wall_s", 0.0))
-    if changed:
-        log.info(
-            "resume_settings_changed",
-            **{k: [old, new] for k, (old, new) in changed.items()},
-        )
-    log.info(
-        "resumed",
-        path=str(path),
-        version=parts.trainer.version,
-        env_steps=parts.stats.env_steps,
-        updates=parts.stats.updates,
-        wall_s=parts.trained_s,
-        lr=parts.trainer.lr,
-    )
 
 
 def finish(parts: Parts, outcome: Outcome, wall_s: float) -> dict:
