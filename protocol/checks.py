@@ -76,12 +76,7 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
             _check_packed_obs(a, spec, shape)
         else:
             _expect(a[name], name, dtype, shape)
-    acts = a["actions"]
-    if spec.action_kind == "discrete":
-        if acts.size and (acts.min() < 0 or acts.max() >= spec.action_n):
-            raise InvalidMessage("out_of_range", f"actions must be in [0, {spec.action_n})")
-    else:
-        _finite(acts, "actions")
+    _check_actions(a["actions"], spec)
     for name in ("obs", "frames"):
         if name in a and a[name].dtype.kind == "f":
             _finite(a[name], name)
@@ -89,6 +84,27 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
     check_steps(a)
     check_episodes(a)
     return int(a["valid"].sum())
+
+
+def _check_actions(acts: np.ndarray, spec: RunSpec) -> None:
+    """Inside the action space: an index that is not would crash the loss."""
+    if not acts.size:
+        return
+    if spec.action_kind == "box":
+        _finite(acts, "actions")
+        return
+    if spec.action_kind == "discrete":
+        below, above = acts < 0, acts >= spec.action_n
+        detail = f"[0, {spec.action_n})"
+    elif spec.action_kind == "multi_binary":
+        below, above = acts < 0, acts > 1
+        detail = "{0, 1}"
+    else:  # multi_discrete: each component its own range, as indices from 0
+        nvec = np.asarray(spec.action_nvec, np.int64).reshape(spec.action_shape)
+        below, above = acts < 0, acts >= nvec
+        detail = "[0, nvec) per component"
+    if below.any() or above.any():
+        raise InvalidMessage("out_of_range", f"actions must be in {detail}")
 
 
 def check_steps(a: Mapping[str, np.ndarray]) -> None:

@@ -6,6 +6,8 @@ A rollout of T steps from N environments, time-major:
                                                   one after the last step (bootstrap)
     actions      [T, N]               int64      Discrete
                  [T, N, *act_shape]   float32    Box (the sample, before any clipping)
+                 [T, N, *act_shape]   int64      MultiDiscrete (indices from 0 per
+                                                 component), MultiBinary (0 or 1)
     logp         [T, N]               float32    log-prob of the action under the
                                                  behaviour policy (off-policy corrections)
     rewards      [T, N]               float32

@@ -35,7 +35,12 @@ from typing import Any
 #   async      collect and send continuously with the newest weights held (A3C, IMPALA)
 #   gradients  like async, but the actor computes the loss and sends gradients
 COORDINATIONS = ("sync", "async", "gradients")
-ACTION_KINDS = ("discrete", "box")
+# discrete: Discrete(n); box: Box; multi_discrete: MultiDiscrete (one choice per
+# component, each from its own range); multi_binary: MultiBinary (one bit per component).
+ACTION_KINDS = ("discrete", "box", "multi_discrete", "multi_binary")
+# Actions on the wire: an index per component for the integer kinds (0-based; the env's
+# MultiDiscrete ``start`` is added back by the actor), the sample itself for box.
+INTEGER_ACTIONS = ("discrete", "multi_discrete", "multi_binary")
 # Observation dtypes an env may produce on the wire: float32 vectors, uint8 images.
 OBS_DTYPES = ("<f4", "|u1")
 # Largest observation (values per step and env) and action space a spec may describe.
@@ -54,9 +59,11 @@ class RunSpec:
     rollout_len: int
     obs_shape: tuple[int, ...]
     action_kind: str
-    # Discrete: number of actions. Box: unused (0).
+    # Discrete: number of actions. Otherwise unused (0).
     action_n: int
-    # Box: action shape and bounds, flattened. Discrete: empty.
+    # Box: action shape and bounds, flattened. MultiDiscrete: the shape of its nvec, and
+    # the smallest and largest value of each component (start, start + nvec - 1).
+    # MultiBinary: its shape, no bounds. Discrete: empty.
     action_shape: tuple[int, ...] = ()
     action_low: tuple[float, ...] = ()
     action_high: tuple[float, ...] = ()
@@ -98,17 +105,8 @@ class RunSpec:
             raise SpecError(f"an observation may hold at most {MAX_ELEMENTS} values")
         if self.action_kind == "discrete" and not 2 <= self.action_n <= MAX_ELEMENTS:
             raise SpecError(f"a discrete action space needs 2 <= action_n <= {MAX_ELEMENTS}")
-        if self.action_kind == "box":
-            size = math.prod(self.action_shape) if self.action_shape else 0
-            if any(d < 1 for d in self.action_shape) or not 1 <= size <= MAX_ELEMENTS:
-                raise SpecError("a box action space needs an action_shape of positive dims")
-            if len(self.action_low) != size or len(self.action_high) != size:
-                raise SpecError("a box action space needs low/high matching its shape")
-            bounds = (*self.action_low, *self.action_high)
-            if any(math.isnan(b) for b in bounds) or any(
-                lo > hi for lo, hi in zip(self.action_low, self.action_high, strict=True)
-            ):
-                raise SpecError("action bounds must be numbers with low <= high")
+        if self.action_kind != "discrete":
+            self._check_action_shape()
         if self.frame_stack and not (
             2 <= self.frame_stack <= 64
             and len(self.obs_shape) >= 2
@@ -120,9 +118,38 @@ class RunSpec:
         if not self.heartbeat_s > 0:
             raise SpecError("heartbeat_s must be > 0")
 
+    def _check_action_shape(self) -> None:
+        kind = self.action_kind.replace("_", " ")
+        size = math.prod(self.action_shape) if self.action_shape else 0
+        if any(d < 1 for d in self.action_shape) or not 1 <= size <= MAX_ELEMENTS:
+            raise SpecError(f"a {kind} action space needs an action_shape of positive dims")
+        if self.action_kind == "multi_binary":
+            if self.action_low or self.action_high:
+                raise SpecError("a multi binary action space has no bounds")
+            return
+        if len(self.action_low) != size or len(self.action_high) != size:
+            raise SpecError(f"a {kind} action space needs low/high matching its shape")
+        bounds = (*self.action_low, *self.action_high)
+        if any(math.isnan(b) for b in bounds) or any(
+            lo > hi for lo, hi in zip(self.action_low, self.action_high, strict=True)
+        ):
+            raise SpecError("action bounds must be numbers with low <= high")
+        if self.action_kind == "multi_discrete":
+            if any(not float(b).is_integer() or abs(b) > 2**53 for b in bounds):
+                raise SpecError("multi discrete bounds must be integers")
+            if sum(self.action_nvec) > MAX_ELEMENTS:
+                raise SpecError(f"a multi discrete space may offer at most {MAX_ELEMENTS} choices")
+
+    @property
+    def action_nvec(self) -> tuple[int, ...]:
+        """MultiDiscrete: the number of choices of each component (flattened)."""
+        return tuple(
+            int(hi - lo) + 1 for lo, hi in zip(self.action_low, self.action_high, strict=True)
+        )
+
     @property
     def action_dtype(self) -> str:
-        return "<i8" if self.action_kind == "discrete" else "<f4"
+        return "<i8" if self.action_kind in INTEGER_ACTIONS else "<f4"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

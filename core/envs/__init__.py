@@ -9,13 +9,14 @@ from typing import Any
 
 import gymnasium as gym
 
-from core.envs import catch
+from core.envs import catch, structured
 from core.envs.ale_family import AleFamily
 from core.envs.family import EnvFamily, EnvSpecError, spaces_to_spec_fields, wire_obs_dtype
 from core.envs.gymnasium_family import GymnasiumFamily
 
 FAMILIES: tuple[EnvFamily, ...] = (AleFamily(), GymnasiumFamily())
 catch.register()  # zmq_a3c/Catch-v0, the small image task (catch.py)
+structured.register()  # MatchMulti-v0 and MatchBits-v0: MultiDiscrete, MultiBinary
 
 
 def family_for(env_id: str, name: str | None = None) -> EnvFamily:

@@ -66,4 +66,24 @@ def spaces_to_spec_fields(env_id: str, obs_space: Any, act_space: Any) -> dict[s
             "action_low": tuple(float(x) for x in np.ravel(act_space.low)),
             "action_high": tuple(float(x) for x in np.ravel(act_space.high)),
         }
-    raise EnvSpecError(f"{env_id}: unsupported action space {act_space}")
+    if isinstance(act_space, gym.spaces.MultiDiscrete):
+        start = np.ravel(act_space.start).astype(np.int64)
+        return {
+            **fields,
+            "action_kind": "multi_discrete",
+            "action_n": 0,
+            "action_shape": tuple(act_space.nvec.shape),
+            "action_low": tuple(float(x) for x in start),
+            "action_high": tuple(float(x) for x in start + np.ravel(act_space.nvec) - 1),
+        }
+    if isinstance(act_space, gym.spaces.MultiBinary):
+        return {
+            **fields,
+            "action_kind": "multi_binary",
+            "action_n": 0,
+            "action_shape": tuple(np.atleast_1d(act_space.n).tolist()),
+        }
+    raise EnvSpecError(
+        f"{env_id}: unsupported action space {act_space} (Discrete, Box, MultiDiscrete "
+        "and MultiBinary are; Tuple and Dict action spaces are not)"
+    )

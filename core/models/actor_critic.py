@@ -24,15 +24,15 @@ from torch import nn
 from core.models.encoders import build_encoder, orthogonal
 from core.models.heads import build_head
 from core.models.normalizer import ObsNormalizer
-from protocol.spec import RunSpec
+from protocol.spec import ACTION_KINDS, RunSpec
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     obs_shape: tuple[int, ...]
-    action_kind: str  # "discrete" | "box"
+    action_kind: str  # one of protocol.spec.ACTION_KINDS
     action_n: int = 0  # Discrete: number of actions
-    action_shape: tuple[int, ...] = ()  # Box
+    action_shape: tuple[int, ...] = ()  # the other kinds, with their bounds as in RunSpec
     action_low: tuple[float, ...] = ()
     action_high: tuple[float, ...] = ()
     encoder: str = "mlp"
@@ -41,8 +41,8 @@ class ModelConfig:
     obs_norm: bool = False  # running observation normalisation (normalizer.py)
 
     def __post_init__(self) -> None:
-        if self.action_kind not in ("discrete", "box"):
-            raise ValueError(f"action_kind must be discrete or box, got {self.action_kind!r}")
+        if self.action_kind not in ACTION_KINDS:
+            raise ValueError(f"action_kind must be one of {ACTION_KINDS}, got {self.action_kind!r}")
         if not self.obs_shape or math.prod(self.obs_shape) < 1 or not self.hidden:
             raise ValueError("obs_shape must be non-empty and hidden non-empty")
         if self.obs_norm and self.obs_dtype == "|u1":

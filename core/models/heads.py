@@ -6,13 +6,18 @@ building a torch distribution every step, reproducible from the actor's generato
 and the map from a sampled action to what the env accepts. The numpy and torch
 log-probs must agree, or every importance ratio pi/mu is wrong (tests/test_models.py).
 
-``temperature`` divides the logits (Categorical) or scales the std (Gaussian): the
+Heads: Categorical (Discrete), Gaussian (Box), a product of categoricals
+(MultiDiscrete) and of Bernoullis (MultiBinary); ``build_head`` picks by the spec's
+action kind.
+
+``temperature`` divides the logits (the discrete heads) or scales the std (Gaussian): the
 per-actor exploration setting of asynchronous methods (Mnih et al. 2016, section 4).
 """
 
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -37,12 +42,7 @@ class CategoricalHead(nn.Module):
         self, out: np.ndarray, rng: np.random.Generator, temperature: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """out [N, n] -> (actions [N] int64, logp [N] float32): Gumbel-max."""
-        logits = out.astype(np.float64) / temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        gumbel = -np.log(-np.log(rng.random(logits.shape)))
-        actions = np.argmax(log_probs + gumbel, axis=1)  # [N]
-        logp = np.take_along_axis(log_probs, actions[:, None], axis=1)[:, 0]
+        actions, logp = _gumbel_max(out, rng, temperature)
         return actions.astype(np.int64), logp.astype(np.float32)
 
     def mode(self, out: np.ndarray) -> np.ndarray:
@@ -115,8 +115,122 @@ class GaussianHead(nn.Module):
         return np.clip(actions, self.low, self.high)
 
 
+class MultiCategoricalHead(nn.Module):
+    """MultiDiscrete: one categorical per component, each over its own number of
+    choices; the components are independent given the observation, so log-probs and
+    entropies add. Actions are indices from 0; ``to_env`` adds the space's start."""
+
+    def __init__(
+        self, shape: tuple[int, ...], low: tuple[float, ...], high: tuple[float, ...]
+    ) -> None:
+        super().__init__()
+        self.action_shape = tuple(shape)
+        self.start = np.asarray(low, dtype=np.int64).reshape(shape)
+        self.nvec = [int(hi - lo) + 1 for lo, hi in zip(low, high, strict=True)]
+        self.out_dim = sum(self.nvec)
+        self.action_dtype = np.dtype(np.int64)
+        self._bounds = np.cumsum([0, *self.nvec])  # each component's slice of the output
+
+    def distribution(self, out: torch.Tensor) -> torch.distributions.Distribution:
+        return _Product(
+            [torch.distributions.Categorical(logits=part) for part in out.split(self.nvec, -1)]
+        )
+
+    def flat_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return actions.reshape(*actions.shape[:2], len(self.nvec))  # [T, N, k]
+
+    def sample(
+        self, out: np.ndarray, rng: np.random.Generator, temperature: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """out [N, sum(nvec)] -> (actions [N, *action_shape] int64, logp [N] float32)."""
+        n = len(out)
+        actions = np.empty((n, len(self.nvec)), dtype=np.int64)
+        logp = np.zeros(n, dtype=np.float64)
+        for i, (lo, hi) in enumerate(pairwise(self._bounds)):
+            a, lp = _gumbel_max(out[:, lo:hi], rng, temperature)
+            actions[:, i] = a
+            logp += lp
+        return actions.reshape(n, *self.action_shape), logp.astype(np.float32)
+
+    def mode(self, out: np.ndarray) -> np.ndarray:
+        """out [N, sum(nvec)] -> each component's most likely choice."""
+        best = [np.argmax(out[:, lo:hi], axis=1) for lo, hi in pairwise(self._bounds)]
+        return np.stack(best, axis=1).astype(np.int64).reshape(len(out), *self.action_shape)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        return actions + self.start
+
+
+class BernoulliHead(nn.Module):
+    """MultiBinary: one independent bit per component, a logit each (temperature
+    divides the logits, as the categorical head's)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.action_shape = tuple(shape)
+        self.out_dim = math.prod(shape)
+        self.action_dtype = np.dtype(np.int64)
+
+    def distribution(self, out: torch.Tensor) -> torch.distributions.Distribution:
+        return torch.distributions.Independent(torch.distributions.Bernoulli(logits=out), 1)
+
+    def flat_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        # Bernoulli's log_prob takes the bits as floats.
+        return actions.reshape(*actions.shape[:2], self.out_dim).to(torch.float32)
+
+    def sample(
+        self, out: np.ndarray, rng: np.random.Generator, temperature: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """out [N, k] -> (actions [N, *action_shape] int64 in {0, 1}, logp [N] float32)."""
+        logits = out.astype(np.float64) / temperature
+        log_p1 = -np.logaddexp(0.0, -logits)  # log sigmoid(l), stable both ways
+        log_p0 = -np.logaddexp(0.0, logits)  # log (1 - sigmoid(l))
+        bits = np.log(rng.random(logits.shape)) < log_p1  # P(bit) = sigmoid(l)
+        logp = np.where(bits, log_p1, log_p0).sum(axis=1)
+        return (
+            bits.astype(np.int64).reshape(len(out), *self.action_shape),
+            logp.astype(np.float32),
+        )
+
+    def mode(self, out: np.ndarray) -> np.ndarray:
+        return (out > 0).astype(np.int64).reshape(len(out), *self.action_shape)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        return actions.astype(np.int8)  # gymnasium's MultiBinary dtype
+
+
+class _Product:
+    """Independent distributions over the last axis of the actions: what the losses ask
+    of a distribution (log_prob, entropy), summed over the parts."""
+
+    def __init__(self, parts: list[torch.distributions.Distribution]) -> None:
+        self.parts = parts
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return sum(p.log_prob(actions[..., i]) for i, p in enumerate(self.parts))
+
+    def entropy(self) -> torch.Tensor:
+        return sum(p.entropy() for p in self.parts)
+
+
+def _gumbel_max(
+    out: np.ndarray, rng: np.random.Generator, temperature: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits [N, n] -> (a sample of each row's categorical [N], its log-prob [N])."""
+    logits = out.astype(np.float64) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    gumbel = -np.log(-np.log(rng.random(logits.shape)))
+    actions = np.argmax(log_probs + gumbel, axis=1)
+    return actions, np.take_along_axis(log_probs, actions[:, None], axis=1)[:, 0]
+
+
 def build_head(spec) -> nn.Module:
-    """The head for a RunSpec's action space."""
+    """The head for a RunSpec's (or a ModelConfig's) action space."""
     if spec.action_kind == "discrete":
         return CategoricalHead(spec.action_n)
+    if spec.action_kind == "multi_discrete":
+        return MultiCategoricalHead(spec.action_shape, spec.action_low, spec.action_high)
+    if spec.action_kind == "multi_binary":
+        return BernoulliHead(spec.action_shape)
     return GaussianHead(spec.action_shape, spec.action_low, spec.action_high)
