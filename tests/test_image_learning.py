@@ -41,7 +41,10 @@ def test_cnn_learns_catch_from_pixels_through_real_actors(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     # Solved by the rule, before the budget ran out (max_env_steps would be the reason).
     assert finished["reason"] == "solved", summary
-    assert summary["solved"] and summary["mean_return_100"] >= 0.8, summary
+    # The actors' window reached the target, then the learner's own 100 episodes did
+    # (the window may move while those are played: the summary's is the last one).
+    assert summary["solved"] and summary["mean_return_100_at_start"] >= 0.8, summary
+    assert summary["solved_on"] == "learner_played" and summary["confirm_mean_return"] >= 0.8
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["spec"]["model"]["encoder"] == "cnn"
     assert config["spec"]["frame_stack"] == 4 and config["spec"]["obs_dtype"] == "|u1"

@@ -57,6 +57,13 @@ COORDINATION = {
 }
 
 
+def window_at_solve(summary: dict) -> float:
+    """The actors' mean return over 100 episodes when the run was judged solved: the
+    summary's own window is the last one, and it may move while the learner plays its
+    confirmation episodes."""
+    return summary.get("mean_return_100_at_start", summary["mean_return_100"])
+
+
 def run_to_end(tmp_path, learner) -> tuple[dict, dict]:
     """Wait for ``learner`` to exit cleanly (stopping it whatever happens); its
     ``run_finished`` event and summary.json."""
@@ -93,7 +100,7 @@ def test_algorithm_learns_cartpole_through_real_processes(tmp_path, case):
     finished, summary = run_to_end(tmp_path, learner)
     # Solved by the rule, before the budget ran out (max_env_steps would be the reason).
     assert finished["reason"] == "solved", summary
-    assert summary["solved"] and summary["mean_return_100"] >= TARGET, summary
+    assert summary["solved"] and window_at_solve(summary) >= TARGET, summary
     assert summary["episodes"] >= 100 and summary["updates"] > 0
     # Learned by this algorithm from the two actor processes' experience.
     config = json.loads((tmp_path / "config.json").read_text())
@@ -126,7 +133,7 @@ def test_continuous_control_learns_pendulum_through_real_processes(tmp_path):
     )  # fmt: skip
     finished, summary = run_to_end(tmp_path, learner)
     assert finished["reason"] == "solved", summary
-    assert summary["mean_return_100"] >= PENDULUM_TARGET and summary["episodes"] >= 100
+    assert window_at_solve(summary) >= PENDULUM_TARGET and summary["episodes"] >= 100
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["config"]["preset"] == "pendulum" and config["spec"]["action_kind"] == "box"
 

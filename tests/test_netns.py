@@ -268,11 +268,10 @@ def test_actors_on_another_host_join_over_curve_and_train_to_the_step_limit(tmp_
         assert actor.events("learner_shutdown")
         assert actor.events("actor_exit")[-1]["code"] == 0
         assert not actor.events("auth_failed") and not actor.events("learner_error")
-    progress = learner.events("progress")
-    assert any(e["updates"] > 0 and e["actors"] == 2 for e in progress)
+    # Trained from both (a progress line may not fall inside so short a run).
     (finished,) = learner.events("run_finished")
     assert finished["reason"] == "max_env_steps" and finished["env_steps"] >= 2000
-    assert finished["updates"] > 0
+    assert finished["updates"] > 0 and finished["actors"] == 2
     assert not learner.events("auth_rejected") and not learner.events("handler_error")
     # It all went through the veth: the actors' end received the weights.
     assert net.link_stats(net.actor_ns, net.actor_dev)["rx"]["bytes"] > 10_000
