@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from core.envs import catch, structured
+from core.envs import catch, memory, structured
 from core.envs.ale_family import AleFamily
 from core.envs.family import EnvFamily, EnvSpecError, spaces_to_spec_fields, wire_obs_dtype
 from core.envs.gymnasium_family import GymnasiumFamily
@@ -17,6 +17,7 @@ from core.envs.gymnasium_family import GymnasiumFamily
 FAMILIES: tuple[EnvFamily, ...] = (AleFamily(), GymnasiumFamily())
 catch.register()  # zmq_a3c/Catch-v0, the small image task (catch.py)
 structured.register()  # MatchMulti-v0 and MatchBits-v0: MultiDiscrete, MultiBinary
+memory.register()  # CartPoleNoVel-v1: CartPole without velocities, a memory task
 
 
 def family_for(env_id: str, name: str | None = None) -> EnvFamily:
