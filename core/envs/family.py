@@ -47,6 +47,13 @@ def wire_obs_dtype(dtype: Any) -> str | None:
 
 def spaces_to_spec_fields(env_id: str, obs_space: Any, act_space: Any) -> dict[str, Any]:
     """RunSpec fields from an env's single observation and action spaces."""
+    if isinstance(obs_space, gym.spaces.Dict | gym.spaces.Tuple):
+        raise EnvSpecError(
+            f"{env_id}: {type(obs_space).__name__} observation spaces are not supported yet "
+            f"(got {obs_space}); where every part is a vector, gymnasium's "
+            "FlattenObservation wrapper makes one Box of them (register the wrapped env "
+            "under an id of your own and pass it as module:Id)"
+        )
     if not isinstance(obs_space, gym.spaces.Box):
         raise EnvSpecError(f"{env_id}: only Box observation spaces are supported, got {obs_space}")
     obs_dtype = wire_obs_dtype(obs_space.dtype)
