@@ -10,6 +10,7 @@ an object after construction.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -159,17 +160,140 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
             raise BuildError(f"--keys {cfg.keys}: {exc}") from None
         log.info("curve_enabled", keys=cfg.keys, authorized=sorted(authorized.values()))
     actors = None if cfg.serial else _local_actors(cfg, run_dir, authorized)
-    if actors is not None:
-        # Started now, so that their start-up overlaps the network's and the
-        # optimizer's (importing torch's compiler stack alone takes ~1 s); they wait
-        # for the address file written once the learner is bound (learner/local.py).
-        actors.start()
-    try:
-        return _build(cfg, run_dir, log, stop_requested, spec, device, curve, authorized, actors)
-    except BaseException:
+    with contextlib.ExitStack() as undo:  # a build that fails leaves no actor running
         if actors is not None:
-            actors.stop(timeout_s=1.0)
-        raise
+            # Started now, so that their start-up overlaps the network's and the
+            # optimizer's (importing torch's compiler stack alone takes ~1 s); they
+            # wait for the address file written once the learner is bound (local.py).
+            actors.start()
+            undo.callback(actors.stop, timeout_s=1.0)
+        try:
+            trainer = Trainer(
+                spec,
+                cfg.algorithm,
+                cfg.loss,
+                TrainerConfig(
+                    lr=cfg.learning_rate,
+                    optimizer=cfg.optimizer,
+                    max_grad_norm=cfg.max_grad_norm,
+                    seed=cfg.seed,
+                    log_std_init=cfg.log_std_init,
+                    lr_schedule=cfg.lr_schedule,
+                    clip_schedule=cfg.clip_schedule,
+                ),
+                device,
+            )
+        except ValueError as exc:  # an unknown encoder, a network the spaces cannot take
+            raise BuildError(str(exc)) from None
+        parts = Parts(
+            cfg=cfg,
+            spec=spec,
+            device=device,
+            trainer=trainer,
+            stats=RunStats(
+                losses_from="actors" if cfg.algorithm.mode.sends_gradients else "learner"
+            ),
+            reward_scale=RewardScale(cfg.loss.gamma) if cfg.reward_norm else None,
+            checkpointer=Checkpointer(
+                CheckpointConfig(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+            ),
+            target=cfg.target_return
+            if cfg.target_return is not None
+            else reward_threshold(cfg.env),
+            trained_s=0.0,
+            log=log,
+        )
+        if cfg.resume:
+            try:
+                parts.trained_s = restore(
+                    parts.checkpointer,
+                    trainer,
+                    parts.stats,
+                    parts.reward_scale,
+                    spec,
+                    cfg,
+                    log,
+                )
+            except ResumeRefused as exc:
+                raise BuildError(str(exc)) from None
+        confirm_episodes = cfg.confirm_episodes
+        if confirm_episodes is None:  # by default wherever there is a "solved" to confirm
+            confirm_episodes = DEFAULT_CONFIRM_EPISODES if parts.target is not None else 0
+        elif confirm_episodes and parts.target is None:
+            raise BuildError(
+                f"--confirm-episodes: {cfg.env} has no reward threshold; give --target-return"
+            )
+        parts.reporter = Reporter(
+            log,
+            tensorboard=TensorBoardWriter(run_dir / "tb") if cfg.tensorboard else None,
+            evaluation=PeriodicEvaluation(
+                spec, every_s=cfg.eval_every_s, episodes=cfg.eval_episodes, seed=cfg.seed, log=log
+            )
+            if cfg.eval_every_s
+            else None,
+        )
+        if confirm_episodes:
+            parts.confirm = SolveConfirmation(
+                spec,
+                episodes=confirm_episodes,
+                target=parts.target,
+                seed=cfg.seed,
+                log=log,
+                report=parts.reporter.confirmation,
+            )
+        mode = cfg.algorithm.mode
+        max_lag = mode.lag_bound(cfg.policy_lag_bound)  # one rule, at arrival and at release
+        parts.intake = Intake(
+            spec,
+            uuid.uuid4().hex[:12],  # this learner: rollouts collected for another are foreign
+            max_lag,
+            {n: tuple(p.shape) for n, p in trainer.model.named_parameters()},
+            parts.stats,
+            parts.reward_scale,
+        )
+        parts.batcher = make_batcher(
+            mode,
+            # Serial mode knows its actors: the first update waits for all of them.
+            min_actors=cfg.actors if cfg.serial else cfg.first_update_actors,
+            min_actors_wait_s=cfg.min_actors_wait_s,
+            barrier_timeout_s=cfg.barrier_timeout_s,
+            max_batches_per_update=cfg.max_batches_per_update,
+            max_lag=max_lag,
+            gather=cfg.async_gather,
+        )
+        server: LearnerServer | None = None
+        parts.house = Housekeeping(
+            cfg,
+            parts.stats,
+            parts.reporter,
+            log,
+            target=parts.target,
+            latest=lambda: (
+                server.latest if server is not None else (trainer.version, trainer.weights())
+            ),
+            stop_requested=stop_requested,
+            confirm=parts.confirm,
+            checkpoint_from_s=parts.trained_s,
+        )
+        if actors is None:  # serial: nothing to undo
+            return parts
+        parts.actors = actors
+        server = parts.server = LearnerServer(
+            cfg,
+            trainer,
+            parts.intake,
+            parts.batcher,
+            parts.house,
+            log,
+            curve=curve,
+            authorized=authorized,
+            trained_s=parts.trained_s,
+            local_actors_alive=(lambda: actors.any_alive(log)) if cfg.actors else None,
+            checkpoint=lambda: parts.save_checkpoint(parts.wall_s()),
+            reward_scale=parts.reward_scale,
+        )
+        undo.pop_all()  # built: the actors are the parts' now
+        return parts
 
 
 def _local_actors(cfg: LearnerConfig, run_dir: Path, authorized: dict) -> LocalActors:
@@ -186,141 +310,6 @@ def _local_actors(cfg: LearnerConfig, run_dir: Path, authorized: dict) -> LocalA
             f"--actors {cfg.actors} with --keys: no actor key directories beside {cfg.keys}"
         )
     return LocalActors(cfg.actors, run_dir, log_level=cfg.log_level, keys_dirs=actor_keys)
-
-
-def _build(
-    cfg: LearnerConfig,
-    run_dir: Path,
-    log,
-    stop_requested: Callable[[], bool],
-    spec: RunSpec,
-    device,
-    curve,
-    authorized: dict,
-    actors: LocalActors | None,
-) -> Parts:
-    try:
-        trainer = Trainer(
-            spec,
-            cfg.algorithm,
-            cfg.loss,
-            TrainerConfig(
-                lr=cfg.learning_rate,
-                optimizer=cfg.optimizer,
-                max_grad_norm=cfg.max_grad_norm,
-                seed=cfg.seed,
-                log_std_init=cfg.log_std_init,
-                lr_schedule=cfg.lr_schedule,
-                clip_schedule=cfg.clip_schedule,
-            ),
-            device,
-        )
-    except ValueError as exc:  # an unknown encoder, a network the spaces cannot take
-        raise BuildError(str(exc)) from None
-    parts = Parts(
-        cfg=cfg,
-        spec=spec,
-        device=device,
-        trainer=trainer,
-        stats=RunStats(losses_from="actors" if cfg.algorithm.mode.sends_gradients else "learner"),
-        reward_scale=RewardScale(cfg.loss.gamma) if cfg.reward_norm else None,
-        checkpointer=Checkpointer(
-            CheckpointConfig(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
-        ),
-        target=cfg.target_return if cfg.target_return is not None else reward_threshold(cfg.env),
-        trained_s=0.0,
-        log=log,
-    )
-    if cfg.resume:
-        try:
-            parts.trained_s = restore(
-                parts.checkpointer,
-                trainer,
-                parts.stats,
-                parts.reward_scale,
-                spec,
-                cfg,
-                log,
-            )
-        except ResumeRefused as exc:
-            raise BuildError(str(exc)) from None
-    confirm_episodes = cfg.confirm_episodes
-    if confirm_episodes is None:  # by default wherever there is a "solved" to confirm
-        confirm_episodes = DEFAULT_CONFIRM_EPISODES if parts.target is not None else 0
-    elif confirm_episodes and parts.target is None:
-        raise BuildError(
-            f"--confirm-episodes: {cfg.env} has no reward threshold; give --target-return"
-        )
-    parts.reporter = Reporter(
-        log,
-        tensorboard=TensorBoardWriter(run_dir / "tb") if cfg.tensorboard else None,
-        evaluation=PeriodicEvaluation(
-            spec, every_s=cfg.eval_every_s, episodes=cfg.eval_episodes, seed=cfg.seed, log=log
-        )
-        if cfg.eval_every_s
-        else None,
-    )
-    if confirm_episodes:
-        parts.confirm = SolveConfirmation(
-            spec,
-            episodes=confirm_episodes,
-            target=parts.target,
-            seed=cfg.seed,
-            log=log,
-            report=parts.reporter.confirmation,
-        )
-    mode = cfg.algorithm.mode
-    max_lag = mode.lag_bound(cfg.policy_lag_bound)  # one rule, at arrival and at release
-    parts.intake = Intake(
-        spec,
-        uuid.uuid4().hex[:12],  # this learner: rollouts collected for another are foreign
-        max_lag,
-        {n: tuple(p.shape) for n, p in trainer.model.named_parameters()},
-        parts.stats,
-        parts.reward_scale,
-    )
-    parts.batcher = make_batcher(
-        mode,
-        # Serial mode knows its actors: the first update waits for all of them.
-        min_actors=cfg.actors if cfg.serial else cfg.first_update_actors,
-        min_actors_wait_s=cfg.min_actors_wait_s,
-        barrier_timeout_s=cfg.barrier_timeout_s,
-        max_batches_per_update=cfg.max_batches_per_update,
-        max_lag=max_lag,
-        gather=cfg.async_gather,
-    )
-    server: LearnerServer | None = None
-    parts.house = Housekeeping(
-        cfg,
-        parts.stats,
-        parts.reporter,
-        log,
-        target=parts.target,
-        latest=lambda: (
-            server.latest if server is not None else (trainer.version, trainer.weights())
-        ),
-        stop_requested=stop_requested,
-        confirm=parts.confirm,
-        checkpoint_from_s=parts.trained_s,
-    )
-    if actors is None:  # serial
-        return parts
-    parts.actors = actors
-    server = parts.server = LearnerServer(
-        cfg,
-        trainer,
-        parts.intake,
-        parts.batcher,
-        parts.house,
-        log,
-        curve=curve,
-        authorized=authorized,
-        trained_s=parts.trained_s,
-        local_actors_alive=(lambda: actors.any_alive(log)) if cfg.actors else None,
-        checkpoint=lambda: parts.save_checkpoint(parts.wall_s()),
-        reward_scale=parts.reward_scale,
-    )
-    return parts
 
 
 def finish(parts: Parts, outcome: Outcome, wall_s: float) -> dict:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,12 @@ INTEGER_ACTIONS = ("discrete", "multi_discrete", "multi_binary")
 OBS_DTYPES = ("<f4", "|u1")
 # Largest observation (values per step and env) and action space a spec may describe.
 MAX_ELEMENTS = 1 << 22
+
+
+def component_sizes(low: Sequence[float], high: Sequence[float]) -> tuple[int, ...]:
+    """MultiDiscrete: each component's number of choices, from its smallest and largest
+    value (the spec's ``action_low`` and ``action_high``)."""
+    return tuple(int(hi - lo) + 1 for lo, hi in zip(low, high, strict=True))
 
 
 class SpecError(ValueError):
@@ -143,9 +149,7 @@ class RunSpec:
     @property
     def action_nvec(self) -> tuple[int, ...]:
         """MultiDiscrete: the number of choices of each component (flattened)."""
-        return tuple(
-            int(hi - lo) + 1 for lo, hi in zip(self.action_low, self.action_high, strict=True)
-        )
+        return component_sizes(self.action_low, self.action_high)
 
     @property
     def action_dtype(self) -> str:

@@ -19,18 +19,16 @@ the machine's drift falls on both alike.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from scripts.procs import ROOT, stop_process
-from scripts.runlog import machine_info, read_events
+from scripts.procs import ROOT, run_process
+from scripts.runlog import event_time, machine_info, read_events
 
 PHASES = (
     "total_s",
@@ -42,35 +40,17 @@ PHASES = (
 )
 
 
-def _ts(event: dict) -> float:
-    return dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-
-
 def one_run(source: Path, learner_args: list[str], timeout_s: float) -> dict:
     """One learner run from ``source``; its phases in seconds."""
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         run_dir = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "learner", *learner_args, "--run-dir", str(run_dir)]
         env = {**os.environ, "PYTHONPATH": str(source.resolve())}
-        start_wall, start = time.time(), time.perf_counter()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=source,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            stop_process(proc, 10.0, group=True)
-            raise SystemExit(
-                f"a run from {source} took over {timeout_s}s: {' '.join(cmd)}"
-            ) from None
-        total = time.perf_counter() - start
+        start_wall = time.time()
+        code, total, _ = run_process(cmd, Path(tmp) / "stderr.log", timeout_s, cwd=source, env=env)
         if code != 0:
-            raise SystemExit(f"a run from {source} exited {code}: {' '.join(cmd)}")
+            why = f"took over {timeout_s}s" if code is None else f"exited {code}"
+            raise SystemExit(f"a run from {source} {why}: {' '.join(cmd)}")
         events = read_events(run_dir / "learner.jsonl")
         summary = json.loads((run_dir / "summary.json").read_text())
 
@@ -78,7 +58,7 @@ def one_run(source: Path, learner_args: list[str], timeout_s: float) -> dict:
             found = [e for e in events if e["event"] == name]
             if not found:
                 raise SystemExit(f"no {name} event in {run_dir}/learner.jsonl")
-            return _ts(found[0]) - start_wall
+            return event_time(found[0]) - start_wall
 
         outcome = first("run_finished")
         return {

@@ -33,7 +33,13 @@ def python_path() -> str:
 
 
 def run_process(
-    cmd: list[str], log_path: Path, timeout_s: float, stop_timeout_s: float = 10.0
+    cmd: list[str],
+    log_path: Path,
+    timeout_s: float,
+    stop_timeout_s: float = 10.0,
+    *,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
 ) -> tuple[int | None, float, str]:
     """Run ``cmd`` to the end: (exit code or None on timeout, seconds, stdout). stderr
     goes to ``log_path``. The child leads its own process group, so a timed-out (or
@@ -41,7 +47,9 @@ def run_process(
     t0 = time.perf_counter()
     # stdout to a file, not a pipe: nobody has to drain it while the child is stopped.
     with open(log_path, "wb") as err, tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True
+        )
         try:
             code: int | None = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

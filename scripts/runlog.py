@@ -57,6 +57,11 @@ def parse_events(lines: Iterable[str]) -> list[dict]:
     return events
 
 
+def event_time(event: dict) -> float:
+    """An event's ``timestamp`` (structlog's ISO 8601, UTC) as seconds since the epoch."""
+    return dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
 def read_events(path: Path) -> list[dict]:
     """The events of a JSONL log; [] if the file does not exist (the run never logged)."""
     if not path.exists():

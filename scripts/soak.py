@@ -20,13 +20,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import algos  # noqa: E402
 from scripts.procs import Proc, free_port_pair, start_actor  # noqa: E402
+from scripts.runlog import event_time  # noqa: E402
 
 FAULTS = ("kill_restart", "freeze_thaw", "term_restart")
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         fault_end = time.time()
 
         def after_faults(e: dict) -> bool:
-            stamp = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+            stamp = event_time(e)
             # Past the learner's actor timeout (2 s), a killed actor's old record has
             # expired, so the count is of live actors only.
             return stamp > fault_end + 3 and e["actors"] == args.actors and e["steps_per_s"] > 0

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import time
-from datetime import datetime
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from protocol.codec import decode, encode
 from protocol.messages import Experience, Hello, Weights, Welcome
 from protocol.spec import RunSpec
 from scripts.procs import endpoint_of, free_port_pair, start_actor, start_learner
+from scripts.runlog import event_time
 from tests.conftest import experience_arrays
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ ACTOR_FAST = ["--learner-timeout", "1.5"]
 
 
 def ts(event: dict) -> float:
-    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+    return event_time(event)
 
 
 def stop_all(*procs) -> None:

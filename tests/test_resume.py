@@ -6,10 +6,15 @@ not the optimizer state's) and logged."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from learner.__main__ import main
+from scripts.procs import python_path
 
 BASE = ["--serial", "--algo", "a2c", "--actors", "1", "--seed", "2", "--envs", "4"]
 
@@ -77,3 +82,27 @@ def test_resume_refuses_when_checkpoints_exist_but_none_loads(tmp_path, capsys):
     assert all(
         p.read_bytes() == b"not a checkpoint" for p in (tmp_path / "checkpoints").glob("*.pt")
     )
+
+
+def test_a_refused_resume_leaves_none_of_its_local_actors_running(tmp_path):
+    """Local actors start before the learner builds (learner/local.py); a build that then
+    fails (here: --resume over checkpoints none of which loads) stops them."""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "ckpt-000000001000.pt").write_bytes(b"not a checkpoint")
+    done = subprocess.run(
+        [sys.executable, "-m", "learner", "--actors", "2", "--port", "0", "--resume",
+         "--run-dir", str(tmp_path), "--console", "plain"],
+        env={**os.environ, "PYTHONPATH": python_path()},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "no checkpoint" in done.stderr
+    assert len(list(tmp_path.glob("actor-local-*.stderr"))) == 2  # they had been started
+    running = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if b"actor" in argv and str(tmp_path).encode() in argv:
+            running.append(argv)
+    assert not running, running

@@ -17,13 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from scripts.procs import ROOT
 from scripts.procs import read_events as events
+from scripts.runlog import event_time
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +128,7 @@ def wait_gone(slurm, jid: str) -> None:
 
 
 def ts(event: dict) -> float:
-    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+    return event_time(event)
 
 
 def job_id(run_dir: Path) -> str:

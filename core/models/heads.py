@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from protocol.spec import component_sizes
+
 
 class CategoricalHead(nn.Module):
     def __init__(self, n: int) -> None:
@@ -126,7 +128,7 @@ class MultiCategoricalHead(nn.Module):
         super().__init__()
         self.action_shape = tuple(shape)
         self.start = np.asarray(low, dtype=np.int64).reshape(shape)
-        self.nvec = [int(hi - lo) + 1 for lo, hi in zip(low, high, strict=True)]
+        self.nvec = list(component_sizes(low, high))
         self.out_dim = sum(self.nvec)
         self.action_dtype = np.dtype(np.int64)
         self._bounds = np.cumsum([0, *self.nvec])  # each component's slice of the output
