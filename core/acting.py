@@ -92,6 +92,11 @@ def build_acting(
         algo = algos.get(spec.algo)
         loss_cfg = algo.make_config(spec.loss)
     policy = Policy(ModelConfig.from_spec(spec), temperature=temperature, seed=seed)
+    if policy.model.core_state_size != spec.core_state_size:
+        raise ValueError(
+            f"the run's model keeps {policy.model.core_state_size} values of recurrent "
+            f"state per env, its spec says {spec.core_state_size}"
+        )
     envs = make_vec_env(spec.env_id, num_envs, spec.env_kwargs, spec.env_family)
     try:
         check_env_matches(envs, spec.obs_shape, spec.obs_dtype)
@@ -102,6 +107,7 @@ def build_acting(
             max_failures=max_env_failures,
             on_env_error=on_env_error,
             to_env=policy.to_env,
+            memory=policy if policy.recurrent else None,
         )
     except BaseException:
         envs.close()

@@ -68,6 +68,9 @@ class Batch:
     # Versions between the policy that acted and the learner's at this update, per step
     # (each rollout's value down its columns); None: unknown, taken as 0 (fresh).
     lag: torch.Tensor | None = None  # [T, N] int32
+    # A recurrent network's state per env before obs[0] (protocol/rollout.py); the
+    # network unrolls from it (core/models ActorCritic.unroll). None: feed-forward.
+    core_state: torch.Tensor | None = None  # [N, S] float32
 
     @classmethod
     def from_rollouts(
@@ -90,6 +93,9 @@ class Batch:
             terminated=cat("terminated"),
             truncated=cat("truncated"),
             valid=cat("valid"),
+            core_state=None
+            if rollouts[0].core_state is None
+            else _tensors([r.core_state for r in rollouts], 0, device),
         )
         return batch if lags is None else batch.with_lags(lags, [r.num_envs for r in rollouts])
 
@@ -107,16 +113,23 @@ class Batch:
         return [f for f in fields(self) if getattr(self, f.name) is not None]
 
     def columns(self, idx: torch.Tensor) -> Batch:
-        """The envs ``idx`` (whole columns: every step of each): a PPO minibatch."""
+        """The envs ``idx`` (whole columns: every step of each, and their core
+        states): a PPO minibatch."""
         return Batch(
-            **{f.name: getattr(self, f.name).index_select(1, idx) for f in self._present()}
+            **{
+                f.name: getattr(self, f.name).index_select(0 if f.name == "core_state" else 1, idx)
+                for f in self._present()
+            }
         )
 
     def steps_at(self, flat: torch.Tensor) -> Batch:
         """The transitions at ``flat`` (indices into the [T * N] steps, time-major) as a
         batch of one step each, [1, B]: a PPO minibatch smaller than an env column. Its
         bootstrap row repeats the observations (the loss reads values of the first row
-        only; targets come precomputed for the whole batch)."""
+        only; targets come precomputed for the whole batch). Feed-forward only: a
+        recurrent network needs the steps before a transition to evaluate it."""
+        if self.core_state is not None:
+            raise ValueError("a recurrent batch is split by whole env columns, not steps")
         t, n = self.valid.shape
         obs = self.obs[:-1].reshape(t * n, *self.obs.shape[2:]).index_select(0, flat)
         out = {"obs": torch.stack([obs, obs])}  # [2, B, *obs_shape]

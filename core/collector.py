@@ -9,6 +9,12 @@ Under gymnasium's next-step autoreset the step after ``terminated``/``truncated`
 ignores its action and returns the reset observation with reward 0: that step is
 marked ``valid = False`` and counts toward no episode.
 
+With a recurrent policy (``memory``: core/policy.py's Policy), the rollout carries the
+envs' core state before its first step, and an env's state is forgotten after every
+step that is not a transition: its next observation starts an episode (the reset
+after an episode end, or after an env error). The learner restarts the state at the
+same steps when it unrolls (core/models ActorCritic.unroll), from the same flags.
+
 An env that raises in ``step`` (or in the reset inside it) costs the episodes in
 progress, not the actor: the vector env is reset, the failed step is marked invalid,
 the step before it is marked truncated (so its value is bootstrapped, not carried
@@ -21,6 +27,7 @@ running are lost, ``episodes_lost``, and the learner counts them as ``episodes_c
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -29,6 +36,13 @@ from protocol.spec import RunSpec
 
 # act(obs [N, *obs_shape]) -> (actions [N] or [N, *act_shape], logp [N])
 ActFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class Memory(Protocol):
+    """A recurrent policy's state per env, as the collector sees it (core.policy.Policy)."""
+
+    def memory(self, n: int) -> np.ndarray: ...  # [N, S] before the next step
+    def forget(self, restarting: np.ndarray | None = None) -> None: ...
 
 
 class EnvFailure(RuntimeError):
@@ -45,8 +59,10 @@ class RolloutCollector:
         max_failures: int = 5,
         on_env_error: Callable[[str, BaseException], None] | None = None,
         to_env: Callable[[np.ndarray], np.ndarray] | None = None,
+        memory: Memory | None = None,
     ) -> None:
         self.envs = envs
+        self.memory = memory
         self.spec = spec
         self.n = envs.num_envs
         self.obs_dtype = np.dtype(spec.obs_dtype)
@@ -60,6 +76,8 @@ class RolloutCollector:
 
     def _reset(self, seed: int | None) -> None:
         obs, _ = self.envs.reset(seed=seed)
+        if self.memory is not None:
+            self.memory.forget()  # every env starts an episode
         self.obs = np.asarray(obs, dtype=self.obs_dtype)  # [N, *obs]
         self.autoreset = np.zeros(self.n, dtype=bool)  # next step is an autoreset step
         self.ep_return = np.zeros(self.n, dtype=np.float64)
@@ -91,6 +109,8 @@ class RolloutCollector:
         ep_returns: list[np.ndarray] = []
         ep_lengths: list[np.ndarray] = []
         failed = False
+        if self.memory is not None:
+            r.core_state = self.memory.memory(self.n)  # [N, S] before obs[0]
         for t in range(t_len):
             r.obs[t] = self.obs
             a, lp = act(self.obs)
@@ -113,7 +133,7 @@ class RolloutCollector:
                         ep_lengths.append(self.ep_len[cut].copy())
                         self.ep_return[cut] = 0.0
                         self.ep_len[cut] = 0
-                self._recover("step", exc)
+                self._recover("step", exc)  # forgets every env's state
                 continue
             step_valid = r.valid[t]
             r.rewards[t] = np.where(step_valid, rew, 0.0)
@@ -128,6 +148,8 @@ class RolloutCollector:
                 self.ep_return[done] = 0.0
                 self.ep_len[done] = 0
             self.autoreset = done
+            if self.memory is not None:
+                self.memory.forget(~step_valid)  # their next observation is a reset's
             self.obs = np.asarray(next_obs, dtype=self.obs_dtype)
         r.obs[t_len] = self.obs
         self._failures_in_a_row = self._failures_in_a_row + 1 if failed else 0

@@ -102,6 +102,7 @@ def play(
                 ret, length = 0.0, 0
                 # An explicit reset rather than the vector env's autoreset step.
                 obs, _ = envs.reset(seed=seed + len(returns))
+                policy.forget()  # a recurrent policy's memory starts again too
                 frame(obs)
     finally:
         envs.close()
@@ -136,6 +137,7 @@ def _side_by_side(
         envs = make_vec_env(spec.env_id, k, dict(spec.env_kwargs), spec.env_family)
         try:
             obs, _ = envs.reset(seed=seed + len(returns))  # a seed per wave
+            policy.forget()  # new envs: a recurrent policy's memory starts empty
             ret = np.zeros(k)  # [k]
             length = np.zeros(k, dtype=np.int64)
             running = np.ones(k, dtype=bool)

@@ -3,6 +3,16 @@
 Sampling is the action head's (core/models/heads.py) with this policy's own generator,
 seeded apart from the environments' seeds, so the two random streams never share
 draws. The value head is not evaluated while acting.
+
+A recurrent network's state lives here, one row per env, and moves on with every
+``act``/``act_greedy``; whoever steps the envs says where an episode restarts:
+
+    actions, logp = policy.act(obs)       # obs [N, ...]: the state moves one step
+    policy.forget(restarting)             # [N] bool: those envs' state back to zero
+    policy.memory()                       # [N, S] float32 copy (what a rollout carries)
+
+The state survives new weights (as in IMPALA and Sample Factory: the next rollout
+starts from where the envs are, whichever policy got them there).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ class Policy:
         self.cfg = cfg
         self.temperature = temperature
         self.version = -1
+        self.state: torch.Tensor | None = None  # [N, S] while acting, recurrent only
         # Its own stream: SeedSequence spawn keys keep it independent of the envs',
         # which are seeded with the plain integer.
         self.rng = np.random.default_rng(
@@ -40,16 +51,43 @@ class Policy:
         self.version = version
         return True
 
+    @property
+    def recurrent(self) -> bool:
+        return self.model.core is not None
+
+    @torch.inference_mode()
+    def memory(self, n: int) -> np.ndarray:
+        """The recurrent state of ``n`` envs before their next step, [N, S] float32
+        (zeros before the first); a copy."""
+        if self.state is None or self.state.shape[0] != n:
+            self.state = self.model.initial_state(n)
+        return self.state.numpy().copy()
+
+    @torch.inference_mode()
+    def forget(self, restarting: np.ndarray | None = None) -> None:
+        """Zero the state of the envs ``restarting`` ([N] bool), whose next
+        observation starts an episode; None: of every env (new envs)."""
+        if restarting is None:
+            self.state = None
+        elif self.state is not None and restarting.any():
+            self.state[torch.from_numpy(np.asarray(restarting, dtype=bool))] = 0.0
+
+    def _output(self, obs: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(obs)
+        if self.recurrent and (self.state is None or self.state.shape[0] != len(obs)):
+            self.state = self.model.initial_state(len(obs))
+        out, self.state = self.model.step(x, self.state)
+        return out.numpy()  # [N, out_dim]
+
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """obs [N, *obs_shape] -> (actions [N] int64 or [N, *act] float32, logp [N])."""
-        out = self.model.policy(torch.from_numpy(obs)).numpy()  # [N, out_dim]
-        return self.model.head.sample(out, self.rng, self.temperature)
+        return self.model.head.sample(self._output(obs), self.rng, self.temperature)
 
     @torch.inference_mode()
     def act_greedy(self, obs: np.ndarray) -> np.ndarray:
         """obs [N, *obs_shape] -> the most likely actions (evaluation, not acting)."""
-        return self.model.head.mode(self.model.policy(torch.from_numpy(obs)).numpy())
+        return self.model.head.mode(self._output(obs))
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """What the env is given for sampled ``actions`` (Box: clipped into bounds)."""

@@ -11,6 +11,7 @@ an object after construction.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import torch
 
 from core import algos
 from core.envs import EnvSpecError, describe, reward_threshold
+from core.models import ModelConfig
 from core.models.encoders import default_encoder
 from learner.auth import load_learner_keys
 from learner.batching import Batcher, make_batcher
@@ -59,19 +61,27 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
     )
     if cfg.obs_norm and env["obs_dtype"] == "|u1":
         raise BuildError("--obs-norm is for vector observations; images are scaled by the CNN")
-    return RunSpec(
+    model = {"encoder": encoder, "hidden": list(cfg.hidden), "obs_norm": cfg.obs_norm}
+    if cfg.core != "none":
+        model.update(core=cfg.core, core_size=cfg.core_size)
+    spec = RunSpec(
         env_id=cfg.env,
         algo=cfg.algo,
         coordination=cfg.algorithm.coordination,
         loss=algos.config_dict(cfg.loss),
         num_envs=cfg.envs,
         rollout_len=cfg.rollout_len,
-        model={"encoder": encoder, "hidden": list(cfg.hidden), "obs_norm": cfg.obs_norm},
+        model=model,
         max_in_flight=cfg.max_in_flight,
         heartbeat_s=cfg.heartbeat_s,
         env_kwargs=env_kwargs,
         **env,
     )
+    try:
+        size = ModelConfig.from_spec(spec).core_state_size
+    except ValueError as exc:  # a network the spaces cannot take
+        raise BuildError(str(exc)) from None
+    return dataclasses.replace(spec, core_state_size=size)
 
 
 def pick_device(name: str) -> torch.device:

@@ -16,7 +16,9 @@ from typing import Any
 
 from core import algos
 from core.cli import arg
+from core.models.memory import CORES
 from protocol.sockets import DEFAULT_MAX_FRAME_BYTES
+from protocol.spec import MAX_CORE_STATE
 
 # Episodes the learner plays itself before a run ends as solved, unless the preset or
 # --confirm-episodes says otherwise: as many as the actors' window (learner/stats.py),
@@ -96,6 +98,11 @@ class LearnerConfig:
         "Box actions: the Gaussian's initial log standard deviation (learned from there; rl-zoo uses -2 for Pendulum)",
     )
     hidden: tuple[int, ...] = arg((64, 64), "hidden layer sizes of the MLP encoder")
+    core: str = arg(
+        "none",
+        "recurrent core between the encoder and the heads: lstm, gru, or none (feed-forward); actors carry its state per env and send it with each rollout",
+    )
+    core_size: int = arg(0, "units of the recurrent core; 0: as wide as the encoder's features")
     lr: float | None = arg(
         None,
         "learning rate; default per algorithm: "
@@ -276,6 +283,10 @@ class LearnerConfig:
             raise ValueError("--temperatures must be positive numbers")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError("--hidden sizes must be >= 1")
+        if self.core not in CORES:
+            raise ValueError(f"--core must be one of {', '.join(CORES)}")
+        if not 0 <= self.core_size <= MAX_CORE_STATE // 2:
+            raise ValueError(f"--core-size must be in [0, {MAX_CORE_STATE // 2}]")
         if self.actor_timeout_s <= self.heartbeat_s:
             raise ValueError(
                 "--actor-timeout-s must exceed --heartbeat-s, or every actor would be lost between heartbeats"

@@ -33,7 +33,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "rollout_len", "temperatures", "max_in_flight", "max_batches_per_update",
         "async_gather", "max_policy_lag", "weights_delay",
     ),
-    "network (core/models)": ("encoder", "hidden", "obs_norm", "log_std_init"),
+    "network (core/models)": ("encoder", "hidden", "core", "core_size", "obs_norm", "log_std_init"),
     "optimisation (trainer.py)": (
         "lr", "optimizer", "lr_schedule", "clip_schedule", "max_grad_norm", "reward_norm",
         "device", "torch_threads",

@@ -16,6 +16,7 @@ import numpy as np
 from protocol import frames as framing
 from protocol.messages import Experience, Gradient, Weights
 from protocol.rollout import (
+    CORE_STATE,
     EPISODE_DTYPES,
     GRADIENT_ROLLOUT_ARRAYS,
     layout,
@@ -25,6 +26,9 @@ from protocol.spec import RunSpec
 
 # Rewards beyond this magnitude are treated as corrupt input, not as a signal.
 MAX_ABS_REWARD = 1e6
+# A recurrent state beyond this magnitude is corrupt: an LSTM's hidden state stays in
+# (-1, 1) and its cell state grows by at most 1 per step from where the actor reset it.
+MAX_ABS_CORE_STATE = 1e6
 MAX_EPISODES_PER_BATCH = 1 << 20
 
 
@@ -81,6 +85,10 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
         if name in a and a[name].dtype.kind == "f":
             _finite(a[name], name)
     _finite(a["logp"], "logp")
+    if CORE_STATE in a:
+        _finite(a[CORE_STATE], CORE_STATE)
+        if np.abs(a[CORE_STATE]).max(initial=0.0) > MAX_ABS_CORE_STATE:
+            raise InvalidMessage("out_of_range", f"|{CORE_STATE}| > {MAX_ABS_CORE_STATE:g}")
     check_steps(a)
     check_episodes(a)
     return int(a["valid"].sum())

@@ -12,7 +12,8 @@ fields, fields of the wrong type, and arrays not listed here are decode errors.
 
 Arrays: an Experience carries exactly the arrays of one rollout, whose names, dtypes
 and shapes are defined in protocol/rollout.py (from the RunSpec); a frame-stacked run's
-observations travel as distinct frames plus indices (protocol/frames.py). A Gradient carries
+observations travel as distinct frames plus indices (protocol/frames.py), and a recurrent
+run's carries ``core_state``, its cores' state at the rollout's start. A Gradient carries
 ``grad/<param>`` float32 arrays (one per network parameter) plus the rollout's rewards,
 flags and episode arrays; a Weights message carries ``<param>`` float32 arrays (with ``obs_norm.mean`` and
 ``obs_norm.var`` when the run normalises observations).
@@ -31,7 +32,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from protocol.rollout import GRADIENT_ROLLOUT_ARRAYS, PACKED_OBS_ARRAYS, ROLLOUT_ARRAYS
+from protocol.rollout import (
+    CORE_STATE,
+    GRADIENT_ROLLOUT_ARRAYS,
+    PACKED_OBS_ARRAYS,
+    ROLLOUT_ARRAYS,
+)
 
 # 2: RunSpec gained coordination, loss, obs_dtype, env_family and encoder and lost the
 #    learner-only fields; observations travel in the env's own dtype.
@@ -43,7 +49,9 @@ from protocol.rollout import GRADIENT_ROLLOUT_ARRAYS, PACKED_OBS_ARRAYS, ROLLOUT
 #    normaliser's obs_norm.mean and obs_norm.var (float32, the observation's shape).
 # 6: RunSpec's network is one map, ``model`` (encoder, hidden, obs_norm), checked by the
 #    receiver's model table (core/models), instead of three fields of its own.
-SCHEMA_VERSION = 6
+# 7: RunSpec gained core_state_size; a recurrent run's Experience carries core_state, the
+#    core's state per env at the rollout's start.
+SCHEMA_VERSION = 7
 
 # Array dtypes allowed on the wire, as numpy's little-endian type strings. Anything else
 # (objects, structured or void types, big-endian) is refused by the codec.
@@ -134,9 +142,10 @@ _ROLLOUT_FIELDS: dict[str, type] = {
 class Experience(ArrayMessage):
     TYPE: ClassVar[str] = "experience"
     FIELDS: ClassVar[dict[str, type]] = dict(_ROLLOUT_FIELDS)
-    # Which of "obs" or the packed pair a message must carry depends on the run spec
-    # (checks.check_experience); the codec admits both.
-    ARRAYS: ClassVar[frozenset[str]] = frozenset((*ROLLOUT_ARRAYS, *PACKED_OBS_ARRAYS))
+    # Which of "obs" or the packed pair a message must carry, and whether it carries a
+    # recurrent core's state, depends on the run spec (checks.check_experience); the
+    # codec admits all of them.
+    ARRAYS: ClassVar[frozenset[str]] = frozenset((*ROLLOUT_ARRAYS, *PACKED_OBS_ARRAYS, CORE_STATE))
     actor_id: str = ""
     incarnation: str = ""
     seq: int = 0

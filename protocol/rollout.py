@@ -19,6 +19,11 @@ A rollout of T steps from N environments, time-major:
                                                  observation of that episode
     valid        [T, N]               bool       False for gymnasium's next-step autoreset
                                                  steps, which are not transitions
+    core_state   [N, S]               float32    recurrent runs only (RunSpec.core_state_size
+                                                 S > 0): the core's state per env before
+                                                 obs[0]; the learner unrolls from it, zeroing
+                                                 an env's state before obs[t+1] wherever
+                                                 step t is not valid (an episode restarts)
     ep_returns   [K]                  float64    episodes that finished in this rollout, as
     ep_lengths   [K]                  int64      the actor counted them: a claim the learner
                                                  checks against the rewards and flags
@@ -53,6 +58,8 @@ EPISODE_DTYPES = {"ep_returns": "<f8", "ep_lengths": "<i8"}
 # derive the episodes and count the env steps itself (learner/episodes.py), a few kB.
 GRADIENT_ROLLOUT_ARRAYS = ("rewards", "terminated", "truncated", "valid", *EPISODE_ARRAYS)
 PACKED_OBS_ARRAYS = ("frames", "stack_idx")
+# A recurrent core's state at the rollout's start, [N, S]: env-major, one row per env.
+CORE_STATE = "core_state"
 
 
 def obs_arrays(spec: RunSpec) -> tuple[str, ...]:
@@ -62,7 +69,8 @@ def obs_arrays(spec: RunSpec) -> tuple[str, ...]:
 
 def wire_names(spec: RunSpec) -> frozenset[str]:
     """Exactly the arrays an Experience of ``spec`` carries."""
-    return frozenset((*obs_arrays(spec), *STEP_ARRAYS, *EPISODE_ARRAYS))
+    state = (CORE_STATE,) if spec.core_state_size else ()
+    return frozenset((*obs_arrays(spec), *STEP_ARRAYS, *state, *EPISODE_ARRAYS))
 
 
 def max_envs(spec: RunSpec, max_frame_bytes: int) -> int:
@@ -71,7 +79,7 @@ def max_envs(spec: RunSpec, max_frame_bytes: int) -> int:
     largest is the observations; a packed rollout whose every stack is sent whole is as
     large as the unpacked one, so that is the bound."""
     per_env = max(
-        math.prod(shape[:1] + shape[2:]) * np.dtype(dtype).itemsize
+        math.prod(shape) * np.dtype(dtype).itemsize  # one env's share of each array
         for dtype, shape in layout(spec, 1).values()
     )
     return max_frame_bytes // per_env
@@ -119,11 +127,14 @@ class PackedObs:
 
 
 def layout(spec: RunSpec, num_envs: int) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """{name: (dtype, shape)} of the per-step arrays of one rollout of ``spec`` from
-    ``num_envs`` envs (the episode arrays have a data-dependent length K)."""
+    """{name: (dtype, shape)} of the fixed-shape arrays of one rollout of ``spec`` from
+    ``num_envs`` envs (the episode arrays have a data-dependent length K): the per-step
+    arrays, and a recurrent run's ``core_state``."""
     t, n = spec.rollout_len, num_envs
     act_tail = () if spec.action_kind == "discrete" else tuple(spec.action_shape)
+    state = {CORE_STATE: ("<f4", (n, spec.core_state_size))} if spec.core_state_size else {}
     return {
+        **state,
         "obs": (spec.obs_dtype, (t + 1, n, *spec.obs_shape)),
         "actions": (spec.action_dtype, (t, n, *act_tail)),
         "logp": ("<f4", (t, n)),
@@ -145,6 +156,7 @@ class Rollout:
     valid: np.ndarray  # [T, N]
     ep_returns: np.ndarray  # [K]
     ep_lengths: np.ndarray  # [K]
+    core_state: np.ndarray | None = None  # [N, S], recurrent runs only
 
     @classmethod
     def allocate(cls, spec: RunSpec, num_envs: int) -> Rollout:
@@ -164,11 +176,18 @@ class Rollout:
             if "frames" in arrays
             else arrays["obs"]
         )
-        return cls(obs=obs, **{name: arrays[name] for name in ROLLOUT_ARRAYS if name != "obs"})
+        return cls(
+            obs=obs,
+            core_state=arrays.get(CORE_STATE),
+            **{name: arrays[name] for name in ROLLOUT_ARRAYS if name != "obs"},
+        )
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays as they are held (``obs`` whole, or packed)."""
+        """The arrays as they are held (``obs`` whole, or packed; no ``core_state``
+        in a feed-forward run)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.core_state is None:
+            del out[CORE_STATE]
         if isinstance(self.obs, PackedObs):
             del out["obs"]
             out.update(frames=self.obs.frames, stack_idx=self.obs.stack_idx)
@@ -201,14 +220,17 @@ class Rollout:
     @staticmethod
     def concat(rollouts: Sequence[Rollout]) -> Rollout:
         """Rollouts of the same length side by side on the env axis:
-        [T, N1 + N2 + ...]; episodes one after another."""
+        [T, N1 + N2 + ...] (core states [N1 + N2 + ..., S]); episodes one after
+        another."""
         if len(rollouts) == 1:
             return rollouts[0]
         step_axis = {name: 1 for name in ("obs", *STEP_ARRAYS)}
         out = {}
         for f in fields(Rollout):
             parts = [getattr(r, f.name) for r in rollouts]
-            if f.name == "obs" and isinstance(parts[0], PackedObs):
+            if f.name == CORE_STATE and parts[0] is None:
+                out[f.name] = None
+            elif f.name == "obs" and isinstance(parts[0], PackedObs):
                 out["obs"] = PackedObs.concat(parts)
             else:
                 out[f.name] = np.concatenate(parts, axis=step_axis.get(f.name, 0))

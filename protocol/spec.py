@@ -11,8 +11,9 @@ so an actor never builds an environment from a malformed one.
 The protocol does not know the algorithms, the networks or the coordination modes:
 ``algo`` and ``coordination`` are names, ``loss`` and ``model`` maps, each resolved or
 checked by its table (core/algos, core/models, core/coordination). A new network
-setting (a recurrent core, another encoder) is a key of ``model`` and needs no change
-here. ``coordination`` is
+setting (another encoder, a recurrent core's kind) is a key of ``model`` and needs no
+change here; what the protocol must know of a recurrent core is only the size of the
+state each rollout carries (``core_state_size``), so that it can check it. ``coordination`` is
 what the actor's loop depends on, so a receiver must know the name: ``from_dict`` takes
 the names it can run. The built-in ones are documented below, for a peer written from
 this file, and are the default; a process with the coordination table passes the
@@ -45,6 +46,8 @@ INTEGER_ACTIONS = ("discrete", "multi_discrete", "multi_binary")
 OBS_DTYPES = ("<f4", "|u1")
 # Largest observation (values per step and env) and action space a spec may describe.
 MAX_ELEMENTS = 1 << 22
+# Largest recurrent state per env (an LSTM of 32768 units keeps 65536 values).
+MAX_CORE_STATE = 1 << 16
 
 
 def component_sizes(low: Sequence[float], high: Sequence[float]) -> tuple[int, ...]:
@@ -89,6 +92,10 @@ class RunSpec:
     # 4 x 84 x 84); each frame then crosses the wire once (protocol/frames.py). 0: not
     # stacked, observations travel whole.
     frame_stack: int = 0
+    # A recurrent core's state, in float32 values per env: each Experience carries the
+    # state its envs were in at the rollout's first step (``core_state`` [N, size]),
+    # from which the learner unrolls the core. 0: a feed-forward network, no state.
+    core_state_size: int = 0
     max_in_flight: int = 1
     heartbeat_s: float = 0.5
 
@@ -119,6 +126,8 @@ class RunSpec:
             and self.obs_shape[0] == self.frame_stack
         ):
             raise SpecError("frame_stack must be 0, or 2 to 64 and the first obs dimension")
+        if not 0 <= self.core_state_size <= MAX_CORE_STATE:
+            raise SpecError(f"core_state_size must be in [0, {MAX_CORE_STATE}]")
         if not 1 <= self.max_in_flight <= 1024:
             raise SpecError("max_in_flight must be in [1, 1024]")
         if not self.heartbeat_s > 0:

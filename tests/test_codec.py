@@ -152,12 +152,12 @@ def test_every_dtype_and_shape_over_zmq(zmq_pair):
 # encoding choices) breaks these on purpose. If the change is intended, bump
 # SCHEMA_VERSION and re-pin.
 GOLDEN_HEARTBEAT = (
-    "84a17606a474797065a9686561727462656174a66669656c647385a86163746f725f6964a26131"
+    "84a17607a474797065a9686561727462656174a66669656c647385a86163746f725f6964a26131"
     "ab696e6361726e6174696f6ea26931a373657107ae706f6c6963795f76657273696f6e03ac6261"
     "636b707265737375726500a661727261797390"
 )
 GOLDEN_EXPERIENCE = (
-    "84a17606a474797065aa657870657269656e6365a66669656c647385a86163746f725f6964a261"
+    "84a17607a474797065aa657870657269656e6365a66669656c647385a86163746f725f6964a261"
     "31ab696e6361726e6174696f6ea26931a373657101aa6c6561726e65725f6964a14cae706f6c69"
     "63795f76657273696f6e02a66172726179739593a36f6273a33c66349302010293a7616374696f"
     "6e73a33c693892010193a772657761726473a33c663492010193aa7465726d696e61746564a37c"
@@ -273,7 +273,7 @@ def test_reject_bad_header(raw):
     reject([raw], "bad_header")
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5, 7, -1, True, 6.0, "6", None, [6]])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5, 6, 8, -1, True, 7.0, "7", None, [7]])
 def test_reject_schema_version(version):
     reject([pack(pong_header(v=version))], "schema_version")
 

@@ -414,7 +414,9 @@ def test_the_run_specs_model_map_is_read_and_checked_by_the_model_table():
     assert cfg.model_map() == {"encoder": "mlp", "hidden": [32], "obs_norm": False}
     assert ModelConfig.from_spec(dataclasses.replace(spec, model=cfg.model_map())) == cfg
     for bad, match in [
-        ({"core": "lstm"}, "does not know"),
+        ({"memory": "lstm"}, "does not know"),
+        ({"core": "transformer"}, "core"),
+        ({"core_size": -1}, "core_size"),
         ({"hidden": [0]}, "hidden"),
         ({"hidden": "64"}, "hidden"),
         ({"hidden": [True]}, "hidden"),

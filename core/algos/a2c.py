@@ -49,7 +49,7 @@ class A2CConfig:
 
 
 def a2c_loss(model, batch: Batch, cfg: A2CConfig) -> LossTerms:
-    out, values = model(batch.obs)  # [T+1, N, out], [T+1, N]
+    out, values = model.unroll(batch)  # [T+1, N, out], [T+1, N]
     adv, returns = advantages_and_returns(
         clipped(batch.rewards, cfg.reward_clip),
         values.detach(),

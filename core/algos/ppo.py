@@ -121,7 +121,7 @@ def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
     once). On fresh data (ratio 1, c-bar >= 1) the two agree at GAE lambda 1. Also
     pi_prox's log-probs (mu's on fresh columns, ``Batch.lag`` 0), the truncated weight
     w = min(is_clip, pi_prox / mu) and log(pi_prox / mu)."""
-    out, values = model(batch.obs)  # [T+1, N]
+    out, values = model.unroll(batch)  # [T+1, N]
     rewards = clipped(batch.rewards, cfg.reward_clip)
     # pi_prox: the network as it is; on fresh columns mu itself, to the bit.
     logp = model.distribution(out[:-1]).log_prob(model.head.flat_actions(batch.actions))  # [T, N]
@@ -167,7 +167,7 @@ def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
 
 
 def ppo_loss(model, batch: Batch, cfg: PPOConfig, targets: dict[str, torch.Tensor]) -> LossTerms:
-    out, values = model(batch.obs)  # [T+1, n, out], [T+1, n]
+    out, values = model.unroll(batch)  # [T+1, n, out], [T+1, n]
     dist = model.distribution(out[:-1])
     logp = dist.log_prob(model.head.flat_actions(batch.actions))  # [T, n]
     mask = batch.valid.to(values.dtype)
@@ -232,10 +232,14 @@ def minibatches(batch: Batch, targets: dict, cfg: PPOConfig, rng: torch.Generato
     (minibatch, its targets). A minibatch of at least a rollout's length is whole env
     columns ([T, n]); a smaller one is single valid transitions ([1, B]), as SB3 and
     CleanRL draw them: the targets (GAE) were computed over the whole batch first, so
-    nothing is cut either way."""
+    nothing is cut either way. With a recurrent core, always whole columns (at least
+    one), each unrolled from its own core state, as SB3-contrib's RecurrentPPO keeps
+    sequences whole."""
     t = batch.rewards.shape[0]
     device = batch.rewards.device
-    if cfg.minibatch_size >= t:
+    # A recurrent network is unrolled over whole columns from their core state: a
+    # minibatch smaller than a column is one column (never single transitions).
+    if cfg.minibatch_size >= t or batch.core_state is not None:
         columns = max(1, cfg.minibatch_size // t)
         for _ in range(cfg.epochs):
             perm = torch.randperm(batch.num_envs, generator=rng)

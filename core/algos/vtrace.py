@@ -88,7 +88,7 @@ def vtrace_targets(
 
 
 def impala_loss(model, batch: Batch, cfg: VTraceConfig) -> LossTerms:
-    out, values = model(batch.obs)  # [T+1, N, out], [T+1, N]
+    out, values = model.unroll(batch)  # [T+1, N, out], [T+1, N]
     dist = model.distribution(out[:-1])
     logp = dist.log_prob(model.head.flat_actions(batch.actions))  # [T, N]
     vs, adv = vtrace_targets(

@@ -1,11 +1,16 @@
-"""The actor-critic network: an encoder (encoders.py) and an action head (heads.py),
-with its config beside it.
+"""The actor-critic network: an encoder (encoders.py), optionally a recurrent core
+(memory.py), and an action head (heads.py), with its config beside it.
 
-    policy:  obs -> policy encoder -> Linear -> head output (logits, or Gaussian mean)
-    value:   obs -> value encoder  -> Linear -> V(obs)
+    policy:  obs -> policy encoder [-> core] -> Linear -> head output (logits, or mean)
+    value:   obs -> value encoder  [-> core] -> Linear -> V(obs)
 
-The policy and value encoders are one shared module when the encoder says so
-(``SHARED``), two copies otherwise. Weights cross the wire as a flat
+The policy and value trunks (encoder, and core if any) are one shared module when the
+encoder says so (``SHARED``: the CNN, as IMPALA and Sample Factory share theirs), two
+copies otherwise (the MLP, as SB3-contrib's RecurrentPPO gives the critic its own
+LSTM: on control tasks a shared trunk lets the value loss disturb the policy). With a
+recurrent core the state per env is the policy core's, then the value core's if it has
+one, and the network is evaluated on a whole rollout by ``unroll`` (from the state the
+rollout carries) and while acting by ``step`` (from the state the actor holds). Weights cross the wire as a flat
 ``{parameter name: float32 array}`` map (``weights_to_arrays``, ``load_arrays``); never
 pickled.
 """
@@ -23,8 +28,9 @@ from torch import nn
 
 from core.models.encoders import build_encoder, orthogonal
 from core.models.heads import build_head
+from core.models.memory import CORES, RecurrentCore, state_size
 from core.models.normalizer import ObsNormalizer
-from protocol.spec import ACTION_KINDS, RunSpec
+from protocol.spec import ACTION_KINDS, MAX_CORE_STATE, RunSpec
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,16 @@ class ModelConfig:
     hidden: tuple[int, ...] = (64, 64)
     obs_dtype: str = "<f4"
     obs_norm: bool = False  # running observation normalisation (normalizer.py)
+    core: str = "none"  # recurrent core: none, lstm, gru (memory.py)
+    core_size: int = 0  # its width; 0: as wide as the encoder's features
 
     def __post_init__(self) -> None:
         if self.action_kind not in ACTION_KINDS:
             raise ValueError(f"action_kind must be one of {ACTION_KINDS}, got {self.action_kind!r}")
         if not self.obs_shape or math.prod(self.obs_shape) < 1 or not self.hidden:
             raise ValueError("obs_shape must be non-empty and hidden non-empty")
+        if self.core not in CORES:
+            raise ValueError(f"core must be one of {CORES}, got {self.core!r}")
         if self.obs_norm and self.obs_dtype == "|u1":
             raise ValueError(
                 "observation normalisation is for vector observations; images are scaled "
@@ -55,6 +65,20 @@ class ModelConfig:
             size = math.prod(self.action_shape)
             object.__setattr__(self, "action_low", (-math.inf,) * size)
             object.__setattr__(self, "action_high", (math.inf,) * size)
+
+    @property
+    def core_state_size(self) -> int:
+        """RunSpec.core_state_size of this network (0: feed-forward), without building
+        more of it than its encoder."""
+        if self.core == "none":
+            return 0
+        encoder = build_encoder(*self.encoder_args)
+        cores = 1 if getattr(encoder, "SHARED", False) else 2
+        return cores * state_size(self.core, self.core_size or encoder.out_dim)
+
+    @property
+    def encoder_args(self) -> tuple:
+        return (self.encoder, self.obs_shape, self.hidden, self.obs_dtype)
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> ModelConfig:
@@ -72,8 +96,13 @@ class ModelConfig:
         )
 
     def model_map(self) -> dict[str, Any]:
-        """The map a RunSpec carries for this network (plain JSON values)."""
-        return {"encoder": self.encoder, "hidden": list(self.hidden), "obs_norm": self.obs_norm}
+        """The map a RunSpec carries for this network (plain JSON values). A
+        feed-forward network's map names no core, as before cores existed, so its
+        checkpoints resume across that change."""
+        out = {"encoder": self.encoder, "hidden": list(self.hidden), "obs_norm": self.obs_norm}
+        if self.core != "none":
+            out.update(core=self.core, core_size=self.core_size)
+        return out
 
 
 # The keys of a RunSpec's ``model`` map and their checks; a missing key takes
@@ -89,6 +118,11 @@ MODEL_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "1 to 16 sizes in [1, 65536]",
     ),
     "obs_norm": (lambda v: isinstance(v, bool), "true or false"),
+    "core": (lambda v: v in CORES, f"one of {list(CORES)}"),
+    "core_size": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_CORE_STATE // 2,
+        f"an integer in [0, {MAX_CORE_STATE // 2}]",
+    ),
 }
 
 
@@ -112,28 +146,87 @@ class ActorCritic(nn.Module):
         self.cfg = cfg
         self.obs_norm = ObsNormalizer(cfg.obs_shape) if cfg.obs_norm else None
         self.head = build_head(cfg)
-        enc = (cfg.encoder, cfg.obs_shape, cfg.hidden, cfg.obs_dtype)
-        self.policy_encoder = build_encoder(*enc)
+        self.policy_encoder = build_encoder(*cfg.encoder_args)
         shared = getattr(self.policy_encoder, "SHARED", False)
-        self.value_encoder = None if shared else build_encoder(*enc)
+        self.value_encoder = None if shared else build_encoder(*cfg.encoder_args)
         feat = self.policy_encoder.out_dim
+        self.core = self.value_core = None
+        if cfg.core != "none":
+            self.core = RecurrentCore(cfg.core, feat, cfg.core_size or feat)
+            if not shared:
+                self.value_core = RecurrentCore(cfg.core, feat, cfg.core_size or feat)
+            feat = self.core.out_dim
         # A small last-layer gain keeps the first policy close to uniform.
         self.policy_out = orthogonal(nn.Linear(feat, self.head.out_dim), 0.01)
         self.value_out = orthogonal(nn.Linear(feat, 1), 1.0)
 
+    @property
+    def core_state_size(self) -> int:
+        """Values of recurrent state per env (RunSpec.core_state_size); 0: none."""
+        cores = [c for c in (self.core, self.value_core) if c is not None]
+        return sum(c.state_size for c in cores)
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        return torch.zeros(n, self.core_state_size)  # [N, S]
+
+    def _normalized(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs if self.obs_norm is None else self.obs_norm(obs)
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs [..., *obs_shape] -> (policy output [..., out_dim], value [...])."""
-        if self.obs_norm is not None:
-            obs = self.obs_norm(obs)
+        """obs [..., *obs_shape] -> (policy output [..., out_dim], value [...]);
+        a feed-forward network only (a recurrent one is ``unroll``ed)."""
+        if self.core is not None:
+            raise TypeError("a recurrent network is evaluated with unroll() or step()")
+        obs = self._normalized(obs)
         feat = self.policy_encoder(obs)  # [..., feat]
         value_feat = feat if self.value_encoder is None else self.value_encoder(obs)
         return self.policy_out(feat), self.value_out(value_feat).squeeze(-1)
 
+    def _trunks(self, obs: torch.Tensor, state: torch.Tensor, first: torch.Tensor | None):
+        """obs [T, N, *obs_shape], state [N, S] -> (policy features [T, N, size],
+        value features [T, N, size], state after step T-1 [N, S])."""
+        obs = self._normalized(obs)
+        policy_state, value_state = state.split(
+            [self.core.state_size, state.shape[-1] - self.core.state_size], dim=-1
+        )
+        feat, policy_state = self.core(self.policy_encoder(obs), policy_state, first)
+        if self.value_core is None:
+            return feat, feat, policy_state
+        value_feat, value_state = self.value_core(self.value_encoder(obs), value_state, first)
+        return feat, value_feat, torch.cat([policy_state, value_state], dim=-1)
+
+    def unroll(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """A rollout's batch (core/batch.py) -> (policy output [T+1, N, out_dim],
+        values [T+1, N]): every loss's view of the network. A recurrent core runs
+        from the batch's ``core_state``, restarting an env's state after each step
+        that is not a transition (the next-step autoreset, or an env error's reset),
+        exactly where the actor restarted it."""
+        if self.core is None:
+            return self(batch.obs)
+        if batch.core_state is None:
+            raise ValueError("a recurrent network needs the rollout's core_state")
+        first = torch.cat([torch.zeros_like(batch.valid[:1]), ~batch.valid])  # [T+1, N]
+        feat, value_feat, _ = self._trunks(batch.obs, batch.core_state, first)
+        return self.policy_out(feat), self.value_out(value_feat).squeeze(-1)
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
-        """The policy output alone (what acting needs; the value is not evaluated)."""
-        if self.obs_norm is not None:
-            obs = self.obs_norm(obs)
-        return self.policy_out(self.policy_encoder(obs))
+        """The policy output alone (what acting needs; the value is not evaluated);
+        a feed-forward network only."""
+        if self.core is not None:
+            raise TypeError("a recurrent network acts with step()")
+        return self.policy_out(self.policy_encoder(self._normalized(obs)))
+
+    def step(
+        self, obs: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Acting: obs [N, *obs_shape] and the envs' core state [N, S] (None for a
+        feed-forward network) -> (policy output [N, out_dim], the state after it).
+        A separate value core is stepped too (its state is part of the envs'), its
+        head is not."""
+        if self.core is None:
+            return self.policy(obs), None
+        feat, _, state = self._trunks(obs.unsqueeze(0), state, None)  # [1, N, size]
+        return self.policy_out(feat[0]), state
 
     def keep_in_bounds(self) -> None:
         """After an optimizer step: bounded parameters (the Gaussian's log-std) are put

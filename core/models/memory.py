@@ -1,0 +1,90 @@
+"""Recurrent cores: the memory between the encoder and the heads (``--core lstm|gru``).
+
+    core = RecurrentCore("lstm", in_dim=64, size=64)
+    state = core.initial_state(n)                          # [N, S] zeros
+    y, state = core(x[None], state)                        # acting: one step, x [N, in]
+    y, _ = core(x, state, first)                           # training: x [T, N, in]
+
+The state is one flat float32 row per env, ``state_size`` values: the LSTM's [h, c]
+(2 x size), the GRU's h (size). It is what an actor carries across steps and rollouts
+and sends with each rollout (protocol/rollout.py's ``core_state``), and what the
+learner unrolls from.
+
+``first[t, n]`` True: env n's episode starts at step t, so its state is zeroed before
+step t, as TorchBeast and IMPALA unroll across episode ends. Between such steps the
+sequence goes through torch's fused LSTM/GRU in one call; a reset splits the unroll
+into segments at the steps where any env resets. Acting with the same weights one step
+at a time gives the same outputs (tests/test_recurrent.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CORES = ("none", "lstm", "gru")
+
+
+def state_size(kind: str, size: int) -> int:
+    """Values of state per env of a core of ``size`` units: the LSTM keeps h and c."""
+    return 2 * size if kind == "lstm" else size
+
+
+class RecurrentCore(nn.Module):
+    def __init__(self, kind: str, in_dim: int, size: int) -> None:
+        super().__init__()
+        if kind not in ("lstm", "gru"):
+            raise ValueError(f"a recurrent core is lstm or gru, not {kind!r}")
+        self.kind = kind
+        self.size = size
+        self.rnn = nn.LSTM(in_dim, size) if kind == "lstm" else nn.GRU(in_dim, size)
+        self.state_size = state_size(kind, size)
+        # Orthogonal recurrent weights and zero biases (as SB3-contrib's RecurrentPPO
+        # and rl_games do): the state neither explodes nor fades at the start.
+        for name, p in self.rnn.named_parameters():
+            if "weight_hh" in name:
+                for gate in p.data.chunk(4 if kind == "lstm" else 3, dim=0):
+                    nn.init.orthogonal_(gate)
+            elif "bias" in name:
+                nn.init.zeros_(p)
+
+    @property
+    def out_dim(self) -> int:
+        return self.size
+
+    def initial_state(self, n: int, device: torch.device | None = None) -> torch.Tensor:
+        return torch.zeros(n, self.state_size, device=device)  # [N, S]
+
+    def _split(self, state: torch.Tensor):
+        """[N, S] -> the rnn's own state: (h [1, N, H], c [1, N, H]) or h [1, N, H]."""
+        if self.kind == "lstm":
+            h, c = state.split(self.size, dim=-1)
+            return h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()
+        return state.unsqueeze(0).contiguous()
+
+    def _join(self, hx) -> torch.Tensor:
+        if self.kind == "lstm":
+            return torch.cat([hx[0][0], hx[1][0]], dim=-1)  # [N, 2H]
+        return hx[0]  # [N, H]
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor, first: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [T, N, in], state [N, S] before step 0, first [T, N] bool (None: no episode
+        starts inside) -> (outputs [T, N, size], state [N, S] after step T-1)."""
+        if first is None:
+            y, hx = self.rnn(x, self._split(state))
+            return y, self._join(hx)
+        # Segment boundaries: step 0 and every step where some env's episode starts.
+        cuts = first.any(dim=1)
+        cuts[0] = True
+        starts = cuts.nonzero().squeeze(1).tolist()  # one device sync per unroll
+        ends = [*starts[1:], x.shape[0]]
+        keep = (~first).to(x.dtype).unsqueeze(-1)  # [T, N, 1]
+        outs = []
+        for a, b in zip(starts, ends, strict=True):
+            state = state * keep[a]  # zero the envs that start an episode at step a
+            y, hx = self.rnn(x[a:b], self._split(state))
+            outs.append(y)
+            state = self._join(hx)
+        return torch.cat(outs), state
