@@ -30,7 +30,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-solve bench-startup bench-throughput bench-gpu bench-atari staleness soak clean
+.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-memory bench-solve bench-startup bench-throughput bench-gpu bench-atari staleness soak clean
 
 venv: $(STAMP)
 
@@ -126,6 +126,14 @@ COMPARE_ALGOS ?= a2c,a3c,a3c-grad,impala,ppo,appo
 compare: venv
 	$(PY) -m scripts.compare --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)
 	$(PY) -m scripts.compare --env Acrobot-v1 --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)
+
+# The memory benchmark: CartPole without velocities (zmq_a3c/CartPoleNoVel-v1), every
+# algorithm feed-forward and then with an LSTM core, same seeds and budget (reports in
+# runs/memory-ff/ and runs/memory-lstm/). ARGS applies to both, e.g. "--seeds 1".
+MEMORY_ALGOS ?= a2c,a3c,a3c-grad,impala,appo,ppo
+bench-memory: venv
+	$(PY) -m scripts.compare --env zmq_a3c/CartPoleNoVel-v1 --algos $(MEMORY_ALGOS) --seeds 1,2,3 --max-seconds 90 --out runs/memory-ff $(ARGS)
+	$(PY) -m scripts.compare --env zmq_a3c/CartPoleNoVel-v1 --algos $(MEMORY_ALGOS) --seeds 1,2,3 --max-seconds 90 --out runs/memory-lstm --extra "--core lstm" $(ARGS)
 
 # Time to solve ENV (CartPole-v1 unless given; Acrobot-v1, LunarLander-v3, Pendulum-v1,
 # HalfCheetah-v5) against Stable-Baselines3 A2C and PPO with rl-zoo's settings for it, ours

@@ -28,6 +28,7 @@ included) so (a) and (b) count alike.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -58,15 +59,19 @@ ENV_ID = "CartPole-v1"
 POLL_MS = 5000
 
 
-def run_spec(num_envs: int, rollout_len: int, algo: str = "a2c") -> RunSpec:
-    return RunSpec(
+def run_spec(num_envs: int, rollout_len: int, algo: str = "a2c", core: str = "none") -> RunSpec:
+    """CartPole's spec, with the default MLP and, unless ``core`` is none, a recurrent
+    core of its default width."""
+    spec = RunSpec(
         env_id=ENV_ID,
         algo=algo,
         num_envs=num_envs,
         rollout_len=rollout_len,
         coordination=algos.get(algo).coordination,
+        model={} if core == "none" else {"core": core},
         **describe(ENV_ID),
     )
+    return dataclasses.replace(spec, core_state_size=ModelConfig.from_spec(spec).core_state_size)
 
 
 def timed(step: Callable[[], object], seconds: float, *, warmup: int = 2, min_iters: int = 3):
@@ -82,10 +87,10 @@ def timed(step: Callable[[], object], seconds: float, *, warmup: int = 2, min_it
             return iters, elapsed
 
 
-def raw_rate(num_envs: int, seconds: float) -> dict:
+def raw_rate(num_envs: int, seconds: float, core: str = "none") -> dict:
     """(a) env steps/s of the numpy CartPole stepped by the batched forward pass."""
     envs = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
-    policy = Policy(ModelConfig.from_spec(run_spec(num_envs, 1)), seed=0)
+    policy = Policy(ModelConfig.from_spec(run_spec(num_envs, 1, core=core)), seed=0)
     obs, _ = envs.reset(seed=0)
 
     def step() -> None:
@@ -104,22 +109,22 @@ def _experience(arrays: dict[str, np.ndarray], seq: int) -> Experience:
     return Experience(arrays=arrays, actor_id="bench", incarnation="0", seq=seq, learner_id="x")
 
 
-def _collector(num_envs: int, rollout_len: int, seed: int = 0) -> tuple:
-    spec = run_spec(num_envs, rollout_len)
+def _collector(num_envs: int, rollout_len: int, core: str = "none", seed: int = 0) -> tuple:
+    spec = run_spec(num_envs, rollout_len, core=core)
     acting = build_acting(spec, num_envs=num_envs, seed=seed, temperature=1.0)
     return spec, acting.collector, acting.policy
 
 
-def rollout_rate(num_envs: int, rollout_len: int, seconds: float) -> dict:
+def rollout_rate(num_envs: int, rollout_len: int, seconds: float, core: str = "none") -> dict:
     """(b) env steps/s of collect + encode, and the time per batch of each."""
-    _, collector, policy = _collector(num_envs, rollout_len)
+    _, collector, policy = _collector(num_envs, rollout_len, core)
     spent = {"collect": 0.0, "encode": 0.0}
 
     def step() -> None:
         t0 = time.perf_counter()
         rollout = collector.collect(policy.act)
         t1 = time.perf_counter()
-        encode(_experience(rollout.arrays(), 0))
+        encode(_experience(rollout.wire_arrays(collector.spec), 0))
         spent["collect"] += t1 - t0
         spent["encode"] += time.perf_counter() - t1
 
@@ -137,9 +142,11 @@ def rollout_rate(num_envs: int, rollout_len: int, seconds: float) -> dict:
     }
 
 
-def wire_cost(num_envs: int, rollout_len: int, seconds: float, distinct: int = 4) -> dict:
+def wire_cost(
+    num_envs: int, rollout_len: int, seconds: float, distinct: int = 4, core: str = "none"
+) -> dict:
     """(c) µs per batch for encode -> DEALER -> ROUTER -> decode -> check, and bytes."""
-    spec, collector, policy = _collector(num_envs, rollout_len)
+    spec, collector, policy = _collector(num_envs, rollout_len, core)
     try:
         batches = [collector.collect(policy.act) for _ in range(distinct)]
     finally:
@@ -157,7 +164,8 @@ def wire_cost(num_envs: int, rollout_len: int, seconds: float, distinct: int = 4
     def step() -> None:
         sent["seq"] += 1
         t0 = clock()
-        frames = encode(_experience(batches[sent["seq"] % distinct].arrays(), sent["seq"]))
+        batch = batches[sent["seq"] % distinct]
+        frames = encode(_experience(batch.wire_arrays(spec), sent["seq"]))
         t1 = clock()
         dealer.send_multipart(frames, copy=False)
         t2 = clock()
@@ -190,9 +198,11 @@ def wire_cost(num_envs: int, rollout_len: int, seconds: float, distinct: int = 4
     }
 
 
-def learner_rate(actors: int, seconds: float, num_envs: int = 32, rollout_len: int = 8) -> dict:
+def learner_rate(
+    actors: int, seconds: float, num_envs: int = 32, rollout_len: int = 8, core: str = "none"
+) -> dict:
     """(d) samples/s of one A2C update on ``actors`` rollouts side by side."""
-    spec, collector, policy = _collector(num_envs, rollout_len)
+    spec, collector, policy = _collector(num_envs, rollout_len, core)
     try:
         batches = [collector.collect(policy.act) for _ in range(actors)]
     finally:
@@ -208,10 +218,11 @@ def learner_rate(actors: int, seconds: float, num_envs: int = 32, rollout_len: i
     }
 
 
-def e2e_rate(actors: int, seconds: float, run_dir: Path) -> dict:
+def e2e_rate(actors: int, seconds: float, run_dir: Path, core: str = "none") -> dict:
     """(e) a real a3c learner with ``actors`` local actor processes."""
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "learner", "--algo", "a3c", "--actors", str(actors)]
+    cmd += ["--core", core]
     cmd += ["--envs", "32", "--rollout-len", "8", "--max-seconds", str(seconds)]
     cmd += ["--target-return", "100000", "--port", "0", "--run-dir", str(run_dir)]
     cmd += ["--checkpoint-every-s", "0"]
@@ -324,31 +335,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed windows; the best counts")
     p.add_argument("--e2e-actors", default="", help="(e) actor counts, e.g. 1,2,4,8; off if empty")
     p.add_argument("--e2e-seconds", type=float, default=10.0, help="length of each (e) run")
+    p.add_argument(
+        "--core",
+        default="none",
+        choices=("none", "lstm", "gru"),
+        help="the network's recurrent core",
+    )
     p.add_argument("--out", default=str(ROOT / "runs"), help="parent of the report directory")
     args = p.parse_args(argv)
+    c = args.core
     torch.set_num_threads(1)
     out_dir = Path(args.out) / f"bench-throughput-{time.strftime('%Y%m%d-%H%M%S')}"
     t, s, k = args.rollout_len, args.seconds, args.repeats
-    results: dict = {"machine": machine_info(), "rollout_len": t, "seconds": s, "repeats": k}
+    results: dict = {
+        "machine": machine_info(),
+        "rollout_len": t,
+        "seconds": s,
+        "repeats": k,
+        "core": c,
+    }
     results["actor"] = [
         {
             "num_envs": n,
-            "raw": best_of(k, lambda n=n: raw_rate(n, s), "steps_per_s"),
-            "rollout": best_of(k, lambda n=n: rollout_rate(n, t, s), "steps_per_s"),
-            "wire": best_of(k, lambda n=n: wire_cost(n, t, s), "wire_us", higher=False),
+            "raw": best_of(k, lambda n=n: raw_rate(n, s, c), "steps_per_s"),
+            "rollout": best_of(k, lambda n=n: rollout_rate(n, t, s, c), "steps_per_s"),
+            "wire": best_of(k, lambda n=n: wire_cost(n, t, s, core=c), "wire_us", higher=False),
         }
         for n in _ints(args.envs)
     ]
     results["learner"] = [
-        {"actors": a, **best_of(k, lambda a=a: learner_rate(a, s), "samples_per_s")}
+        {"actors": a, **best_of(k, lambda a=a: learner_rate(a, s, core=c), "samples_per_s")}
         for a in _ints(args.learner_actors)
     ]
     results["e2e"] = [
-        {"actors": a, **e2e_rate(a, args.e2e_seconds, out_dir / f"e2e-{a}")}
+        {"actors": a, **e2e_rate(a, args.e2e_seconds, out_dir / f"e2e-{a}", c)}
         for a in _ints(args.e2e_actors)
     ]
     body = report(results)
-    write_report(out_dir, "Throughput (CartPole-v1)", body, results)
+    title = "Throughput (CartPole-v1)" if c == "none" else f"Throughput (CartPole-v1, --core {c})"
+    write_report(out_dir, title, body, results)
     print(body)
     print(f"\nreport: {out_dir / 'report.md'}")
     return 0
