@@ -67,11 +67,24 @@ class RecurrentCore(nn.Module):
             return torch.cat([hx[0][0], hx[1][0]], dim=-1)  # [N, 2H]
         return hx[0]  # [N, H]
 
+    def _one_step(self, x: torch.Tensor, state: torch.Tensor):
+        """Acting's one step through torch's cell kernels, the same weights and math as
+        the fused unroll at half its per-call cost (x [N, in], state [N, S])."""
+        r = self.rnn
+        weights = (r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0)
+        if self.kind == "lstm":
+            h, c = torch.lstm_cell(x, tuple(state.split(self.size, dim=-1)), *weights)
+            return h.unsqueeze(0), torch.cat([h, c], dim=-1)
+        h = torch.gru_cell(x, state, *weights)
+        return h.unsqueeze(0), h
+
     def forward(
         self, x: torch.Tensor, state: torch.Tensor, first: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [T, N, in], state [N, S] before step 0, first [T, N] bool (None: no episode
         starts inside) -> (outputs [T, N, size], state [N, S] after step T-1)."""
+        if first is None and x.shape[0] == 1:
+            return self._one_step(x[0], state)
         if first is None:
             y, hx = self.rnn(x, self._split(state))
             return y, self._join(hx)
