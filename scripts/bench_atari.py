@@ -1,7 +1,7 @@
 """Atari: the actor against the raw emulator, the wire, and the learner's CNN.
 
     python -m scripts.bench_atari [--env ALE/Pong-v5] [--envs 16] [--rollout-len 80]
-                                  [--seconds 5] [--device auto] [--out DIR]
+                                  [--seconds 5] [--device auto] [--core none] [--out DIR]
 
 All in this process, one torch thread, one emulator thread (the actor's defaults):
 
@@ -20,6 +20,7 @@ d. learner: transitions trained per second on the CNN (the preset's APPO, and a3
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from core import algos
 from core.acting import build_acting
 from core.batch import Batch
 from core.envs import describe, make_vec_env
+from core.models import ModelConfig
 from learner.flags import parse
 from learner.trainer import Trainer, TrainerConfig
 from protocol.checks import check_experience
@@ -43,8 +45,11 @@ from scripts.report import machine_lines, markdown_table, write_report
 from scripts.runlog import machine_info
 
 
-def atari_spec(env: str, envs: int, rollout_len: int) -> tuple[RunSpec, object]:
-    cfg, _ = parse(["--env", env, "--envs", str(envs), "--rollout-len", str(rollout_len)])
+def atari_spec(env: str, envs: int, rollout_len: int, core: str = "none") -> tuple[RunSpec, object]:
+    """The Atari preset's spec, with a recurrent ``core`` on the CNN unless none."""
+    cfg, _ = parse(
+        ["--env", env, "--envs", str(envs), "--rollout-len", str(rollout_len), "--core", core]
+    )
     spec = RunSpec(
         env_id=env,
         algo=cfg.algo,
@@ -52,10 +57,11 @@ def atari_spec(env: str, envs: int, rollout_len: int) -> tuple[RunSpec, object]:
         loss=algos.config_dict(cfg.loss),
         num_envs=envs,
         rollout_len=rollout_len,
-        model={"encoder": "cnn"},
+        model={"encoder": "cnn"} if core == "none" else {"encoder": "cnn", "core": core},
         **describe(env),
     )
-    return spec, cfg
+    size = ModelConfig.from_spec(spec).core_state_size
+    return dataclasses.replace(spec, core_state_size=size), cfg
 
 
 def raw_rate(env: str, envs: int, seconds: float) -> float:
@@ -151,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rollout-len", type=int, default=80)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--core", default="none", choices=("none", "lstm", "gru"))
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
-    spec, cfg = atari_spec(args.env, args.envs, args.rollout_len)
+    spec, cfg = atari_spec(args.env, args.envs, args.rollout_len, args.core)
     raw = raw_rate(args.env, args.envs, args.seconds)
     actor, rollouts, per = actor_rate(spec, args.envs, args.seconds)
     w = wire(spec, rollouts, device)
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "envs": args.envs,
         "rollout_len": args.rollout_len,
         "device": str(device),
+        "core": args.core,
         "raw_env_steps_per_s": round(raw),
         "actor_env_steps_per_s": round(actor),
         "actor_vs_raw": round(actor / raw, 3),
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += [[f"learner {k} on {device}", f"{v:,.0f} samples/s"] for k, v in learn.items()]
     body = (
         f"`python -m scripts.bench_atari --env {args.env} --envs {args.envs} "
-        f"--rollout-len {args.rollout_len}`\n\n"
+        f"--rollout-len {args.rollout_len} --core {args.core}`\n\n"
         + markdown_table(["what", "measured"], rows)
         + "\n\n"
         + machine_lines(results["machine"])
