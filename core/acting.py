@@ -99,7 +99,7 @@ def build_acting(
         )
     envs = make_vec_env(spec.env_id, num_envs, spec.env_kwargs, spec.env_family)
     try:
-        check_env_matches(envs, spec.obs_shape, spec.obs_dtype)
+        check_env_matches(envs, spec)
         collector = RolloutCollector(
             envs,
             spec,

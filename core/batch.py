@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from protocol.rollout import PackedObs, Rollout
+from protocol.rollout import Obs, PackedObs, Rollout, map_obs
 
 
 def _host(parts: Sequence[np.ndarray], axis: int, pinned: bool) -> torch.Tensor:
@@ -43,7 +43,9 @@ def _tensors(parts: Sequence[np.ndarray], axis: int, device: torch.device) -> to
     return _host(parts, axis, device.type == "cuda").to(device, non_blocking=True)
 
 
-def _obs(parts: Sequence[np.ndarray | PackedObs], device: torch.device) -> torch.Tensor:
+def _obs(parts: Sequence[Obs], device: torch.device) -> torch.Tensor | dict:
+    if isinstance(parts[0], dict):  # a Dict observation: each key on its own
+        return {key: _obs([p[key] for p in parts], device) for key in parts[0]}
     if not isinstance(parts[0], PackedObs):
         return _tensors(parts, 1, device)
     packed = PackedObs.concat(parts) if len(parts) > 1 else parts[0]
@@ -58,7 +60,7 @@ def _obs(parts: Sequence[np.ndarray | PackedObs], device: torch.device) -> torch
 
 @dataclass(frozen=True)
 class Batch:
-    obs: torch.Tensor  # [T+1, N, *obs_shape]
+    obs: torch.Tensor | dict  # [T+1, N, *obs_shape], or a Dict's {key: [T+1, N, *shape]}
     actions: torch.Tensor  # [T, N] or [T, N, *act_shape]
     behaviour_logp: torch.Tensor  # [T, N]
     rewards: torch.Tensor  # [T, N]
@@ -117,7 +119,10 @@ class Batch:
         states): a PPO minibatch."""
         return Batch(
             **{
-                f.name: getattr(self, f.name).index_select(0 if f.name == "core_state" else 1, idx)
+                f.name: map_obs(
+                    lambda x, axis=int(f.name != "core_state"): x.index_select(axis, idx),
+                    getattr(self, f.name),
+                )
                 for f in self._present()
             }
         )
@@ -131,8 +136,12 @@ class Batch:
         if self.core_state is not None:
             raise ValueError("a recurrent batch is split by whole env columns, not steps")
         t, n = self.valid.shape
-        obs = self.obs[:-1].reshape(t * n, *self.obs.shape[2:]).index_select(0, flat)
-        out = {"obs": torch.stack([obs, obs])}  # [2, B, *obs_shape]
+
+        def steps(obs: torch.Tensor) -> torch.Tensor:
+            picked = obs[:-1].reshape(t * n, *obs.shape[2:]).index_select(0, flat)
+            return torch.stack([picked, picked])  # [2, B, *obs_shape]
+
+        out = {"obs": map_obs(steps, self.obs)}
         for f in self._present():
             if f.name != "obs":
                 x = getattr(self, f.name)
@@ -146,7 +155,7 @@ class Batch:
     def record_stream(self, stream: torch.cuda.Stream) -> None:
         """Mark the tensors as used on ``stream`` (they were made on another one)."""
         for f in self._present():
-            getattr(self, f.name).record_stream(stream)
+            map_obs(lambda x: x.record_stream(stream), getattr(self, f.name))
 
     @property
     def transitions(self) -> int:

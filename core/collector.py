@@ -31,10 +31,10 @@ from typing import Protocol
 
 import numpy as np
 
-from protocol.rollout import Rollout
+from protocol.rollout import Obs, Rollout, wire_obs
 from protocol.spec import RunSpec
 
-# act(obs [N, *obs_shape]) -> (actions [N] or [N, *act_shape], logp [N])
+# act(obs [N, *obs_shape] or a Dict's {key: [N, *shape]}) -> (actions [N] or [N, *act_shape], logp [N])
 ActFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -43,6 +43,15 @@ class Memory(Protocol):
 
     def memory(self, n: int) -> np.ndarray: ...  # [N, S] before the next step
     def forget(self, restarting: np.ndarray | None = None) -> None: ...
+
+
+def _put(rows: Obs, t: int, obs: Obs) -> None:
+    """Row t of a rollout's observations (each key's, for a Dict) = one step's."""
+    if isinstance(rows, dict):
+        for key, value in obs.items():
+            rows[key][t] = value
+    else:
+        rows[t] = obs
 
 
 class EnvFailure(RuntimeError):
@@ -65,7 +74,6 @@ class RolloutCollector:
         self.memory = memory
         self.spec = spec
         self.n = envs.num_envs
-        self.obs_dtype = np.dtype(spec.obs_dtype)
         self.to_env = to_env if to_env is not None else (lambda a: a)
         self.max_failures = max_failures
         self.on_env_error = on_env_error
@@ -78,7 +86,7 @@ class RolloutCollector:
         obs, _ = self.envs.reset(seed=seed)
         if self.memory is not None:
             self.memory.forget()  # every env starts an episode
-        self.obs = np.asarray(obs, dtype=self.obs_dtype)  # [N, *obs]
+        self.obs = wire_obs(self.spec, obs)  # [N, *obs], or a Dict's {key: [N, *shape]}
         self.autoreset = np.zeros(self.n, dtype=bool)  # next step is an autoreset step
         self.ep_return = np.zeros(self.n, dtype=np.float64)
         self.ep_len = np.zeros(self.n, dtype=np.int64)
@@ -112,7 +120,7 @@ class RolloutCollector:
         if self.memory is not None:
             r.core_state = self.memory.memory(self.n)  # [N, S] before obs[0]
         for t in range(t_len):
-            r.obs[t] = self.obs
+            _put(r.obs, t, self.obs)
             a, lp = act(self.obs)
             r.actions[t] = a
             r.logp[t] = lp
@@ -150,8 +158,8 @@ class RolloutCollector:
             self.autoreset = done
             if self.memory is not None:
                 self.memory.forget(~step_valid)  # their next observation is a reset's
-            self.obs = np.asarray(next_obs, dtype=self.obs_dtype)
-        r.obs[t_len] = self.obs
+            self.obs = wire_obs(self.spec, next_obs)
+        _put(r.obs, t_len, self.obs)
         self._failures_in_a_row = self._failures_in_a_row + 1 if failed else 0
         if self._failures_in_a_row >= self.max_failures:
             raise EnvFailure(f"environment raised in {self._failures_in_a_row} rollouts in a row")

@@ -25,6 +25,7 @@ import numpy as np
 from core.envs import EnvSpecError, make_vec_env
 from core.models import ModelConfig
 from core.policy import Policy
+from protocol.rollout import wire_obs
 from protocol.spec import RunSpec
 
 
@@ -67,12 +68,9 @@ def play(
     ``record_episodes`` episodes: the reset's, then one after each step (length + 1)."""
     policy = Policy(ModelConfig.from_spec(spec), temperature=temperature, seed=seed)
     policy.load(weights, version=0)
-    obs_dtype = np.dtype(spec.obs_dtype)
     recording = on_frame is not None and record_episodes > 0
     if not recording:
-        return _side_by_side(
-            spec, policy, obs_dtype, episodes, seed, deterministic, max_steps, should_stop
-        )
+        return _side_by_side(spec, policy, episodes, seed, deterministic, max_steps, should_stop)
     envs, renders = _make_env(spec, recording)
     returns: list[float] = []
     lengths: list[int] = []
@@ -80,7 +78,7 @@ def play(
 
     def frame(obs: np.ndarray) -> None:
         if recording and len(returns) < record_episodes:
-            on_frame(len(returns), _render(envs) if renders else obs_frame(obs[0]))
+            on_frame(len(returns), _render(envs) if renders else obs_frame(_image(obs)[0]))
 
     try:
         obs, _ = envs.reset(seed=seed)
@@ -89,7 +87,7 @@ def play(
         while len(returns) < episodes:
             if (max_steps is not None and steps >= max_steps) or (should_stop and should_stop()):
                 break
-            o = np.asarray(obs, dtype=obs_dtype)  # [1, *obs_shape]
+            o = wire_obs(spec, obs)  # [1, *obs_shape]
             actions = policy.act_greedy(o) if deterministic else policy.act(o)[0]
             obs, reward, terminated, truncated, _ = envs.step(policy.to_env(actions))
             ret += float(reward[0])
@@ -117,7 +115,6 @@ WAVE = 100
 def _side_by_side(
     spec: RunSpec,
     policy: Policy,
-    obs_dtype: np.dtype,
     episodes: int,
     seed: int,
     deterministic: bool,
@@ -147,7 +144,7 @@ def _side_by_side(
                 ):
                     stopped = True
                     break
-                o = np.asarray(obs, dtype=obs_dtype)  # [k, *obs_shape]
+                o = wire_obs(spec, obs)  # [k, *obs_shape]
                 actions = policy.act_greedy(o) if deterministic else policy.act(o)[0]
                 obs, reward, terminated, truncated, _ = envs.step(policy.to_env(actions))
                 ret += np.where(running, reward, 0.0)
@@ -175,6 +172,17 @@ def _make_env(spec: RunSpec, recording: bool):
         except (EnvSpecError, TypeError):  # no render_mode argument (ale-py's vector env)
             pass
     return make_vec_env(spec.env_id, 1, kwargs, spec.env_family), False
+
+
+def _image(obs) -> np.ndarray:
+    """What a video shows of an observation that cannot be rendered: the observation,
+    or a Dict's first image key."""
+    if not isinstance(obs, dict):
+        return obs
+    images = [v for v in obs.values() if np.asarray(v).dtype == np.uint8]
+    if not images:
+        raise ValueError("cannot record video: the env does not render and has no image key")
+    return images[0]
 
 
 def _render(envs) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from core.models import ActorCritic, ModelConfig, load_arrays
+from protocol.rollout import Obs, map_obs, obs_rows
 
 
 class Policy:
@@ -72,20 +73,21 @@ class Policy:
         elif self.state is not None and restarting.any():
             self.state[torch.from_numpy(np.asarray(restarting, dtype=bool))] = 0.0
 
-    def _output(self, obs: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(obs)
-        if self.recurrent and (self.state is None or self.state.shape[0] != len(obs)):
-            self.state = self.model.initial_state(len(obs))
+    def _output(self, obs: Obs) -> np.ndarray:
+        x = map_obs(torch.from_numpy, obs)
+        n = obs_rows(obs)
+        if self.recurrent and (self.state is None or self.state.shape[0] != n):
+            self.state = self.model.initial_state(n)
         out, self.state = self.model.step(x, self.state)
         return out.numpy()  # [N, out_dim]
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """obs [N, *obs_shape] -> (actions [N] int64 or [N, *act] float32, logp [N])."""
+    def act(self, obs: Obs) -> tuple[np.ndarray, np.ndarray]:
+        """obs [N, *obs_shape] (a Dict's: {key: [N, *shape]}) -> (actions [N] int64 or [N, *act] float32, logp [N])."""
         return self.model.head.sample(self._output(obs), self.rng, self.temperature)
 
     @torch.inference_mode()
-    def act_greedy(self, obs: np.ndarray) -> np.ndarray:
+    def act_greedy(self, obs: Obs) -> np.ndarray:
         """obs [N, *obs_shape] -> the most likely actions (evaluation, not acting)."""
         return self.model.head.mode(self._output(obs))
 

@@ -54,11 +54,21 @@ def build_spec(cfg: LearnerConfig) -> RunSpec:
     """The run spec actors get, from the flags and the environment's spaces."""
     env_kwargs = cfg.env_kwargs_dict
     env = describe(cfg.env, env_kwargs)
-    encoder = (
-        cfg.encoder
-        if cfg.encoder != "auto"
-        else default_encoder(env["obs_shape"], env["obs_dtype"])
-    )
+    if env.get("obs_keys"):  # a Dict: each key gets the encoder its space calls for
+        if cfg.encoder != "auto":
+            raise BuildError(
+                f"--encoder {cfg.encoder}: {cfg.env} has Dict observations, whose keys each "
+                "get their own encoder (cnn for images, mlp otherwise); leave it auto"
+            )
+        if cfg.obs_norm:
+            raise BuildError("--obs-norm is for Box vector observations, not Dict ones")
+        encoder = "dict"
+    else:
+        encoder = (
+            cfg.encoder
+            if cfg.encoder != "auto"
+            else default_encoder(env["obs_shape"], env["obs_dtype"])
+        )
     if cfg.obs_norm and env["obs_dtype"] == "|u1":
         raise BuildError("--obs-norm is for vector observations; images are scaled by the CNN")
     model = {"encoder": encoder, "hidden": list(cfg.hidden), "obs_norm": cfg.obs_norm}

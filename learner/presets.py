@@ -190,7 +190,7 @@ def preset_for(
         env = describe(env_id)  # builds the env once to read its spaces
     except Exception:  # noqa: BLE001 - the build makes the env again and reports why not
         return None
-    obs = "image" if env["obs_dtype"] == "|u1" else "vector"
+    obs = "dict" if env.get("obs_keys") else "image" if env["obs_dtype"] == "|u1" else "vector"
     return next(
         (
             p

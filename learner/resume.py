@@ -22,6 +22,7 @@ INCOMPATIBLE_SPEC = (
     "coordination",
     "obs_shape",
     "obs_dtype",
+    "obs_keys",
     "action_kind",
     "action_n",
     "action_shape",

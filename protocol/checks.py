@@ -20,9 +20,11 @@ from protocol.rollout import (
     EPISODE_DTYPES,
     GRADIENT_ROLLOUT_ARRAYS,
     layout,
+    obs_arrays,
+    packed_names,
     wire_names,
 )
-from protocol.spec import RunSpec
+from protocol.spec import ObsPart, RunSpec
 
 # Rewards beyond this magnitude are treated as corrupt input, not as a signal.
 MAX_ABS_REWARD = 1e6
@@ -75,14 +77,15 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
         raise InvalidMessage("missing_array", ",".join(sorted(missing)))
     if extra:  # e.g. whole observations in a frame-stacked run, or the other way round
         raise InvalidMessage("unexpected_array", ",".join(sorted(extra)))
+    stacked = {p.name: p for p in spec.obs_parts if p.frame_stack > 1}
     for name, (dtype, shape) in layout(spec, num_envs).items():
-        if name == "obs" and spec.frame_stack > 1:
-            _check_packed_obs(a, spec, shape)
+        if name in stacked:
+            _check_packed_obs(a, stacked[name], shape)
         else:
             _expect(a[name], name, dtype, shape)
     _check_actions(a["actions"], spec)
-    for name in ("obs", "frames"):
-        if name in a and a[name].dtype.kind == "f":
+    for name in obs_arrays(spec):
+        if a[name].dtype.kind == "f":
             _finite(a[name], name)
     _finite(a["logp"], "logp")
     if CORE_STATE in a:
@@ -140,19 +143,20 @@ def check_steps(a: Mapping[str, np.ndarray]) -> None:
         )
 
 
-def _check_packed_obs(a: Mapping[str, np.ndarray], spec: RunSpec, obs_shape: tuple) -> None:
-    """frames [M, *frame] in the obs dtype, M bounded by whole stacks everywhere;
+def _check_packed_obs(a: Mapping[str, np.ndarray], part: ObsPart, obs_shape: tuple) -> None:
+    """frames [M, *frame] in the part's dtype, M bounded by whole stacks everywhere;
     stack_idx [T+1, N, S] int32 pointing into them."""
     t1, n, s = obs_shape[:3]
-    frames, idx = a["frames"], a["stack_idx"]
+    frames_name, idx_name = packed_names(part)
+    frames, idx = a[frames_name], a[idx_name]
     m = frames.shape[0] if frames.ndim == len(obs_shape) - 2 else -1
     if m > framing.max_frames(t1 - 1, n, s):
-        raise InvalidMessage("bad_shape", "more frames than whole stacks would need")
-    _expect(frames, "frames", spec.obs_dtype, (m, *obs_shape[3:]))
-    _expect(idx, "stack_idx", framing.STACK_IDX_DTYPE, (t1, n, s))
+        raise InvalidMessage("bad_shape", f"{frames_name}: more frames than whole stacks need")
+    _expect(frames, frames_name, part.dtype, (m, *obs_shape[3:]))
+    _expect(idx, idx_name, framing.STACK_IDX_DTYPE, (t1, n, s))
     problem = framing.check_stack_idx(idx, m)
     if problem:
-        raise InvalidMessage("out_of_range", problem)
+        raise InvalidMessage("out_of_range", f"{idx_name}: {problem}")
 
 
 def check_params(

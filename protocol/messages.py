@@ -13,7 +13,8 @@ fields, fields of the wrong type, and arrays not listed here are decode errors.
 Arrays: an Experience carries exactly the arrays of one rollout, whose names, dtypes
 and shapes are defined in protocol/rollout.py (from the RunSpec); a frame-stacked run's
 observations travel as distinct frames plus indices (protocol/frames.py), and a recurrent
-run's carries ``core_state``, its cores' state at the rollout's start. A Gradient carries
+run's carries ``core_state``, its cores' state at the rollout's start, and a Dict
+observation's keys travel each as ``obs/<key>`` (or its frames and indices). A Gradient carries
 ``grad/<param>`` float32 arrays (one per network parameter) plus the rollout's rewards,
 flags and episode arrays; a Weights message carries ``<param>`` float32 arrays (with ``obs_norm.mean`` and
 ``obs_norm.var`` when the run normalises observations).
@@ -49,8 +50,9 @@ from protocol.rollout import (
 #    normaliser's obs_norm.mean and obs_norm.var (float32, the observation's shape).
 # 6: RunSpec's network is one map, ``model`` (encoder, hidden, obs_norm), checked by the
 #    receiver's model table (core/models), instead of three fields of its own.
-# 7: RunSpec gained core_state_size; a recurrent run's Experience carries core_state, the
-#    core's state per env at the rollout's start.
+# 7: RunSpec gained core_state_size (a recurrent run's Experience carries core_state, the
+#    core's state per env at the rollout's start) and obs_keys (a Dict observation's
+#    keys, each on the wire as obs/<key>).
 SCHEMA_VERSION = 7
 
 # Array dtypes allowed on the wire, as numpy's little-endian type strings. Anything else
@@ -146,6 +148,8 @@ class Experience(ArrayMessage):
     # recurrent core's state, depends on the run spec (checks.check_experience); the
     # codec admits all of them.
     ARRAYS: ClassVar[frozenset[str]] = frozenset((*ROLLOUT_ARRAYS, *PACKED_OBS_ARRAYS, CORE_STATE))
+    # A Dict observation's keys: obs/<key>, or obs/<key>/frames and obs/<key>/stack_idx.
+    ARRAY_PREFIX: ClassVar[str | None] = "obs/"
     actor_id: str = ""
     incarnation: str = ""
     seq: int = 0

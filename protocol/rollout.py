@@ -37,18 +37,24 @@ torch tensors are made in core/batch.py.
 Frame-stacked runs (``RunSpec.frame_stack``) send ``obs`` as distinct frames plus
 indices (protocol/frames.py); the learner's ``Rollout`` then holds a ``PackedObs``,
 which core/batch.py unpacks on the training device.
+
+A Dict observation space (``RunSpec.obs_keys``) makes ``obs`` a map {key: array}, each
+key [T+1, N, *its shape] in its own dtype, on the wire as ``obs/<key>`` (a
+frame-stacked key as ``obs/<key>/frames`` and ``obs/<key>/stack_idx``). ``map_obs``
+applies a function to whichever form an observation has.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from protocol import frames as framing
-from protocol.spec import RunSpec
+from protocol.spec import ObsPart, RunSpec
 
 EPISODE_ARRAYS = ("ep_returns", "ep_lengths")
 STEP_ARRAYS = ("actions", "logp", "rewards", "terminated", "truncated", "valid")
@@ -62,9 +68,74 @@ PACKED_OBS_ARRAYS = ("frames", "stack_idx")
 CORE_STATE = "core_state"
 
 
+# An observation (a step's [N, ...], or a rollout's [T+1, N, ...]): one array, or one
+# per key of a Dict space.
+Obs = Any  # np.ndarray | PackedObs | dict[str, np.ndarray | PackedObs], or torch's
+
+
+def map_obs(fn: Callable[[Any], Any], obs: Obs) -> Obs:
+    """``fn`` applied to the array of a Box observation or to each key's of a Dict one."""
+    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
+def obs_rows(obs: Obs) -> int:
+    """The length of an observation's first axis (N envs for a step)."""
+    return len(next(iter(obs.values())) if isinstance(obs, dict) else obs)
+
+
+def packed_names(part: ObsPart) -> tuple[str, str]:
+    """The frames and stack_idx arrays of a frame-stacked part."""
+    if part.key is None:
+        return PACKED_OBS_ARRAYS
+    return f"{part.name}/frames", f"{part.name}/stack_idx"
+
+
 def obs_arrays(spec: RunSpec) -> tuple[str, ...]:
     """The names the observations of one rollout of ``spec`` travel under."""
-    return PACKED_OBS_ARRAYS if spec.frame_stack > 1 else ("obs",)
+    names: list[str] = []
+    for part in spec.obs_parts:
+        names += packed_names(part) if part.frame_stack > 1 else [part.name]
+    return tuple(names)
+
+
+def wire_obs(spec: RunSpec, raw: Any) -> Obs:
+    """An env's observation as it travels: each array in its part's wire dtype
+    (float64 vectors as float32), a Dict's keys as the spec lists them."""
+    parts = spec.obs_parts
+    if parts[0].key is None:
+        return np.asarray(raw, dtype=parts[0].dtype)
+    return {p.key: np.asarray(raw[p.key], dtype=p.dtype) for p in parts}
+
+
+def _obs_to_arrays(obs: Obs) -> dict[str, np.ndarray]:
+    """A rollout's observations under their wire names."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in obs.items() if isinstance(obs, dict) else [(None, obs)]:
+        part = ObsPart(key, (), "")
+        if isinstance(value, PackedObs):
+            frames, idx = packed_names(part)
+            out.update({frames: value.frames, idx: value.stack_idx})
+        else:
+            out[part.name] = value
+    return out
+
+
+def _obs_from_arrays(arrays: Mapping[str, np.ndarray]) -> Obs:
+    """The inverse of ``_obs_to_arrays`` on a checked message's arrays."""
+    if "obs" in arrays:
+        return arrays["obs"]
+    if "frames" in arrays:
+        return PackedObs(arrays["frames"], arrays["stack_idx"])
+    keys = dict.fromkeys(name.split("/")[1] for name in arrays if name.startswith("obs/"))
+    out: dict[str, np.ndarray | PackedObs] = {}
+    for key in keys:
+        name = f"obs/{key}"
+        out[key] = (
+            arrays[name]
+            if name in arrays
+            else PackedObs(arrays[f"{name}/frames"], arrays[f"{name}/stack_idx"])
+        )
+    return out
 
 
 def wire_names(spec: RunSpec) -> frozenset[str]:
@@ -133,9 +204,10 @@ def layout(spec: RunSpec, num_envs: int) -> dict[str, tuple[str, tuple[int, ...]
     t, n = spec.rollout_len, num_envs
     act_tail = () if spec.action_kind == "discrete" else tuple(spec.action_shape)
     state = {CORE_STATE: ("<f4", (n, spec.core_state_size))} if spec.core_state_size else {}
+    obs = {p.name: (p.dtype, (t + 1, n, *p.shape)) for p in spec.obs_parts}
     return {
         **state,
-        "obs": (spec.obs_dtype, (t + 1, n, *spec.obs_shape)),
+        **obs,
         "actions": (spec.action_dtype, (t, n, *act_tail)),
         "logp": ("<f4", (t, n)),
         "rewards": ("<f4", (t, n)),
@@ -147,7 +219,7 @@ def layout(spec: RunSpec, num_envs: int) -> dict[str, tuple[str, tuple[int, ...]
 
 @dataclass
 class Rollout:
-    obs: np.ndarray | PackedObs  # [T+1, N, *obs_shape]
+    obs: Obs  # [T+1, N, *obs_shape], packed, or a Dict's {key: [T+1, N, *shape]}
     actions: np.ndarray  # [T, N] or [T, N, *act_shape]
     logp: np.ndarray  # [T, N]
     rewards: np.ndarray  # [T, N]
@@ -165,33 +237,27 @@ class Rollout:
             name: np.zeros(shape, dtype=dtype)
             for name, (dtype, shape) in layout(spec, num_envs).items()
         }
+        obs = _obs_from_arrays(arrays)
+        rest = {k: v for k, v in arrays.items() if k != "obs" and not k.startswith("obs/")}
         empty = {k: np.zeros(0, dtype=d) for k, d in EPISODE_DTYPES.items()}
-        return cls(**arrays, **empty)
+        return cls(obs=obs, **rest, **empty)
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Rollout:
         """From the arrays of a (checked) Experience message; no copy."""
-        obs = (
-            PackedObs(arrays["frames"], arrays["stack_idx"])
-            if "frames" in arrays
-            else arrays["obs"]
-        )
         return cls(
-            obs=obs,
+            obs=_obs_from_arrays(arrays),
             core_state=arrays.get(CORE_STATE),
             **{name: arrays[name] for name in ROLLOUT_ARRAYS if name != "obs"},
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays as they are held (``obs`` whole, or packed; no ``core_state``
-        in a feed-forward run)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        """The arrays under their wire names, as they are held (``obs`` whole or
+        packed, a Dict's keys each; no ``core_state`` in a feed-forward run)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "obs"}
         if self.core_state is None:
             del out[CORE_STATE]
-        if isinstance(self.obs, PackedObs):
-            del out["obs"]
-            out.update(frames=self.obs.frames, stack_idx=self.obs.stack_idx)
-        return out
+        return {**_obs_to_arrays(self.obs), **out}
 
     def gradient_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a Gradient message carries of this rollout (beside ``grad/...``)."""
@@ -199,11 +265,22 @@ class Rollout:
 
     def wire_arrays(self, spec: RunSpec) -> dict[str, np.ndarray]:
         """The arrays an Experience message of ``spec`` carries: frame-stacked
-        observations packed so that each frame travels once."""
-        if spec.frame_stack > 1 and not isinstance(self.obs, PackedObs):
-            frames, stack_idx = framing.pack(self.obs)
-            return Rollout(**{**vars(self), "obs": PackedObs(frames, stack_idx)}).arrays()
-        return self.arrays()
+        observations (or Dict keys) packed so that each frame travels once."""
+        stacked = {p.key for p in spec.obs_parts if p.frame_stack > 1}
+        if not stacked:
+            return self.arrays()
+
+        def pack(key: str | None, value: Any) -> Any:
+            if key not in stacked or isinstance(value, PackedObs):
+                return value
+            return PackedObs(*framing.pack(value))
+
+        obs = (
+            {k: pack(k, v) for k, v in self.obs.items()}
+            if isinstance(self.obs, dict)
+            else pack(None, self.obs)
+        )
+        return Rollout(**{**vars(self), "obs": obs}).arrays()
 
     @property
     def num_steps(self) -> int:
@@ -230,8 +307,16 @@ class Rollout:
             parts = [getattr(r, f.name) for r in rollouts]
             if f.name == CORE_STATE and parts[0] is None:
                 out[f.name] = None
-            elif f.name == "obs" and isinstance(parts[0], PackedObs):
-                out["obs"] = PackedObs.concat(parts)
+            elif f.name == "obs" and isinstance(parts[0], dict):
+                out["obs"] = {k: _concat_obs([p[k] for p in parts]) for k in parts[0]}
+            elif f.name == "obs":
+                out["obs"] = _concat_obs(parts)
             else:
                 out[f.name] = np.concatenate(parts, axis=step_axis.get(f.name, 0))
         return Rollout(**out)
+
+
+def _concat_obs(parts: Sequence[np.ndarray | PackedObs]) -> np.ndarray | PackedObs:
+    if isinstance(parts[0], PackedObs):
+        return PackedObs.concat(parts)
+    return np.concatenate(parts, axis=1)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,10 @@ INTEGER_ACTIONS = ("discrete", "multi_discrete", "multi_binary")
 OBS_DTYPES = ("<f4", "|u1")
 # Largest observation (values per step and env) and action space a spec may describe.
 MAX_ELEMENTS = 1 << 22
+# Dict observations: how many keys, and what a key may be called (it names wire arrays,
+# ``obs/<key>``, and the network's modules, so no '/' and no '.').
+MAX_OBS_KEYS = 64
+OBS_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Largest recurrent state per env (an LSTM of 32768 units keeps 65536 values).
 MAX_CORE_STATE = 1 << 16
 
@@ -58,6 +63,53 @@ def component_sizes(low: Sequence[float], high: Sequence[float]) -> tuple[int, .
 
 class SpecError(ValueError):
     """A RunSpec with a missing, extra or out-of-range field."""
+
+
+@dataclass(frozen=True)
+class ObsPart:
+    """One array of an observation: the whole observation of a Box space (``key``
+    None, on the wire as ``obs``), or one key of a Dict space (``obs/<key>``). A part
+    that is a stack of ``frame_stack`` frames on its first axis travels as distinct
+    frames plus indices (protocol/frames.py)."""
+
+    key: str | None
+    shape: tuple[int, ...]
+    dtype: str
+    frame_stack: int = 0
+
+    @property
+    def name(self) -> str:
+        return "obs" if self.key is None else f"obs/{self.key}"
+
+
+def _check_obs_part(part: ObsPart) -> None:
+    what = "obs_shape" if part.key is None else f"observation key {part.key!r}"
+    if part.dtype not in OBS_DTYPES:
+        raise SpecError(f"{what}: dtype must be one of {OBS_DTYPES}")
+    if not part.shape or any(d < 1 for d in part.shape) or len(part.shape) > 6:
+        raise SpecError(f"{what} must have 1 to 6 positive dims")
+    if math.prod(part.shape) > MAX_ELEMENTS:
+        raise SpecError(f"{what}: an observation may hold at most {MAX_ELEMENTS} values")
+    if part.frame_stack and not (
+        2 <= part.frame_stack <= 64 and len(part.shape) >= 2 and part.shape[0] == part.frame_stack
+    ):
+        raise SpecError(f"{what}: frame_stack must be 0, or 2 to 64 and the first dimension")
+
+
+def _dict_part(key: Any, entry: Any) -> ObsPart:
+    """One entry of RunSpec.obs_keys, checked as strictly as a field."""
+    if not isinstance(key, str) or not OBS_KEY.fullmatch(key):
+        raise SpecError("observation keys must be 1 to 64 letters, digits, '_' or '-'")
+    if not isinstance(entry, dict) or set(entry) != {"shape", "dtype", "frame_stack"}:
+        raise SpecError(f"observation key {key!r} needs exactly shape, dtype and frame_stack")
+    shape, dtype, stack = entry["shape"], entry["dtype"], entry["frame_stack"]
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in shape
+    ):
+        raise SpecError(f"observation key {key!r}: shape must be a list of integers")
+    if not isinstance(dtype, str) or not isinstance(stack, int) or isinstance(stack, bool):
+        raise SpecError(f"observation key {key!r}: dtype is a string, frame_stack an integer")
+    return ObsPart(key, tuple(shape), dtype, stack)
 
 
 @dataclass(frozen=True)
@@ -92,6 +144,11 @@ class RunSpec:
     # 4 x 84 x 84); each frame then crosses the wire once (protocol/frames.py). 0: not
     # stacked, observations travel whole.
     frame_stack: int = 0
+    # A Dict observation space: {key: {"shape": [...], "dtype": "<f4" | "|u1",
+    # "frame_stack": 0 | S}} for each of its keys (each a Box), in the env's key order.
+    # Each key travels as its own array, ``obs/<key>`` (or its frames and indices), and
+    # obs_shape is then [] (obs_dtype and frame_stack describe nothing and stay default).
+    obs_keys: dict = field(default_factory=dict)
     # A recurrent core's state, in float32 values per env: each Experience carries the
     # state its envs were in at the rollout's first step (``core_state`` [N, size]),
     # from which the learner unrolls the core. 0: a feed-forward network, no state.
@@ -106,32 +163,43 @@ class RunSpec:
             raise SpecError("coordination must be a name of 1 to 64 characters")
         if self.action_kind not in ACTION_KINDS:
             raise SpecError(f"action_kind must be one of {ACTION_KINDS}")
-        if self.obs_dtype not in OBS_DTYPES:
-            raise SpecError(f"obs_dtype must be one of {OBS_DTYPES}")
         if not 1 <= self.num_envs <= 65536:
             raise SpecError("num_envs must be in [1, 65536]")
         if not 1 <= self.rollout_len <= 65536:
             raise SpecError("rollout_len must be in [1, 65536]")
-        if not self.obs_shape or any(d < 1 for d in self.obs_shape) or len(self.obs_shape) > 6:
-            raise SpecError("obs_shape must have 1 to 6 positive dims")
-        if math.prod(self.obs_shape) > MAX_ELEMENTS:
-            raise SpecError(f"an observation may hold at most {MAX_ELEMENTS} values")
+        self._check_observations()
         if self.action_kind == "discrete" and not 2 <= self.action_n <= MAX_ELEMENTS:
             raise SpecError(f"a discrete action space needs 2 <= action_n <= {MAX_ELEMENTS}")
         if self.action_kind != "discrete":
             self._check_action_shape()
-        if self.frame_stack and not (
-            2 <= self.frame_stack <= 64
-            and len(self.obs_shape) >= 2
-            and self.obs_shape[0] == self.frame_stack
-        ):
-            raise SpecError("frame_stack must be 0, or 2 to 64 and the first obs dimension")
         if not 0 <= self.core_state_size <= MAX_CORE_STATE:
             raise SpecError(f"core_state_size must be in [0, {MAX_CORE_STATE}]")
         if not 1 <= self.max_in_flight <= 1024:
             raise SpecError("max_in_flight must be in [1, 1024]")
         if not self.heartbeat_s > 0:
             raise SpecError("heartbeat_s must be > 0")
+
+    def _check_observations(self) -> None:
+        if self.obs_keys:
+            if len(self.obs_keys) > MAX_OBS_KEYS:
+                raise SpecError(f"a Dict observation may have at most {MAX_OBS_KEYS} keys")
+            if self.obs_shape or self.frame_stack or self.obs_dtype != "<f4":
+                raise SpecError("a Dict observation's obs_shape is [], its keys say the rest")
+        elif not self.obs_shape:
+            raise SpecError("obs_shape must have 1 to 6 positive dims")
+        parts = self.obs_parts
+        for part in parts:
+            _check_obs_part(part)
+        if sum(math.prod(p.shape) for p in parts) > MAX_ELEMENTS:
+            raise SpecError(f"an observation may hold at most {MAX_ELEMENTS} values")
+
+    @property
+    def obs_parts(self) -> tuple[ObsPart, ...]:
+        """The arrays an observation is made of: one for a Box space, one per key of a
+        Dict space."""
+        if not self.obs_keys:
+            return (ObsPart(None, tuple(self.obs_shape), self.obs_dtype, self.frame_stack),)
+        return tuple(_dict_part(k, v) for k, v in self.obs_keys.items())
 
     def _check_action_shape(self) -> None:
         kind = self.action_kind.replace("_", " ")

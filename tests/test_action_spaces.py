@@ -57,14 +57,6 @@ def test_a_multi_binary_space_is_its_shape_without_bounds():
     assert "action_low" not in fields
 
 
-def test_a_dict_observation_space_is_refused_with_the_way_round_it():
-    obs = gym.spaces.Dict({"pos": gym.spaces.Box(0, 1, (2,)), "goal": gym.spaces.Box(0, 1, (2,))})
-    with pytest.raises(
-        EnvSpecError, match="Dict observation spaces are not supported yet.*FlattenObservation"
-    ):
-        spaces_to_spec_fields("x", obs, gym.spaces.Discrete(2))
-
-
 def test_tuple_and_dict_action_spaces_are_refused_by_name():
     space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3)))
     with pytest.raises(EnvSpecError, match="MultiDiscrete and MultiBinary are"):

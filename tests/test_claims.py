@@ -300,6 +300,8 @@ def test_a_raw_client_inventing_solved_episodes_cannot_end_a_default_run(tmp_pat
     import msgpack
     import zmq
 
+    from protocol.messages import SCHEMA_VERSION
+
     budget = 120_000  # env steps: the invented 100 episodes of 500 end near 55k
     learner = start_learner(
         tmp_path, "--actors", "0", "--max-env-steps", str(budget), "--log-interval-s", "0.5"
@@ -314,7 +316,7 @@ def test_a_raw_client_inventing_solved_episodes_cannot_end_a_default_run(tmp_pat
         def send(kind: str, fields: dict, arrays: dict | None = None) -> None:
             arrays = arrays or {}
             header = {
-                "v": 6,
+                "v": SCHEMA_VERSION,  # a raw client speaking the current schema
                 "type": kind,
                 "fields": fields,
                 "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in arrays.items()],

@@ -26,9 +26,9 @@ BUDGET = 400_000
 HANG_S = 900
 
 
-@pytest.mark.slow
-def test_cnn_learns_catch_from_pixels_through_real_actors(tmp_path):
-    argv = ["--env", "zmq_a3c/Catch-v0", "--algo", "a2c", "--actors", "2", "--seed", "1"]
+def learn_catch(tmp_path, env: str):
+    """a2c on ``env`` to a mean return of 0.8 within the budget: (learner, summary, config)."""
+    argv = ["--env", env, "--algo", "a2c", "--actors", "2", "--seed", "1"]
     argv += ["--envs", "16", "--rollout-len", "16", "--lr", "1e-3", "--entropy-coef", "0.01"]
     argv += ["--target-return", "0.8", "--max-env-steps", str(BUDGET)]
     argv += ["--checkpoint-every-s", "0"]
@@ -45,9 +45,26 @@ def test_cnn_learns_catch_from_pixels_through_real_actors(tmp_path):
     # (the window may move while those are played: the summary's is the last one).
     assert summary["solved"] and summary["mean_return_100_at_start"] >= 0.8, summary
     assert summary["solved_on"] == "learner_played" and summary["confirm_mean_return"] >= 0.8
-    config = json.loads((tmp_path / "config.json").read_text())
+    progress = learner.events("progress")
+    assert progress and progress[-1]["rejected"] == 0
+    return learner, summary, json.loads((tmp_path / "config.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_dict_observation_is_learned_key_by_key_through_real_actors(tmp_path):
+    """CatchDict: the ball only in a stacked image key (CNN, each frame once on the
+    wire), the paddle only in a float vector key (MLP): neither alone can catch.
+    Measured 2026-12-03, seed 1: 122k env steps, 27 s (Catch from pixels: 78k-190k)."""
+    _, _, config = learn_catch(tmp_path, "zmq_a3c/CatchDict-v0")
+    spec = config["spec"]
+    assert spec["model"]["encoder"] == "dict" and spec["obs_shape"] == []
+    assert spec["obs_keys"]["image"] == {"shape": [4, 40, 40], "dtype": "|u1", "frame_stack": 4}
+    assert spec["obs_keys"]["paddle"] == {"shape": [10], "dtype": "<f4", "frame_stack": 0}
+
+
+@pytest.mark.slow
+def test_cnn_learns_catch_from_pixels_through_real_actors(tmp_path):
+    learner, _, config = learn_catch(tmp_path, "zmq_a3c/Catch-v0")
     assert config["spec"]["model"]["encoder"] == "cnn"
     assert config["spec"]["frame_stack"] == 4 and config["spec"]["obs_dtype"] == "|u1"
     assert {e["actor_id"] for e in learner.events("actor_joined")} == {"local-0", "local-1"}
-    progress = learner.events("progress")
-    assert progress and progress[-1]["rejected"] == 0

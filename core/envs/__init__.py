@@ -46,20 +46,39 @@ def describe(env_id: str, env_kwargs: dict | None = None) -> dict[str, Any]:
         stack = family.frame_stack(envs)
     finally:
         envs.close()
-    return {"env_family": family.name, "frame_stack": stack if stack > 1 else 0, **fields}
+    keys = fields.get("obs_keys")
+    if not keys:
+        return {"env_family": family.name, "frame_stack": stack if stack > 1 else 0, **fields}
+    stacks = stack if isinstance(stack, dict) else {}
+    if not isinstance(stack, dict) and stack > 1 or stacks.keys() - keys.keys():
+        raise EnvSpecError(
+            f"{env_id}: a Dict observation's env names its stacked keys in "
+            f"metadata['frame_stack'] as {{key: frames}}, got {stack!r}"
+        )
+    for key, frames in stacks.items():
+        keys[key]["frame_stack"] = frames if frames > 1 else 0
+    return {"env_family": family.name, **fields}
 
 
 def reward_threshold(env_id: str) -> float | None:
     return family_for(env_id).reward_threshold(env_id)
 
 
-def check_env_matches(envs: gym.vector.VectorEnv, obs_shape: tuple, obs_dtype: str) -> None:
-    """Refuse an env whose observations differ from what the run spec says."""
+def check_env_matches(envs: gym.vector.VectorEnv, spec: Any) -> None:
+    """Refuse an env whose observations differ from what the run spec says (each key of
+    a Dict observation: its shape and wire dtype)."""
     space = envs.single_observation_space
-    if tuple(space.shape) != tuple(obs_shape) or wire_obs_dtype(space.dtype) != obs_dtype:
-        raise EnvSpecError(
-            f"env observations {space.shape} {space.dtype} != run spec {obs_shape} {obs_dtype}"
-        )
+    for part in spec.obs_parts:
+        sub = space if part.key is None else getattr(space, "spaces", {}).get(part.key)
+        shape = tuple(getattr(sub, "shape", None) or ())
+        dtype = wire_obs_dtype(sub.dtype) if getattr(sub, "dtype", None) is not None else None
+        if shape != part.shape or dtype != part.dtype:
+            raise EnvSpecError(
+                f"env observations ({part.name}) {shape} {dtype} != run spec "
+                f"{list(part.shape)} {part.dtype}"
+            )
+    if spec.obs_keys and set(getattr(space, "spaces", {})) != set(spec.obs_keys):
+        raise EnvSpecError(f"env observation keys differ from the run spec's {list(spec.obs_keys)}")
 
 
 __all__ = [

@@ -10,6 +10,12 @@ frames (each cell 4x4 pixels, ball 255, paddle 128), the last 4 stacked (on rese
 stack holds copies of the first frame), like Atari's, so the frame-once wire and the
 CNN are exercised exactly as on Atari.
 
+``zmq_a3c/CatchDict-v0`` is the same game seen through a Dict observation, the task for
+Dict observations: ``image`` shows the ball alone (the same stacked 40x40 frames, each
+frame once on the wire) and ``paddle`` is where the paddle is, one-hot over the 10
+columns (float32). Neither key alone says which way to move: the policy must read both,
+each through the encoder its space calls for (the CNN, the MLP).
+
 A numpy vector env with gymnasium's next-step autoreset: the step after the last one of
 an episode ignores its action and returns the first observation of the next episode,
 reward 0, both flags False.
@@ -22,6 +28,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 ENV_ID = "zmq_a3c/Catch-v0"
+DICT_ENV_ID = "zmq_a3c/CatchDict-v0"
 GRID = 10
 CELL = 4
 STACK = 4
@@ -48,11 +55,14 @@ class CatchVectorEnv(gym.vector.VectorEnv):
         self._stack = np.zeros((num_envs, STACK, SIZE, SIZE), dtype=np.uint8)
         self._autoreset = np.zeros(num_envs, dtype=bool)
 
+    DRAW_PADDLE = True
+
     def _frame(self, idx: np.ndarray) -> np.ndarray:
         frames = np.zeros((len(idx), SIZE, SIZE), dtype=np.uint8)
         for k, i in enumerate(idx):
             r, c, p = self._ball_row[i], self._ball_col[i], self._paddle[i]
-            frames[k, (GRID - 1) * CELL :, p * CELL : (p + 1) * CELL] = 128
+            if self.DRAW_PADDLE:
+                frames[k, (GRID - 1) * CELL :, p * CELL : (p + 1) * CELL] = 128
             frames[k, r * CELL : (r + 1) * CELL, c * CELL : (c + 1) * CELL] = 255
         return frames
 
@@ -67,7 +77,7 @@ class CatchVectorEnv(gym.vector.VectorEnv):
             self._rng = np.random.default_rng(seed)
         self._start(np.arange(self.num_envs))
         self._autoreset[:] = False
-        return self._stack.copy(), {}
+        return self._observe(), {}
 
     def step(self, actions):
         actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
@@ -88,9 +98,38 @@ class CatchVectorEnv(gym.vector.VectorEnv):
             terminated[done] = True
         self._autoreset = terminated.copy()
         truncated = np.zeros(self.num_envs, dtype=bool)
-        return self._stack.copy(), reward, terminated, truncated, {}
+        return self._observe(), reward, terminated, truncated, {}
+
+    def _observe(self):
+        return self._stack.copy()
+
+
+class CatchDictVectorEnv(CatchVectorEnv):
+    """Catch through a Dict observation: the ball's frames, and the paddle one-hot."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "frame_stack": {"image": STACK}}
+    DRAW_PADDLE = False
+
+    def __init__(self, num_envs: int = 1, **kwargs) -> None:
+        super().__init__(num_envs, **kwargs)
+        self.single_observation_space = gym.spaces.Dict(
+            {
+                "image": self.single_observation_space,
+                "paddle": gym.spaces.Box(0.0, 1.0, (GRID,), np.float32),
+            }
+        )
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, num_envs
+        )
+
+    def _observe(self):
+        paddle = np.zeros((self.num_envs, GRID), dtype=np.float32)
+        paddle[np.arange(self.num_envs), self._paddle] = 1.0
+        return {"image": self._stack.copy(), "paddle": paddle}
 
 
 def register() -> None:
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point=None, vector_entry_point=CatchVectorEnv)
+    if DICT_ENV_ID not in gym.registry:
+        gym.register(DICT_ENV_ID, entry_point=None, vector_entry_point=CatchDictVectorEnv)

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from protocol.spec import OBS_KEY
+
 
 class EnvSpecError(ValueError):
     """The environment cannot be used by this trainer (unknown id, unsupported space)."""
@@ -31,7 +33,7 @@ class EnvFamily(Protocol):
 
     def make(self, env_id: str, num_envs: int, env_kwargs: dict) -> gym.vector.VectorEnv: ...
 
-    def frame_stack(self, envs: gym.vector.VectorEnv) -> int: ...
+    def frame_stack(self, envs: gym.vector.VectorEnv) -> int | dict[str, int]: ...
 
     def reward_threshold(self, env_id: str) -> float | None: ...
 
@@ -45,21 +47,52 @@ def wire_obs_dtype(dtype: Any) -> str | None:
     return _OBS_DTYPES.get(np.dtype(dtype))
 
 
+def _box_part(env_id: str, space: Any, what: str) -> tuple[tuple[int, ...], str]:
+    """A Box observation's (shape, wire dtype); anything else is refused by name."""
+    if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+        raise EnvSpecError(
+            f"{env_id}: {what} is a nested {type(space).__name__} ({space}); a Dict "
+            "observation's keys must each be a Box (gymnasium's FlattenObservation makes "
+            "one Box of vector parts: register the wrapped env under an id of your own)"
+        )
+    if not isinstance(space, gym.spaces.Box):
+        raise EnvSpecError(
+            f"{env_id}: {what} must be a Box space, got {space} (a Discrete part can be "
+            "given to the agent one-hot, as a Box, by a wrapper of your own)"
+        )
+    dtype = wire_obs_dtype(space.dtype)
+    if dtype is None:
+        raise EnvSpecError(f"{env_id}: {what} has dtype {space.dtype}, which is not supported")
+    return tuple(space.shape), dtype
+
+
+def obs_spec_fields(env_id: str, space: Any) -> dict[str, Any]:
+    """RunSpec fields from an env's single observation space: a Box's shape and dtype,
+    or a Dict's keys (each a Box; frame stacking is the family's to add)."""
+    if isinstance(space, gym.spaces.Tuple):
+        raise EnvSpecError(
+            f"{env_id}: Tuple observation spaces are not supported (got {space}); a Dict "
+            "names its parts, and each part becomes its own array on the wire"
+        )
+    if not isinstance(space, gym.spaces.Dict):
+        shape, dtype = _box_part(env_id, space, "the observation space")
+        return {"obs_shape": shape, "obs_dtype": dtype}
+    keys: dict[str, dict[str, Any]] = {}
+    for key, sub in space.spaces.items():
+        if not OBS_KEY.fullmatch(str(key)):
+            raise EnvSpecError(
+                f"{env_id}: observation key {key!r} must be 1 to 64 letters, digits, '_' or '-'"
+            )
+        shape, dtype = _box_part(env_id, sub, f"observation key {key!r}")
+        keys[key] = {"shape": list(shape), "dtype": dtype, "frame_stack": 0}
+    if not keys:
+        raise EnvSpecError(f"{env_id}: an empty Dict observation space")
+    return {"obs_shape": (), "obs_keys": keys}
+
+
 def spaces_to_spec_fields(env_id: str, obs_space: Any, act_space: Any) -> dict[str, Any]:
     """RunSpec fields from an env's single observation and action spaces."""
-    if isinstance(obs_space, gym.spaces.Dict | gym.spaces.Tuple):
-        raise EnvSpecError(
-            f"{env_id}: {type(obs_space).__name__} observation spaces are not supported yet "
-            f"(got {obs_space}); where every part is a vector, gymnasium's "
-            "FlattenObservation wrapper makes one Box of them (register the wrapped env "
-            "under an id of your own and pass it as module:Id)"
-        )
-    if not isinstance(obs_space, gym.spaces.Box):
-        raise EnvSpecError(f"{env_id}: only Box observation spaces are supported, got {obs_space}")
-    obs_dtype = wire_obs_dtype(obs_space.dtype)
-    if obs_dtype is None:
-        raise EnvSpecError(f"{env_id}: observation dtype {obs_space.dtype} is not supported")
-    fields: dict[str, Any] = {"obs_shape": tuple(obs_space.shape), "obs_dtype": obs_dtype}
+    fields = obs_spec_fields(env_id, obs_space)
     if isinstance(act_space, gym.spaces.Discrete):
         if act_space.start != 0:
             raise EnvSpecError(f"{env_id}: Discrete spaces must start at 0")

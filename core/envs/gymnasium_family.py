@@ -58,10 +58,12 @@ class GymnasiumFamily:
             raise EnvSpecError(f"{env_id}: autoreset mode {mode} is not supported (need NEXT_STEP)")
         return envs
 
-    def frame_stack(self, envs: gym.vector.VectorEnv) -> int:
+    def frame_stack(self, envs: gym.vector.VectorEnv) -> int | dict[str, int]:
         """A vector env whose observations are stacks of frames on their first axis says
-        so in ``metadata["frame_stack"]``; 0 otherwise."""
-        return int(envs.metadata.get("frame_stack", 0))
+        so in ``metadata["frame_stack"]`` (a Dict observation's env: {key: S} for its
+        stacked keys); 0 otherwise."""
+        stack = envs.metadata.get("frame_stack", 0)
+        return {str(k): int(v) for k, v in stack.items()} if isinstance(stack, dict) else int(stack)
 
     def reward_threshold(self, env_id: str) -> float | None:
         threshold = resolve(env_id).reward_threshold

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.models.encoders import build_encoder, orthogonal
+from core.models.encoders import DictEncoder, build_encoder, orthogonal
 from core.models.heads import build_head
 from core.models.memory import CORES, RecurrentCore, state_size
 from core.models.normalizer import ObsNormalizer
+from protocol.rollout import map_obs
 from protocol.spec import ACTION_KINDS, MAX_CORE_STATE, RunSpec
 
 
@@ -45,14 +46,24 @@ class ModelConfig:
     hidden: tuple[int, ...] = (64, 64)
     obs_dtype: str = "<f4"
     obs_norm: bool = False  # running observation normalisation (normalizer.py)
+    # A Dict observation: (key, shape, wire dtype) of each key; obs_shape is then () and
+    # the encoder "dict" (encoders.DictEncoder).
+    obs_parts: tuple[tuple[str, tuple[int, ...], str], ...] = ()
     core: str = "none"  # recurrent core: none, lstm, gru (memory.py)
     core_size: int = 0  # its width; 0: as wide as the encoder's features
 
     def __post_init__(self) -> None:
         if self.action_kind not in ACTION_KINDS:
             raise ValueError(f"action_kind must be one of {ACTION_KINDS}, got {self.action_kind!r}")
-        if not self.obs_shape or math.prod(self.obs_shape) < 1 or not self.hidden:
-            raise ValueError("obs_shape must be non-empty and hidden non-empty")
+        if not self.hidden or not (self.obs_parts or math.prod(self.obs_shape or (0,)) >= 1):
+            raise ValueError("obs_shape (or obs_parts) must be non-empty and hidden non-empty")
+        if (self.encoder == "dict") != bool(self.obs_parts):
+            raise ValueError(
+                "the dict encoder is for Dict observations, whose keys each get their own "
+                "encoder (cnn for images, mlp otherwise); --encoder applies to Box ones"
+            )
+        if self.obs_norm and self.obs_parts:
+            raise ValueError("observation normalisation is for Box vector observations")
         if self.core not in CORES:
             raise ValueError(f"core must be one of {CORES}, got {self.core!r}")
         if self.obs_norm and self.obs_dtype == "|u1":
@@ -72,13 +83,15 @@ class ModelConfig:
         more of it than its encoder."""
         if self.core == "none":
             return 0
-        encoder = build_encoder(*self.encoder_args)
+        encoder = self.make_encoder()
         cores = 1 if getattr(encoder, "SHARED", False) else 2
         return cores * state_size(self.core, self.core_size or encoder.out_dim)
 
-    @property
-    def encoder_args(self) -> tuple:
-        return (self.encoder, self.obs_shape, self.hidden, self.obs_dtype)
+    def make_encoder(self) -> nn.Module:
+        """A fresh encoder for these observations (a ValueError names an unknown one)."""
+        if self.obs_parts:
+            return DictEncoder(self.obs_parts, self.hidden)
+        return build_encoder(self.encoder, self.obs_shape, self.hidden, self.obs_dtype)
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> ModelConfig:
@@ -92,6 +105,7 @@ class ModelConfig:
             action_low=tuple(spec.action_low),
             action_high=tuple(spec.action_high),
             obs_dtype=spec.obs_dtype,
+            obs_parts=tuple((p.key, p.shape, p.dtype) for p in spec.obs_parts if p.key),
             **read_model_map(spec.model),
         )
 
@@ -146,9 +160,9 @@ class ActorCritic(nn.Module):
         self.cfg = cfg
         self.obs_norm = ObsNormalizer(cfg.obs_shape) if cfg.obs_norm else None
         self.head = build_head(cfg)
-        self.policy_encoder = build_encoder(*cfg.encoder_args)
+        self.policy_encoder = cfg.make_encoder()
         shared = getattr(self.policy_encoder, "SHARED", False)
-        self.value_encoder = None if shared else build_encoder(*cfg.encoder_args)
+        self.value_encoder = None if shared else cfg.make_encoder()
         feat = self.policy_encoder.out_dim
         self.core = self.value_core = None
         if cfg.core != "none":
@@ -225,7 +239,8 @@ class ActorCritic(nn.Module):
         head is not."""
         if self.core is None:
             return self.policy(obs), None
-        feat, _, state = self._trunks(obs.unsqueeze(0), state, None)  # [1, N, size]
+        one_step = map_obs(lambda x: x.unsqueeze(0), obs)  # [1, N, ...]
+        feat, _, state = self._trunks(one_step, state, None)  # [1, N, size]
         return self.policy_out(feat[0]), state
 
     def keep_in_bounds(self) -> None:

@@ -105,6 +105,30 @@ class NatureCNN(nn.Module):
         return self.dense(self.convs(x)).reshape(*batch, self.out_dim)
 
 
+class DictEncoder(nn.Module):
+    """A Dict observation: each key by the encoder its own space calls for
+    (``default_encoder``: the CNN for images, the MLP with ``hidden`` for the rest), the
+    features concatenated in the keys' order. Shared by policy and value when any key's
+    encoder is (a CNN is too costly to run twice)."""
+
+    def __init__(
+        self, parts: tuple[tuple[str, tuple[int, ...], str], ...], hidden: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.parts = nn.ModuleDict(
+            {
+                key: build_encoder(default_encoder(shape, dtype), shape, hidden, dtype)
+                for key, shape, dtype in parts
+            }
+        )
+        self.SHARED = any(getattr(e, "SHARED", False) for e in self.parts.values())
+        self.out_dim = sum(e.out_dim for e in self.parts.values())
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """obs {key: [..., *shape]} -> features [..., sum of the keys' out_dim]."""
+        return torch.cat([enc(obs[key]) for key, enc in self.parts.items()], dim=-1)
+
+
 ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "cnn": NatureCNN}
 
 
