@@ -82,7 +82,7 @@ class ActorClient:
             while True:
                 self.link.check_stop()
                 try:
-                    self.link.locate()
+                    self.link.locate(self.learner_id)
                     self._join()
                     self._train_loop()
                 except Rejoin:

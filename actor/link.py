@@ -55,14 +55,23 @@ class Link:
             self.log.error("auth_failed", learner=self.endpoint, detail=why)
             raise Stop(EXIT_AUTH, "auth_failed")
 
-    def locate(self) -> None:
+    def locate(self, last_learner_id: str | None = None) -> None:
         """--learner-file: wait (at most --learner-file-timeout) until the file names a
-        learner, and connect there if that is not where this actor is connected."""
+        learner, and connect there if that is not where this actor is connected. While
+        waiting, the learner last served (``last_learner_id``) is still listened to: its
+        Shutdown, arriving after this actor had given it up as lost (a slow machine),
+        still ends the actor, which would otherwise wait for a file that will not come
+        back."""
         if not self.cfg.learner_file:
             return
         path = Path(self.cfg.learner_file)
+
+        def check() -> None:
+            self.check_stop()
+            self._heed_shutdown(last_learner_id)
+
         try:
-            found = wait_for_address(path, self.cfg.learner_file_timeout, self.check_stop, self.log)
+            found = wait_for_address(path, self.cfg.learner_file_timeout, check, self.log)
         except LearnerNotFound as exc:
             self.log.error(
                 "learner_not_found",
@@ -83,6 +92,18 @@ class Link:
                 learner_host=found.host,
                 learner_file=str(path),
             )
+
+    def _heed_shutdown(self, learner_id: str | None) -> None:
+        """A Shutdown waiting on the transport, from its learner: Stop. Anything else
+        from a learner given up is dropped."""
+        if self.transport is None:
+            return
+        for source, msg in self.transport.receive(0):
+            if isinstance(msg, Shutdown) and (
+                source == DEALER or getattr(msg, "learner_id", None) == learner_id
+            ):
+                self.log.info("learner_shutdown", reason=msg.reason, after="learner_lost")
+                raise Stop(EXIT_OK, "learner_shutdown")
 
     def common(self, source: str, msg: Message, learner_id: str | None, joined: bool) -> None:
         """What every message means wherever it arrives: liveness, shutdown, errors, a

@@ -1,0 +1,78 @@
+"""The actor's line to its learner (actor/link.py) against a real ROUTER on 127.0.0.1:
+an actor that gave its learner up as lost and waits for the address file still hears
+that learner's Shutdown, and goes (a slow machine can declare the loss first)."""
+
+from __future__ import annotations
+
+import pytest
+import structlog
+
+from actor.config import ActorConfig
+from actor.exits import EXIT_NO_LEARNER, EXIT_OK, Stop
+from actor.link import Link
+from actor.transport import Transport
+from protocol import sockets
+from protocol.codec import decode, encode
+from protocol.messages import Heartbeat, Shutdown
+
+LOG = structlog.get_logger()
+
+
+@pytest.fixture
+def router():
+    ctx = sockets.new_context()
+    sock, port = sockets.bind_router(ctx, "127.0.0.1", 0)
+    try:
+        yield sock, port
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def lost_link(tmp_path, port: int) -> Link:
+    """A Link with --learner-file (no file there: the learner has gone) still connected
+    to the learner at ``port``, as after learner_lost."""
+    cfg = ActorConfig(learner_file=str(tmp_path / "learner.addr"), learner_file_timeout=2.0)
+    link = Link(cfg, LOG, stop_requested=lambda: False)
+    link.transport = Transport(sockets.tcp("127.0.0.1", port), LOG)
+    link.endpoint = sockets.tcp("127.0.0.1", port)
+    return link
+
+
+def identity_of(router_sock, link: Link) -> bytes:
+    """The DEALER's identity, from a message it sends (a ROUTER can answer no other)."""
+    beat = Heartbeat(actor_id="a", incarnation="i", seq=1, policy_version=0)
+    # The DEALER queues nothing until it is connected (IMMEDIATE): retry, bounded.
+    for _ in range(100):  # each try waits up to 50 ms for the message to arrive
+        sent = link.transport.try_send(beat)
+        if router_sock.poll(50) and sent:
+            break
+    assert router_sock.poll(5000), "the ROUTER heard nothing"
+    frames = router_sock.recv_multipart()
+    assert isinstance(decode(frames[1:]), Heartbeat)
+    return frames[0]
+
+
+def test_a_shutdown_from_the_lost_learner_ends_the_wait_for_its_file(tmp_path, router):
+    sock, port = router
+    link = lost_link(tmp_path, port)
+    try:
+        who = identity_of(sock, link)
+        sock.send_multipart([who, *encode(Shutdown(learner_id="L1", reason="finished"))])
+        with pytest.raises(Stop) as stop:
+            link.locate(last_learner_id="L1")
+        assert stop.value.code == EXIT_OK and stop.value.reason == "learner_shutdown"
+    finally:
+        link.transport.close()
+
+
+def test_without_a_shutdown_the_wait_for_the_file_times_out_as_before(tmp_path, router):
+    sock, port = router
+    link = lost_link(tmp_path, port)
+    try:
+        identity_of(sock, link)
+        with pytest.raises(Stop) as stop:
+            link.locate(last_learner_id="L1")
+        assert stop.value.code == EXIT_NO_LEARNER and stop.value.reason == "learner_not_found"
+    finally:
+        link.transport.close()
