@@ -132,8 +132,8 @@ compare: venv
 # runs/memory-ff/ and runs/memory-lstm/). ARGS applies to both, e.g. "--seeds 1".
 MEMORY_ALGOS ?= a2c,a3c,a3c-grad,impala,appo,ppo
 bench-memory: venv
-	$(PY) -m scripts.compare --env zmq_a3c/CartPoleNoVel-v1 --algos $(MEMORY_ALGOS) --seeds 1,2,3 --max-seconds 90 --out runs/memory-ff $(ARGS)
-	$(PY) -m scripts.compare --env zmq_a3c/CartPoleNoVel-v1 --algos $(MEMORY_ALGOS) --seeds 1,2,3 --max-seconds 90 --out runs/memory-lstm --extra "--core lstm" $(ARGS)
+	$(PY) -m scripts.compare --env zmq_a3c/CartPoleNoVel-v1 --algos $(MEMORY_ALGOS) --seeds 1,2 --max-seconds 60 --out runs/memory-ff $(ARGS)
+	$(PY) -m scripts.compare --env zmq_a3c/CartPoleNoVel-v1 --algos $(MEMORY_ALGOS) --seeds 1,2 --max-seconds 60 --out runs/memory-lstm --extra "--core lstm" $(ARGS)
 
 # Time to solve ENV (CartPole-v1 unless given; Acrobot-v1, LunarLander-v3, Pendulum-v1,
 # HalfCheetah-v5) against Stable-Baselines3 A2C and PPO with rl-zoo's settings for it, ours
