@@ -30,7 +30,13 @@ INCOMPATIBLE_SPEC = (
     "action_high",
 )
 # The network (the spec's ``model`` map): every key must match, each named as its flag.
-MODEL_DEFAULTS = {"encoder": "mlp", "hidden": [64, 64], "obs_norm": False}
+MODEL_DEFAULTS = {
+    "encoder": "mlp",
+    "hidden": [64, 64],
+    "obs_norm": False,
+    "core": "none",
+    "core_size": 0,
+}
 INCOMPATIBLE_CONFIG = ("optimizer",)
 # Settings of where and how long, not of what is learned: not worth a log line.
 # Where and how the learner talks and reports: nothing a resumed run's training depends on.

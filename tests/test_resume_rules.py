@@ -74,6 +74,25 @@ def test_an_incompatible_change_is_refused_naming_each_differing_field(flags, fi
     assert "--run-dir" in message, "the message says what to do"
 
 
+def test_a_recurrent_core_resumes_as_itself_and_only_so():
+    """A checkpoint of a recurrent run carries its core: it resumes with the same core,
+    and without it (or with another kind or size) the refusal names what differs; a
+    feed-forward checkpoint's map names no core and resumes as before cores existed."""
+    lstm = ("--core", "lstm")
+    assert compare(*saved(*lstm), *settings(*lstm)) == {}
+    for flags, shown in [
+        ((), "core: 'lstm' -> 'none'"),
+        (("--core", "gru"), "core: 'lstm' -> 'gru'"),
+        ((*lstm, "--core-size", "32"), "core_size: 0 -> 32"),
+    ]:
+        with pytest.raises(IncompatibleResume) as exc:
+            compare(*saved(*lstm), *settings(*flags))
+        assert shown in str(exc.value), str(exc.value)
+    assert "core" not in saved()[0]["model"]
+    with pytest.raises(IncompatibleResume, match="core: 'none' -> 'lstm'"):
+        compare(*saved(), *settings(*lstm))
+
+
 def test_a_different_observation_shape_is_refused():
     spec, config = settings()
     spec = {**spec, "obs_shape": [8]}
