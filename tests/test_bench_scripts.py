@@ -361,11 +361,15 @@ def test_throughput_measures_a_recurrent_core_and_its_state_on_the_wire():
     per env for the MLP's two 64-unit LSTMs: 128 B more per transition at T=8)."""
     plain = bench_throughput.wire_cost(8, 8, seconds=0.0, distinct=1)
     lstm = bench_throughput.wire_cost(8, 8, seconds=0.0, distinct=1, core="lstm")
-    assert lstm["bytes_per_transition"] - plain["bytes_per_transition"] == pytest.approx(128)
+    # + the array's entry in the header, a few bytes per message
+    assert lstm["bytes_per_transition"] - plain["bytes_per_transition"] == pytest.approx(128, abs=1)
     assert bench_throughput.rollout_rate(8, 4, seconds=0.0, core="gru")["steps_per_s"] > 0
-    assert bench_throughput.learner_rate(1, 0.0, num_envs=4, rollout_len=4, core="lstm")[
-        "samples_per_update"
-    ] == 16
+    assert (
+        bench_throughput.learner_rate(1, 0.0, num_envs=4, rollout_len=4, core="lstm")[
+            "samples_per_update"
+        ]
+        == 16
+    )
 
 
 def test_throughput_measurements_run_at_a_tiny_size():
