@@ -181,6 +181,7 @@ class ActorClient:
                 seed=seed,
                 temperature=temperature,
                 max_env_failures=self.cfg.max_env_failures,
+                env_groups=self.cfg.env_groups,
                 on_env_error=self._on_env_error,
             )
         except ValueError as exc:  # unknown env, algorithm, encoder; a spec we can't build
@@ -197,6 +198,7 @@ class ActorClient:
             algo=spec.algo,
             coordination=spec.coordination,
             envs=num_envs,
+            env_groups=len(self.acting.envs),
             rollout_len=spec.rollout_len,
             temperature=temperature,
             seed=seed,

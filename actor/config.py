@@ -31,6 +31,10 @@ class ActorConfig:
     )
     actor_id: str = arg("", "a stable name for this actor; default: HOSTNAME-PID")
     envs: int = arg(0, "environments stepped by this actor; 0: as the learner says")
+    env_groups: int = arg(
+        0,
+        "vector envs the actor's envs are split into and stepped in turn, so that an env that steps in threads of its own (ale-py) emulates one group while the policy computes the other's actions; 0: the env family's choice (2 for ALE, 1 otherwise)",
+    )
     temperature: float = arg(0.0, "softmax temperature for exploration; 0: as the learner assigns")
     run_dir: str = arg("runs/actors", "directory for this actor's JSON log")
     learner_timeout: float = arg(
@@ -67,6 +71,8 @@ class ActorConfig:
             raise ValueError("--envs must be >= 0")
         if self.temperature < 0:
             raise ValueError("--temperature must be >= 0")
+        if self.env_groups < 0:
+            raise ValueError("--env-groups must be >= 0 (0: the env family's choice)")
         if not self.learner_timeout > 0:
             raise ValueError("--learner-timeout must be > 0")
         if self.max_env_failures < 1:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from core import algos, coordination
-from core.collector import RolloutCollector
-from core.envs import check_env_matches, make_vec_env
+from core.collector import RolloutCollector, split
+from core.envs import check_env_matches, default_env_groups, make_vec_env
 from core.gradients import rollout_gradients
 from core.models import ModelConfig, param_shapes
 from core.policy import Policy
@@ -34,7 +34,7 @@ from protocol.spec import RunSpec
 class Acting:
     spec: RunSpec
     mode: coordination.Coordination  # how this actor takes turns with the learner
-    envs: Any  # a gymnasium VectorEnv
+    envs: list  # gymnasium VectorEnvs: the env groups, each a block of the actor's envs
     policy: Policy
     collector: RolloutCollector
     shapes: dict[str, tuple[int, ...]]  # parameter shapes, for checking Weights
@@ -46,9 +46,9 @@ class Acting:
         if between_steps is None:
             return self.collector.collect(self.policy.act)
 
-        def act(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def act(obs, rows: slice) -> tuple[np.ndarray, np.ndarray]:
             between_steps()
-            return self.policy.act(obs)
+            return self.policy.act(obs, rows)
 
         return self.collector.collect(act)
 
@@ -72,7 +72,7 @@ class Acting:
         )
 
     def close(self) -> None:
-        self.envs.close()
+        self.collector.close()
 
 
 def build_acting(
@@ -82,10 +82,14 @@ def build_acting(
     seed: int,
     temperature: float,
     max_env_failures: int = 5,
+    env_groups: int = 0,
     on_env_error: Callable[[str, BaseException], None] | None = None,
 ) -> Acting:
     """Raises ValueError (including core.envs.EnvSpecError) when the spec cannot be
-    built here: an unknown env, coordination mode, algorithm, encoder or loss setting."""
+    built here: an unknown env, coordination mode, algorithm, encoder or loss setting.
+    ``env_groups``: vector envs the ``num_envs`` are split into, stepped in turn so that
+    an env stepping in threads of its own (ale-py) emulates while the policy computes
+    the other group's actions (core/collector.py); 0: the env family's choice."""
     mode = coordination.get(spec.coordination)
     algo, loss_cfg = None, None
     if mode.sends_gradients:  # the loss is computed here, with the learner's settings
@@ -97,9 +101,12 @@ def build_acting(
             f"the run's model keeps {policy.model.core_state_size} values of recurrent "
             f"state per env, its spec says {spec.core_state_size}"
         )
-    envs = make_vec_env(spec.env_id, num_envs, spec.env_kwargs, spec.env_family)
+    sizes = split(num_envs, env_groups or default_env_groups(spec.env_id, spec.env_family))
+    envs: list = []
     try:
-        check_env_matches(envs, spec)
+        for size in sizes:
+            envs.append(make_vec_env(spec.env_id, size, spec.env_kwargs, spec.env_family))
+            check_env_matches(envs[-1], spec)
         collector = RolloutCollector(
             envs,
             spec,
@@ -110,7 +117,8 @@ def build_acting(
             memory=policy if policy.recurrent else None,
         )
     except BaseException:
-        envs.close()
+        for env in envs:
+            env.close()
         raise
     shapes = param_shapes(policy.model)
     return Acting(spec, mode, envs, policy, collector, shapes, algo, loss_cfg)

@@ -1,9 +1,18 @@
-"""Rollout collection from a gymnasium vector env: no sockets, no torch.
+"""Rollout collection from gymnasium vector envs: no sockets, no torch.
 
 ``RolloutCollector.collect(act)`` steps the envs T times with actions from ``act`` and
 returns one ``Rollout`` (protocol/rollout.py, allocated from the run spec). It keeps the
 state that spans rollouts: the current observation, which envs autoreset on their next
 step, and the running return and length of each episode.
+
+The N envs may be split into groups, each its own vector env owning a block of columns
+(``envs`` a list). Groups take turns, double-buffered as in Sample Factory: a group's
+actions are sent, and while an env that steps in threads of its own (ale-py's
+``send``/``recv``) emulates them, the policy computes the next group's actions; then
+the first group's step is received and recorded. Every column's observation, action,
+log-prob, reward and flags still belong to its own env and step, so the rollout is the
+one a single vector env would give (tests/test_env_groups.py); an env without
+``send``/``recv`` simply steps inside ``recv``.
 
 Under gymnasium's next-step autoreset the step after ``terminated``/``truncated``
 ignores its action and returns the reset observation with reward 0: that step is
@@ -16,7 +25,7 @@ after an episode end, or after an env error). The learner restarts the state at 
 same steps when it unrolls (core/models ActorCritic.unroll), from the same flags.
 
 An env that raises in ``step`` (or in the reset inside it) costs the episodes in
-progress, not the actor: the vector env is reset, the failed step is marked invalid,
+progress of its group, not the actor: that vector env is reset, the failed step is marked invalid,
 the step before it is marked truncated (so its value is bootstrapped, not carried
 through the reset, and its episode is reported as a truncated one), and ``EnvFailure``
 is raised only after ``max_failures`` failing rollouts in a row. (When the first step
@@ -34,8 +43,9 @@ import numpy as np
 from protocol.rollout import Obs, Rollout, wire_obs
 from protocol.spec import RunSpec
 
-# act(obs [N, *obs_shape] or a Dict's {key: [N, *shape]}) -> (actions [N] or [N, *act_shape], logp [N])
-ActFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# act(obs of the envs ``rows`` [n, *obs_shape] (a Dict's {key: [n, *shape]}), rows: a slice
+# of the N envs) -> (actions [n] or [n, *act_shape], logp [n])
+ActFn = Callable[[Obs, slice], tuple[np.ndarray, np.ndarray]]
 
 
 class Memory(Protocol):
@@ -45,13 +55,57 @@ class Memory(Protocol):
     def forget(self, restarting: np.ndarray | None = None) -> None: ...
 
 
-def _put(rows: Obs, t: int, obs: Obs) -> None:
-    """Row t of a rollout's observations (each key's, for a Dict) = one step's."""
-    if isinstance(rows, dict):
+def _put(dst: Obs, index: tuple, obs: Obs) -> None:
+    """``dst[index] = obs`` for an observation array or each key of a Dict's."""
+    if isinstance(dst, dict):
         for key, value in obs.items():
-            rows[key][t] = value
+            dst[key][index] = value
     else:
-        rows[t] = obs
+        dst[index] = obs
+
+
+class EnvGroup:
+    """One vector env stepping a block of the N envs, ``cols``. ``send`` starts a step:
+    an env with ``send``/``recv`` of its own (ale-py's C++ vector env) steps in its
+    threads meanwhile; any other steps inside ``recv``. An error in either comes out of
+    ``recv``, where the collector handles env errors."""
+
+    def __init__(self, envs, cols: slice) -> None:
+        self.envs = envs
+        self.cols = cols
+        self.steps_itself = callable(getattr(envs, "send", None)) and callable(
+            getattr(envs, "recv", None)
+        )
+        self._pending: object = None
+        self.obs: Obs = None  # its envs' observations before their next step [n, ...]
+
+    def send(self, actions: np.ndarray) -> None:
+        if not self.steps_itself:
+            self._pending = actions
+            return
+        try:
+            self.envs.send(actions)
+            self._pending = True
+        except Exception as exc:  # noqa: BLE001 - raised where step errors are handled
+            self._pending = exc
+
+    def recv(self) -> tuple:
+        pending, self._pending = self._pending, None
+        if isinstance(pending, Exception):
+            raise pending
+        if pending is True:
+            obs, rew, term, trunc, info = self.envs.recv()
+            order = np.asarray(info.get("env_id", ())) if isinstance(info, dict) else ()
+            if len(order) and (order != np.arange(len(order))).any():
+                raise RuntimeError(f"the vector env answered envs {order.tolist()} out of order")
+            return obs, rew, term, trunc, info
+        return self.envs.step(pending)
+
+
+def split(num_envs: int, groups: int) -> list[int]:
+    """Group sizes for ``num_envs`` envs in ``groups`` groups, as even as can be."""
+    groups = max(1, min(groups, num_envs))
+    return [num_envs // groups + (g < num_envs % groups) for g in range(groups)]
 
 
 class EnvFailure(RuntimeError):
@@ -70,38 +124,60 @@ class RolloutCollector:
         to_env: Callable[[np.ndarray], np.ndarray] | None = None,
         memory: Memory | None = None,
     ) -> None:
-        self.envs = envs
+        """``envs``: one vector env, or a list of them (groups, columns in order)."""
+        env_list = list(envs) if isinstance(envs, list | tuple) else [envs]
+        starts = np.cumsum([0] + [e.num_envs for e in env_list])
+        self.groups = [
+            EnvGroup(e, slice(int(a), int(b)))
+            for e, a, b in zip(env_list, starts[:-1], starts[1:], strict=True)
+        ]
         self.memory = memory
         self.spec = spec
-        self.n = envs.num_envs
+        self.n = int(starts[-1])
         self.to_env = to_env if to_env is not None else (lambda a: a)
         self.max_failures = max_failures
         self.on_env_error = on_env_error
         self.env_errors = 0  # env errors so far: each recovery reseeds differently
         self._failures_in_a_row = 0
         self._seed = seed
-        self._reset(seed)
-
-    def _reset(self, seed: int | None) -> None:
-        obs, _ = self.envs.reset(seed=seed)
-        if self.memory is not None:
-            self.memory.forget()  # every env starts an episode
-        self.obs = wire_obs(self.spec, obs)  # [N, *obs], or a Dict's {key: [N, *shape]}
         self.autoreset = np.zeros(self.n, dtype=bool)  # next step is an autoreset step
         self.ep_return = np.zeros(self.n, dtype=np.float64)
         self.ep_len = np.zeros(self.n, dtype=np.int64)
+        for group in self.groups:
+            self._reset(group, seed)
 
-    def _recover(self, where: str, exc: BaseException) -> None:
+    @property
+    def envs(self) -> list:
+        """The vector envs, one per group."""
+        return [g.envs for g in self.groups]
+
+    def close(self) -> None:
+        for group in self.groups:
+            group.envs.close()
+
+    def _reset(self, group: EnvGroup, seed: int | None) -> None:
+        """Reset one group's envs: env i of the N is seeded ``seed + i`` wherever its
+        group starts (a vector env seeds its envs seed, seed + 1, ...)."""
+        cols = group.cols
+        obs, _ = group.envs.reset(seed=None if seed is None else seed + cols.start)
+        group.obs = wire_obs(self.spec, obs)  # [n, *obs], or a Dict's {key: [n, *shape]}
+        if self.memory is not None:  # its envs start episodes
+            self.memory.forget(_mask(self.n, cols))
+        self.autoreset[cols] = False
+        self.ep_return[cols] = 0.0
+        self.ep_len[cols] = 0
+
+    def _recover(self, group: EnvGroup, exc: BaseException) -> None:
         self.env_errors += 1
         if self.on_env_error is not None:
-            self.on_env_error(where, exc)
+            self.on_env_error("step", exc)
         for attempt in range(self.max_failures):
             try:
                 # A fresh seed: replaying the seed that led here may raise again.
                 seed = (
                     None if self._seed is None else self._seed + 7919 * (self.env_errors + attempt)
                 )
-                self._reset(seed)
+                self._reset(group, seed)
                 return
             except Exception as reset_exc:  # noqa: BLE001 - any env error is the env's
                 self.env_errors += 1
@@ -114,56 +190,80 @@ class RolloutCollector:
         # (ZeroMQ sends large frames without copying).
         r = Rollout.allocate(self.spec, self.n)
         t_len = r.num_steps
-        ep_returns: list[np.ndarray] = []
-        ep_lengths: list[np.ndarray] = []
+        episodes: list[tuple[np.ndarray, np.ndarray]] = []  # (returns, lengths) as they end
         failed = False
         if self.memory is not None:
             r.core_state = self.memory.memory(self.n)  # [N, S] before obs[0]
+        for group in self.groups:
+            self._act(r, 0, group, act)
         for t in range(t_len):
-            _put(r.obs, t, self.obs)
-            a, lp = act(self.obs)
-            r.actions[t] = a
-            r.logp[t] = lp
-            r.valid[t] = ~self.autoreset
-            try:
-                next_obs, rew, term, trunc, _ = self.envs.step(self.to_env(a))
-            except Exception as exc:  # noqa: BLE001 - any env error is the env's
-                failed = True
-                r.valid[t] = False
-                if t > 0:
-                    # The episodes still running end at the last good step, truncated
-                    # (bootstrapped, not carried through the reset), and are reported
-                    # as such: the learner derives exactly these from the flags.
-                    cut = r.valid[t - 1] & ~r.terminated[t - 1] & ~r.truncated[t - 1]
-                    r.truncated[t - 1] |= cut
-                    if cut.any():
-                        ep_returns.append(self.ep_return[cut].copy())
-                        ep_lengths.append(self.ep_len[cut].copy())
-                        self.ep_return[cut] = 0.0
-                        self.ep_len[cut] = 0
-                self._recover("step", exc)  # forgets every env's state
-                continue
-            step_valid = r.valid[t]
-            r.rewards[t] = np.where(step_valid, rew, 0.0)
-            r.terminated[t] = term & step_valid
-            r.truncated[t] = trunc & step_valid
-            self.ep_return += r.rewards[t]
-            self.ep_len += step_valid
-            done = r.terminated[t] | r.truncated[t]
-            if done.any():
-                ep_returns.append(self.ep_return[done].copy())
-                ep_lengths.append(self.ep_len[done].copy())
-                self.ep_return[done] = 0.0
-                self.ep_len[done] = 0
-            self.autoreset = done
-            if self.memory is not None:
-                self.memory.forget(~step_valid)  # their next observation is a reset's
-            self.obs = wire_obs(self.spec, next_obs)
-        _put(r.obs, t_len, self.obs)
+            # Each group's step t is received while the groups after it emulate theirs;
+            # then its step t + 1 is sent before the next group's step t is received.
+            for group in self.groups:
+                failed |= not self._finish(r, t, group, episodes)
+                if t + 1 < t_len:
+                    self._act(r, t + 1, group, act)
+        for group in self.groups:
+            _put(r.obs, (t_len, group.cols), group.obs)
         self._failures_in_a_row = self._failures_in_a_row + 1 if failed else 0
         if self._failures_in_a_row >= self.max_failures:
             raise EnvFailure(f"environment raised in {self._failures_in_a_row} rollouts in a row")
-        if ep_returns:
-            r.ep_returns = np.concatenate(ep_returns)
-            r.ep_lengths = np.concatenate(ep_lengths)
+        if episodes:
+            r.ep_returns = np.concatenate([e[0] for e in episodes])
+            r.ep_lengths = np.concatenate([e[1] for e in episodes])
         return r
+
+    def _act(self, r: Rollout, t: int, group: EnvGroup, act: ActFn) -> None:
+        """Record the group's observations before step t, choose its actions, send them."""
+        cols = group.cols
+        obs = group.obs
+        _put(r.obs, (t, cols), obs)
+        a, lp = act(obs, cols)
+        r.actions[t, cols] = a
+        r.logp[t, cols] = lp
+        r.valid[t, cols] = ~self.autoreset[cols]
+        group.send(self.to_env(a))
+
+    def _finish(self, r: Rollout, t: int, group: EnvGroup, episodes: list) -> bool:
+        """Receive the group's step t and record it; False if its env raised."""
+        cols = group.cols
+        try:
+            next_obs, rew, term, trunc, _ = group.recv()
+        except Exception as exc:  # noqa: BLE001 - any env error is the env's
+            r.valid[t, cols] = False
+            if t > 0:
+                # The episodes still running end at the last good step, truncated
+                # (bootstrapped, not carried through the reset), and are reported
+                # as such: the learner derives exactly these from the flags.
+                cut = r.valid[t - 1, cols] & ~r.terminated[t - 1, cols] & ~r.truncated[t - 1, cols]
+                r.truncated[t - 1, cols] |= cut
+                self._end_episodes(cols, cut, episodes)
+            self._recover(group, exc)  # forgets its envs' state
+            return False
+        step_valid = r.valid[t, cols]
+        r.rewards[t, cols] = np.where(step_valid, rew, 0.0)
+        r.terminated[t, cols] = term & step_valid
+        r.truncated[t, cols] = trunc & step_valid
+        self.ep_return[cols] += r.rewards[t, cols]
+        self.ep_len[cols] += step_valid
+        done = r.terminated[t, cols] | r.truncated[t, cols]
+        self._end_episodes(cols, done, episodes)
+        self.autoreset[cols] = done
+        if self.memory is not None:  # their next observation is a reset's
+            self.memory.forget(_mask(self.n, cols, ~step_valid))
+        group.obs = wire_obs(self.spec, next_obs)
+        return True
+
+    def _end_episodes(self, cols: slice, ended: np.ndarray, episodes: list) -> None:
+        if ended.any():
+            ret, length = self.ep_return[cols], self.ep_len[cols]
+            episodes.append((ret[ended].copy(), length[ended].copy()))
+            ret[ended] = 0.0
+            length[ended] = 0
+
+
+def _mask(n: int, cols: slice, within: np.ndarray | None = None) -> np.ndarray:
+    """[N] bool: the envs ``cols`` (those of them ``within`` says)."""
+    out = np.zeros(n, dtype=bool)
+    out[cols] = True if within is None else within
+    return out

@@ -8,6 +8,7 @@ A recurrent network's state lives here, one row per env, and moves on with every
 ``act``/``act_greedy``; whoever steps the envs says where an episode restarts:
 
     actions, logp = policy.act(obs)       # obs [N, ...]: the state moves one step
+    actions, logp = policy.act(obs, rows) # a group of them (rows of the N): theirs
     policy.forget(restarting)             # [N] bool: those envs' state back to zero
     policy.memory()                       # [N, S] float32 copy (what a rollout carries)
 
@@ -73,23 +74,30 @@ class Policy:
         elif self.state is not None and restarting.any():
             self.state[torch.from_numpy(np.asarray(restarting, dtype=bool))] = 0.0
 
-    def _output(self, obs: Obs) -> np.ndarray:
+    def _output(self, obs: Obs, rows: slice | None) -> np.ndarray:
         x = map_obs(torch.from_numpy, obs)
-        n = obs_rows(obs)
-        if self.recurrent and (self.state is None or self.state.shape[0] != n):
-            self.state = self.model.initial_state(n)
-        out, self.state = self.model.step(x, self.state)
-        return out.numpy()  # [N, out_dim]
+        if not self.recurrent:
+            return self.model.step(x, None)[0].numpy()  # [n, out_dim]
+        if rows is None:  # all the envs there are
+            n = obs_rows(obs)
+            if self.state is None or self.state.shape[0] != n:
+                self.state = self.model.initial_state(n)
+            out, self.state = self.model.step(x, self.state)
+        else:  # a group of them: their rows of the state
+            out, self.state[rows] = self.model.step(x, self.state[rows])
+        return out.numpy()  # [n, out_dim]
 
     @torch.inference_mode()
-    def act(self, obs: Obs) -> tuple[np.ndarray, np.ndarray]:
-        """obs [N, *obs_shape] (a Dict's: {key: [N, *shape]}) -> (actions [N] int64 or [N, *act] float32, logp [N])."""
-        return self.model.head.sample(self._output(obs), self.rng, self.temperature)
+    def act(self, obs: Obs, rows: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """obs [n, *obs_shape] (a Dict's: {key: [n, *shape]}) -> (actions [n] int64 or
+        [n, *act] float32, logp [n]). ``rows``: which of the envs whose state this
+        policy holds (``memory``) these are; None: all of them."""
+        return self.model.head.sample(self._output(obs, rows), self.rng, self.temperature)
 
     @torch.inference_mode()
-    def act_greedy(self, obs: Obs) -> np.ndarray:
-        """obs [N, *obs_shape] -> the most likely actions (evaluation, not acting)."""
-        return self.model.head.mode(self._output(obs))
+    def act_greedy(self, obs: Obs, rows: slice | None = None) -> np.ndarray:
+        """obs [n, *obs_shape] -> the most likely actions (evaluation, not acting)."""
+        return self.model.head.mode(self._output(obs, rows))
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """What the env is given for sampled ``actions`` (Box: clipped into bounds)."""

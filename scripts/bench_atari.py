@@ -80,8 +80,10 @@ def raw_rate(env: str, envs: int, seconds: float) -> float:
     return iters * envs / elapsed
 
 
-def actor_rate(spec: RunSpec, envs: int, seconds: float) -> tuple[float, list, dict]:
-    acting = build_acting(spec, num_envs=envs, seed=1, temperature=1.0)
+def actor_rate(
+    spec: RunSpec, envs: int, seconds: float, env_groups: int = 0
+) -> tuple[float, list, dict]:
+    acting = build_acting(spec, num_envs=envs, seed=1, temperature=1.0, env_groups=env_groups)
     collected: list[Rollout] = []
     spent = {"collect": 0.0, "pack_encode": 0.0}
 

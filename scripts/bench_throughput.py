@@ -134,7 +134,7 @@ def rollout_rate(num_envs: int, rollout_len: int, seconds: float, core: str = "n
         spent.update(collect=0.0, encode=0.0)
         iters, elapsed = timed(step, seconds, warmup=0)
     finally:
-        collector.envs.close()
+        collector.close()
     return {
         "steps_per_s": iters * num_envs * rollout_len / elapsed,
         "collect_us": 1e6 * spent["collect"] / iters,
@@ -150,7 +150,7 @@ def wire_cost(
     try:
         batches = [collector.collect(policy.act) for _ in range(distinct)]
     finally:
-        collector.envs.close()
+        collector.close()
     ctx = sockets.new_context()
     router, port = sockets.bind_router(ctx, "127.0.0.1", 0)
     dealer, _ = sockets.connect_dealer(ctx, sockets.tcp("127.0.0.1", port))  # no monitor
@@ -206,7 +206,7 @@ def learner_rate(
     try:
         batches = [collector.collect(policy.act) for _ in range(actors)]
     finally:
-        collector.envs.close()
+        collector.close()
     algo = algos.get("a2c")
     trainer = Trainer(spec, algo, algo.make_config(), TrainerConfig(), torch.device("cpu"))
     iters, elapsed = timed(lambda: trainer.train_on(batches), seconds)

@@ -63,7 +63,7 @@ def test_chain_derives_exactly_the_collectors_episodes_across_rollouts():
     chain = EpisodeChain(4)
     rollouts, derived = [], []
 
-    def act(obs):
+    def act(obs, rows):
         return rng.integers(0, 2, len(obs)), np.zeros(len(obs), np.float32)
 
     try:

@@ -18,7 +18,7 @@ import json
 
 import pytest
 
-from scripts.procs import start_learner
+from scripts.procs import endpoint_of, start_actor, start_learner
 
 BUDGET = 400_000
 # A guard against a hang (start-up included), never the thing tested: a budget run on
@@ -26,17 +26,28 @@ BUDGET = 400_000
 HANG_S = 900
 
 
-def learn_catch(tmp_path, env: str):
-    """a2c on ``env`` to a mean return of 0.8 within the budget: (learner, summary, config)."""
-    argv = ["--env", env, "--algo", "a2c", "--actors", "2", "--seed", "1"]
+def learn_catch(tmp_path, env: str, actor_args: tuple[str, ...] = ()):
+    """a2c on ``env`` to a mean return of 0.8 within the budget: (learner, summary,
+    config). Two local actors; with ``actor_args``, two actor processes of the test's
+    own (ext-0, ext-1) started with them."""
+    argv = ["--env", env, "--algo", "a2c", "--seed", "1"]
+    argv += ["--actors", "0", "--min-actors", "2"] if actor_args else ["--actors", "2"]
     argv += ["--envs", "16", "--rollout-len", "16", "--lr", "1e-3", "--entropy-coef", "0.01"]
     argv += ["--target-return", "0.8", "--max-env-steps", str(BUDGET)]
     argv += ["--checkpoint-every-s", "0"]
     learner = start_learner(tmp_path, *argv)
+    actors = []
     try:
+        if actor_args:
+            endpoint = endpoint_of(learner)
+            actors = [start_actor(tmp_path, endpoint, f"ext-{i}", *actor_args) for i in range(2)]
         assert learner.wait_exit(HANG_S) == 0
+        for actor in actors:
+            assert actor.wait_exit(60) == 0
+            assert actor.events("joined")[0]["env_groups"] == 2
     finally:
-        learner.stop()
+        for proc in (*actors, learner):
+            proc.stop()
     (finished,) = learner.events("run_finished")
     summary = json.loads((tmp_path / "summary.json").read_text())
     # Solved by the rule, before the budget ran out (max_env_steps would be the reason).
@@ -63,8 +74,10 @@ def test_a_dict_observation_is_learned_key_by_key_through_real_actors(tmp_path):
 
 
 @pytest.mark.slow
-def test_cnn_learns_catch_from_pixels_through_real_actors(tmp_path):
-    learner, _, config = learn_catch(tmp_path, "zmq_a3c/Catch-v0")
+def test_cnn_learns_catch_from_pixels_through_real_actors_stepping_env_groups(tmp_path):
+    """Also the overlapped actor's learning test: each actor's 16 envs in two groups
+    stepped in turn (--env-groups 2; core/collector.py), within the same budget."""
+    learner, _, config = learn_catch(tmp_path, "zmq_a3c/Catch-v0", actor_args=("--env-groups", "2"))
     assert config["spec"]["model"]["encoder"] == "cnn"
     assert config["spec"]["frame_stack"] == 4 and config["spec"]["obs_dtype"] == "|u1"
-    assert {e["actor_id"] for e in learner.events("actor_joined")} == {"local-0", "local-1"}
+    assert {e["actor_id"] for e in learner.events("actor_joined")} == {"ext-0", "ext-1"}

@@ -246,7 +246,9 @@ def test_policy_and_collector_run_on_a_2x2_box_env(tiny_box_env):
     acting = build_acting(spec, num_envs=3, seed=11, temperature=3.0)
     try:
         rollout = acting.collect()
-        received = [a for env in acting.envs.envs for a in env.unwrapped.received]
+        received = [
+            a for group in acting.envs for env in group.envs for a in env.unwrapped.received
+        ]
     finally:
         acting.close()
     assert acting.collector.env_errors == 0, "every action was inside the space"

@@ -60,7 +60,7 @@ def make(fns):
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
 
 
-def zeros_policy(obs):
+def zeros_policy(obs, rows=None):
     return np.zeros(len(obs), dtype=np.int64), np.full(len(obs), -0.69, dtype=np.float32)
 
 

@@ -60,6 +60,13 @@ def describe(env_id: str, env_kwargs: dict | None = None) -> dict[str, Any]:
     return {"env_family": family.name, **fields}
 
 
+def default_env_groups(env_id: str, family: str | None = None) -> int:
+    """How many groups an actor's envs are split into (core/collector.py) unless it
+    says: the family's ``env_groups`` (2 for ale-py, whose vector env steps in its own
+    threads while the policy computes; 1 otherwise)."""
+    return int(getattr(family_for(env_id, family), "env_groups", 1))
+
+
 def reward_threshold(env_id: str) -> float | None:
     return family_for(env_id).reward_threshold(env_id)
 
@@ -86,6 +93,7 @@ __all__ = [
     "EnvFamily",
     "EnvSpecError",
     "check_env_matches",
+    "default_env_groups",
     "describe",
     "family_for",
     "make_vec_env",

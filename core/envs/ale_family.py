@@ -69,6 +69,9 @@ def game_of(env_id: str) -> str:
 
 class AleFamily:
     name = "ale"
+    # An actor's envs as two vector envs stepped in turn: one emulates in ale-py's own
+    # threads while the policy computes the other's actions (core/collector.py).
+    env_groups = 2
 
     def matches(self, env_id: str) -> bool:
         return _ID.match(env_id) is not None
