@@ -6,10 +6,12 @@
 All in this process, one torch thread, one emulator thread (the actor's defaults):
 
 a. raw: ``AtariVectorEnv`` (ale-py's C++ vector env, the family's settings) stepped with
-   random actions: the emulator's own rate on one core.
+   random actions: the emulator's own rate on one thread, and on two.
 b. actor: ``build_acting(...).collect()`` (emulator + the CNN's forward pass on the CPU
    + rollout bookkeeping) plus packing and encoding the Experience message, as an actor
-   does per rollout; the ratio to (a).
+   does per rollout; the ratio to (a). Twice: the envs as one vector env, then in
+   ``--env-groups`` groups stepped in turn (core/collector.py: one group's emulator
+   thread runs while the policy computes the other's actions).
 c. wire: bytes per transition of the encoded message, packed (each frame once) and, for
    comparison, with whole stacked observations; and the learner's receive path per
    rollout (decode + check_experience + Rollout.from_arrays + the batch on the device).
@@ -64,8 +66,8 @@ def atari_spec(env: str, envs: int, rollout_len: int, core: str = "none") -> tup
     return dataclasses.replace(spec, core_state_size=size), cfg
 
 
-def raw_rate(env: str, envs: int, seconds: float) -> float:
-    vec = make_vec_env(env, envs, {})
+def raw_rate(env: str, envs: int, seconds: float, threads: int = 1) -> float:
+    vec = make_vec_env(env, envs, {"num_threads": threads})
     try:
         vec.reset(seed=0)
         rng = np.random.default_rng(0)
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--core", default="none", choices=("none", "lstm", "gru"))
+    p.add_argument("--env-groups", type=int, default=2, help="groups for the second actor figure")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -168,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     spec, cfg = atari_spec(args.env, args.envs, args.rollout_len, args.core)
     raw = raw_rate(args.env, args.envs, args.seconds)
-    actor, rollouts, per = actor_rate(spec, args.envs, args.seconds)
+    # One vector env stepped in lockstep with the policy (as before env groups), then
+    # the envs in groups stepped in turn (the ALE default, core/collector.py).
+    raw2 = raw_rate(args.env, args.envs, args.seconds, threads=2)
+    one, _, _ = actor_rate(spec, args.envs, args.seconds, env_groups=1)
+    actor, rollouts, per = actor_rate(spec, args.envs, args.seconds, env_groups=args.env_groups)
     w = wire(spec, rollouts, device)
     learn = learner_rate(spec, cfg, rollouts, device, args.seconds)
     results = {
@@ -178,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device),
         "core": args.core,
         "raw_env_steps_per_s": round(raw),
+        "raw_two_threads_env_steps_per_s": round(raw2),
+        "actor_one_group_env_steps_per_s": round(one),
+        "actor_one_group_vs_raw": round(one / raw, 3),
+        "env_groups": args.env_groups,
         "actor_env_steps_per_s": round(actor),
         "actor_vs_raw": round(actor / raw, 3),
         "actor_ms_per_rollout": per,
@@ -187,8 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = [
         ["raw AtariVectorEnv, 1 thread, random actions", f"{raw:,.0f} env steps/s"],
-        ["actor: collect with the CNN + pack + encode", f"{actor:,.0f} env steps/s"],
-        ["actor / raw", f"{actor / raw:.0%}"],
+        ["raw AtariVectorEnv, 2 threads, random actions", f"{raw2:,.0f} env steps/s"],
+        [
+            "actor, one group: collect with the CNN + pack + encode",
+            f"{one:,.0f} env steps/s ({one / raw:.0%} of raw)",
+        ],
+        [
+            f"actor, {args.env_groups} groups stepped in turn",
+            f"{actor:,.0f} env steps/s ({actor / raw:.0%} of raw)",
+        ],
         [
             "actor per rollout (collect / pack+encode)",
             f"{per['collect']} / {per['pack_encode']} ms",
@@ -200,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += [[f"learner {k} on {device}", f"{v:,.0f} samples/s"] for k, v in learn.items()]
     body = (
         f"`python -m scripts.bench_atari --env {args.env} --envs {args.envs} "
-        f"--rollout-len {args.rollout_len} --core {args.core}`\n\n"
+        f"--rollout-len {args.rollout_len} --core {args.core} --env-groups {args.env_groups}`\n\n"
         + markdown_table(["what", "measured"], rows)
         + "\n\n"
         + machine_lines(results["machine"])
