@@ -117,7 +117,9 @@ class ActorClient:
             self.link.check_stop()
             now = time.monotonic()
             if now - last_sent >= HELLO_EVERY_S:
-                if not welcomed and self.cfg.learner_file and moved(path, self.link.endpoint):
+                # A learner that moved (or exited) is followed even after its Welcome:
+                # one killed between its Welcome and its Weights sends neither again.
+                if self.cfg.learner_file and moved(path, self.link.endpoint):
                     raise Rejoin()
                 # Not queued while the connection is still being made (no peer yet):
                 # try again at the next poll, not a whole HELLO_EVERY_S later.

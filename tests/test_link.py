@@ -4,6 +4,8 @@ that learner's Shutdown, and goes (a slow machine can declare the loss first).""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import structlog
 
@@ -11,9 +13,12 @@ from actor.config import ActorConfig
 from actor.exits import EXIT_NO_LEARNER, EXIT_OK, Stop
 from actor.link import Link
 from actor.transport import Transport
-from protocol import sockets
+from protocol import address, sockets
+from protocol.address import LearnerAddress
 from protocol.codec import decode, encode
-from protocol.messages import Heartbeat, Shutdown
+from protocol.messages import Heartbeat, Hello, Shutdown, Welcome
+from scripts.procs import Proc
+from tests.conftest import CARTPOLE
 
 LOG = structlog.get_logger()
 
@@ -76,3 +81,59 @@ def test_without_a_shutdown_the_wait_for_the_file_times_out_as_before(tmp_path, 
         assert stop.value.code == EXIT_NO_LEARNER and stop.value.reason == "learner_not_found"
     finally:
         link.transport.close()
+
+
+def answer_hello(sock, timeout_s: float = 30.0) -> bytes | None:
+    """The identity of the first actor whose Hello reaches ``sock`` within the time."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        if sock.poll(int(left * 1000)):
+            frames = sock.recv_multipart()
+            if isinstance(decode(frames[1:]), Hello):
+                return frames[0]
+    return None
+
+
+def test_an_actor_welcomed_by_a_learner_that_dies_before_its_weights_follows_the_file(tmp_path):
+    """A learner killed between its Welcome and its Weights sends neither again; the
+    actor, still joining, follows the address file to the learner that replaced it
+    (it waited for those Weights forever before; seen in the Slurm kill test)."""
+    addr = tmp_path / "learner.addr"
+    ctx = sockets.new_context()
+    first, port_a = sockets.bind_router(ctx, "127.0.0.1", 0)
+    second, port_b = sockets.bind_router(ctx, "127.0.0.1", 0)
+    actor = None
+    try:
+        address.write(
+            addr,
+            LearnerAddress(
+                sockets.tcp("127.0.0.1", port_a), sockets.tcp("127.0.0.1", port_a + 1), "A", 1, "h"
+            ),
+        )
+        actor = Proc(
+            ["-m", "actor", "--learner-file", str(addr), "--actor-id", "t1",
+             "--run-dir", str(tmp_path), "--learner-timeout", "1.5"],
+            tmp_path / "actor-t1.jsonl",
+            tmp_path / "actor-t1.stderr",
+        )  # fmt: skip
+        who = answer_hello(first)
+        assert who is not None, "no Hello reached the first learner"
+        welcome = Welcome(
+            learner_id="A", run=CARTPOLE.to_dict(), pub_port=port_a + 1, temperature=1.0, seed=1
+        )
+        first.send_multipart([who, *encode(welcome)])  # ... and then it dies: no Weights
+        actor.wait_for("joined", 60)
+        address.write(
+            addr,
+            LearnerAddress(
+                sockets.tcp("127.0.0.1", port_b), sockets.tcp("127.0.0.1", port_b + 1), "B", 2, "h"
+            ),
+        )
+        assert answer_hello(second) is not None, "the actor stayed with the dead learner"
+        assert actor.popen.poll() is None
+    finally:
+        if actor is not None:
+            actor.stop()
+        first.close(linger=0)
+        second.close(linger=0)
+        ctx.term()
