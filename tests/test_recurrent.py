@@ -32,15 +32,17 @@ def recurrent_spec(core: str, env: str = "zmq_a3c/CartPoleNoVel-v1", **flags):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_an_unroll_with_resets_is_stepping_one_step_at_a_time(kind):
-    """The fused unroll, cut into segments at resets, gives what stepping the core once
-    per step does, zeroing an env's state before each step that starts its episode."""
+@pytest.mark.parametrize("restarts", [0.01, 0.3], ids=["segments", "cells"])
+def test_an_unroll_with_resets_is_stepping_one_step_at_a_time(kind, restarts):
+    """The fused unroll, cut into segments at resets (or, where most steps restart some
+    env, the cell kernel step by step), gives what stepping the core once per step
+    does, zeroing an env's state before each step that starts its episode."""
     torch.manual_seed(0)
     core = RecurrentCore(kind, in_dim=5, size=7)
     t, n = 12, 6
     x = torch.randn(t, n, 5)
     state = torch.randn(n, core.state_size)
-    first = torch.rand(t, n) < 0.2  # [T, N]
+    first = torch.rand(t, n) < restarts  # [T, N]
     first[0] = False
     first[4] = True  # a step where every env restarts
     with torch.no_grad():
