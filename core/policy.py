@@ -61,9 +61,13 @@ class Policy:
     def memory(self, n: int) -> np.ndarray:
         """The recurrent state of ``n`` envs before their next step, [N, S] float32
         (zeros before the first); a copy."""
+        return self._held(n).numpy().copy()
+
+    def _held(self, n: int) -> torch.Tensor:
+        """The state of ``n`` envs [N, S], zeros where it was not held for that many."""
         if self.state is None or self.state.shape[0] != n:
             self.state = self.model.initial_state(n)
-        return self.state.numpy().copy()
+        return self.state
 
     @torch.inference_mode()
     def forget(self, restarting: np.ndarray | None = None) -> None:
@@ -79,10 +83,7 @@ class Policy:
         if not self.recurrent:
             return self.model.step(x, None)[0].numpy()  # [n, out_dim]
         if rows is None:  # all the envs there are
-            n = obs_rows(obs)
-            if self.state is None or self.state.shape[0] != n:
-                self.state = self.model.initial_state(n)
-            out, self.state = self.model.step(x, self.state)
+            out, self.state = self.model.step(x, self._held(obs_rows(obs)))
         else:  # a group of them: their rows of the state
             out, self.state[rows] = self.model.step(x, self.state[rows])
         return out.numpy()  # [n, out_dim]

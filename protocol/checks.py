@@ -147,7 +147,7 @@ def _check_packed_obs(a: Mapping[str, np.ndarray], part: ObsPart, obs_shape: tup
     """frames [M, *frame] in the part's dtype, M bounded by whole stacks everywhere;
     stack_idx [T+1, N, S] int32 pointing into them."""
     t1, n, s = obs_shape[:3]
-    frames_name, idx_name = packed_names(part)
+    frames_name, idx_name = packed_names(part.key)
     frames, idx = a[frames_name], a[idx_name]
     m = frames.shape[0] if frames.ndim == len(obs_shape) - 2 else -1
     if m > framing.max_frames(t1 - 1, n, s):

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from protocol import frames as framing
-from protocol.spec import ObsPart, RunSpec
+from protocol.spec import RunSpec, obs_name
 
 EPISODE_ARRAYS = ("ep_returns", "ep_lengths")
 STEP_ARRAYS = ("actions", "logp", "rewards", "terminated", "truncated", "valid")
@@ -83,18 +83,18 @@ def obs_rows(obs: Obs) -> int:
     return len(next(iter(obs.values())) if isinstance(obs, dict) else obs)
 
 
-def packed_names(part: ObsPart) -> tuple[str, str]:
-    """The frames and stack_idx arrays of a frame-stacked part."""
-    if part.key is None:
+def packed_names(key: str | None) -> tuple[str, str]:
+    """The frames and stack_idx arrays of a frame-stacked part (a Dict's ``key``)."""
+    if key is None:
         return PACKED_OBS_ARRAYS
-    return f"{part.name}/frames", f"{part.name}/stack_idx"
+    return f"{obs_name(key)}/frames", f"{obs_name(key)}/stack_idx"
 
 
 def obs_arrays(spec: RunSpec) -> tuple[str, ...]:
     """The names the observations of one rollout of ``spec`` travel under."""
     names: list[str] = []
     for part in spec.obs_parts:
-        names += packed_names(part) if part.frame_stack > 1 else [part.name]
+        names += packed_names(part.key) if part.frame_stack > 1 else [part.name]
     return tuple(names)
 
 
@@ -111,12 +111,11 @@ def _obs_to_arrays(obs: Obs) -> dict[str, np.ndarray]:
     """A rollout's observations under their wire names."""
     out: dict[str, np.ndarray] = {}
     for key, value in obs.items() if isinstance(obs, dict) else [(None, obs)]:
-        part = ObsPart(key, (), "")
         if isinstance(value, PackedObs):
-            frames, idx = packed_names(part)
+            frames, idx = packed_names(key)
             out.update({frames: value.frames, idx: value.stack_idx})
         else:
-            out[part.name] = value
+            out[obs_name(key)] = value
     return out
 
 
@@ -129,12 +128,12 @@ def _obs_from_arrays(arrays: Mapping[str, np.ndarray]) -> Obs:
     keys = dict.fromkeys(name.split("/")[1] for name in arrays if name.startswith("obs/"))
     out: dict[str, np.ndarray | PackedObs] = {}
     for key in keys:
-        name = f"obs/{key}"
-        out[key] = (
-            arrays[name]
-            if name in arrays
-            else PackedObs(arrays[f"{name}/frames"], arrays[f"{name}/stack_idx"])
-        )
+        name = obs_name(key)
+        if name in arrays:
+            out[key] = arrays[name]
+        else:
+            frames, idx = packed_names(key)
+            out[key] = PackedObs(arrays[frames], arrays[idx])
     return out
 
 

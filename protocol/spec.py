@@ -79,7 +79,12 @@ class ObsPart:
 
     @property
     def name(self) -> str:
-        return "obs" if self.key is None else f"obs/{self.key}"
+        return obs_name(self.key)
+
+
+def obs_name(key: str | None) -> str:
+    """The wire name of a Box observation (``key`` None) or of a Dict's key."""
+    return "obs" if key is None else f"obs/{key}"
 
 
 def _check_obs_part(part: ObsPart) -> None:

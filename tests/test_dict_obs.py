@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from core.acting import build_acting
 from core.algos.ppo import minibatches
 from core.batch import Batch
 from core.envs import EnvSpecError, describe
@@ -27,6 +26,7 @@ from protocol.checks import InvalidMessage, check_experience
 from protocol.messages import Experience
 from protocol.rollout import PackedObs, Rollout
 from protocol.spec import RunSpec, SpecError
+from tests.fresh_acting import collect, learner_logp
 
 CPU = torch.device("cpu")
 ENV = "zmq_a3c/CatchDict-v0"
@@ -91,17 +91,6 @@ def test_a_spec_with_bad_keys_is_refused(change, match):
         RunSpec.from_dict({**dict_spec().to_dict(), **change})
 
 
-def collect(spec: RunSpec, rollouts: int, seed: int = 1):
-    acting = build_acting(spec, num_envs=spec.num_envs, seed=seed, temperature=1.0)
-    torch.manual_seed(seed)
-    model = ActorCritic(ModelConfig.from_spec(spec))
-    acting.policy.load(weights_to_arrays(model), 1)
-    try:
-        return model, [acting.collect() for _ in range(rollouts)]
-    finally:
-        acting.close()
-
-
 @pytest.mark.parametrize("core", ["none", "gru"])
 def test_each_key_travels_in_its_own_dtype_and_the_learner_reproduces_the_actor(core):
     """Over the wire (each image frame once, the vector as float32) and back, side by
@@ -127,9 +116,7 @@ def test_each_key_travels_in_its_own_dtype_and_the_learner_reproduces_the_actor(
     for key in ("image", "paddle"):
         whole = np.concatenate([r.obs[key] for r in rollouts], axis=1)
         np.testing.assert_array_equal(batch.obs[key].numpy(), whole)
-    with torch.no_grad():
-        out, _ = model.unroll(batch)
-        lp = model.distribution(out[:-1]).log_prob(model.head.flat_actions(batch.actions))
+    lp = learner_logp(model, batch)
     torch.testing.assert_close(
         lp[batch.valid], batch.behaviour_logp[batch.valid], atol=1e-5, rtol=0
     )

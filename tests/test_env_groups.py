@@ -23,6 +23,7 @@ from learner.build import build_spec
 from learner.config import LearnerConfig
 from protocol.checks import check_steps
 from protocol.rollout import PackedObs
+from tests.fresh_acting import learner_logp
 
 
 def random_act(seed: int):
@@ -145,9 +146,7 @@ def test_a_recurrent_policy_keeps_each_groups_state_in_its_rows():
         acting.close()
     for r in rollouts:
         batch = Batch.from_rollouts([r], torch.device("cpu"))
-        with torch.no_grad():
-            out, _ = model.unroll(batch)
-            lp = model.distribution(out[:-1]).log_prob(model.head.flat_actions(batch.actions))
+        lp = learner_logp(model, batch)
         valid = batch.valid
         torch.testing.assert_close(lp[valid], batch.behaviour_logp[valid], atol=1e-5, rtol=0)
     assert np.abs(rollouts[-1].core_state).max() > 0

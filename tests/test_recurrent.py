@@ -23,6 +23,7 @@ from protocol import decode, encode
 from protocol.checks import InvalidMessage, check_experience
 from protocol.messages import Experience
 from protocol.rollout import Rollout
+from tests.fresh_acting import collect, learner_logp
 
 CPU = torch.device("cpu")
 
@@ -78,23 +79,8 @@ def test_the_run_spec_says_how_much_state_a_rollout_carries(kind):
     assert feed_forward.core_state_size == 0 and "core" not in feed_forward.model
 
 
-def collect(spec, rollouts: int, seed: int = 1):
-    """``rollouts`` rollouts from an actor holding the weights of a fresh network."""
-    acting = build_acting(spec, num_envs=spec.num_envs, seed=seed, temperature=1.0)
-    torch.manual_seed(seed)
-    model = ActorCritic(ModelConfig.from_spec(spec))
-    acting.policy.load(weights_to_arrays(model), 1)
-    try:
-        return model, [acting.collect() for _ in range(rollouts)]
-    finally:
-        acting.close()
-
-
-def learner_logp(model, rollout) -> torch.Tensor:
-    batch = Batch.from_rollouts([rollout], CPU)
-    with torch.no_grad():
-        out, _ = model.unroll(batch)
-        return model.distribution(out[:-1]).log_prob(model.head.flat_actions(batch.actions))
+def rollout_logp(model, rollout) -> torch.Tensor:
+    return learner_logp(model, Batch.from_rollouts([rollout], CPU))
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -108,7 +94,7 @@ def test_the_learner_reproduces_the_actors_log_probs(kind):
     assert np.abs(rollouts[0].core_state).max() == 0.0  # the envs' first episodes
     for r in rollouts:
         assert r.core_state.shape == (4, spec.core_state_size)
-        lp = learner_logp(model, r)
+        lp = rollout_logp(model, r)
         valid = torch.from_numpy(r.valid)
         torch.testing.assert_close(lp[valid], torch.from_numpy(r.logp)[valid], atol=1e-5, rtol=0)
     assert all(np.abs(r.core_state).max() > 0 for r in rollouts[1:])
@@ -144,7 +130,7 @@ def test_an_env_error_restarts_every_envs_state(monkeypatch):
     assert failed, "no step failed: raise FAULTY_P_STEP"
     for r in rollouts:
         valid = torch.from_numpy(r.valid)
-        lp = learner_logp(model, r)
+        lp = rollout_logp(model, r)
         torch.testing.assert_close(lp[valid], torch.from_numpy(r.logp)[valid], atol=1e-5, rtol=0)
 
 
