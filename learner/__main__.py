@@ -17,10 +17,11 @@ import torch
 
 from core import cluster, logs, procs
 from learner import console
-from learner.build import BuildError, Parts, build, finish
+from learner.build import Parts, build, finish
 from learner.flags import parse
 from learner.outcome import Outcome
 from learner.serial import run_serial
+from learner.spec import BuildError
 from protocol import address, sockets
 
 

@@ -11,7 +11,6 @@ an object after construction.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -20,10 +19,7 @@ from pathlib import Path
 
 import torch
 
-from core import algos
-from core.envs import EnvSpecError, describe, reward_threshold
-from core.models import ModelConfig
-from core.models.encoders import default_encoder
+from core.envs import EnvSpecError, reward_threshold
 from learner.auth import load_learner_keys
 from learner.batching import Batcher, make_batcher
 from learner.checkpoint import CheckpointConfig, Checkpointer
@@ -38,60 +34,12 @@ from learner.reporting import Reporter
 from learner.restore import ResumeRefused, restore
 from learner.reward_scale import RewardScale
 from learner.server import LearnerServer
+from learner.spec import BuildError, build_spec
 from learner.stats import RunStats
 from learner.tensorboard import TensorBoardWriter
 from learner.trainer import Trainer, TrainerConfig
 from protocol.rollout import too_large
 from protocol.spec import RunSpec
-
-
-class BuildError(ValueError):
-    """The configuration cannot run here (unknown env, no CUDA, bad keys, a checkpoint
-    trained with other settings); the message says which and why."""
-
-
-def build_spec(cfg: LearnerConfig) -> RunSpec:
-    """The run spec actors get, from the flags and the environment's spaces."""
-    env_kwargs = cfg.env_kwargs_dict
-    env = describe(cfg.env, env_kwargs)
-    if env.get("obs_keys"):  # a Dict: each key gets the encoder its space calls for
-        if cfg.encoder != "auto":
-            raise BuildError(
-                f"--encoder {cfg.encoder}: {cfg.env} has Dict observations, whose keys each "
-                "get their own encoder (cnn for images, mlp otherwise); leave it auto"
-            )
-        if cfg.obs_norm:
-            raise BuildError("--obs-norm is for Box vector observations, not Dict ones")
-        encoder = "dict"
-    else:
-        encoder = (
-            cfg.encoder
-            if cfg.encoder != "auto"
-            else default_encoder(env["obs_shape"], env["obs_dtype"])
-        )
-    if cfg.obs_norm and env["obs_dtype"] == "|u1":
-        raise BuildError("--obs-norm is for vector observations; images are scaled by the CNN")
-    model = {"encoder": encoder, "hidden": list(cfg.hidden), "obs_norm": cfg.obs_norm}
-    if cfg.core != "none":
-        model.update(core=cfg.core, core_size=cfg.core_size)
-    spec = RunSpec(
-        env_id=cfg.env,
-        algo=cfg.algo,
-        coordination=cfg.algorithm.coordination,
-        loss=algos.config_dict(cfg.loss),
-        num_envs=cfg.envs,
-        rollout_len=cfg.rollout_len,
-        model=model,
-        max_in_flight=cfg.max_in_flight,
-        heartbeat_s=cfg.heartbeat_s,
-        env_kwargs=env_kwargs,
-        **env,
-    )
-    try:
-        size = ModelConfig.from_spec(spec).core_state_size
-    except ValueError as exc:  # a network the spaces cannot take
-        raise BuildError(str(exc)) from None
-    return dataclasses.replace(spec, core_state_size=size)
 
 
 def pick_device(name: str) -> torch.device:

@@ -1,7 +1,7 @@
 """--resume: the newest checkpoint that loads, checked against the current settings
 (learner/resume.py says what may change), loaded into the trainer, the counters and
 the reward scale. Refused with the reason when nothing loads or the network would not
-fit; the wiring (learner/build.py) turns that into its BuildError.
+fit; the wiring (learner/build.py) turns that into a BuildError (learner/spec.py).
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from core.envs.family import spaces_to_spec_fields
 from core.evaluation import play
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
 from core.models.encoders import MLPEncoder, NatureCNN
-from learner.build import BuildError, build_spec
 from learner.config import LearnerConfig
+from learner.spec import BuildError, build_spec
 from protocol import decode, encode
 from protocol.checks import InvalidMessage, check_experience
 from protocol.messages import Experience

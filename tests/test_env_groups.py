@@ -19,8 +19,8 @@ from core.batch import Batch
 from core.collector import RolloutCollector, split
 from core.envs import make_vec_env
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
-from learner.build import build_spec
 from learner.config import LearnerConfig
+from learner.spec import build_spec
 from protocol.checks import check_steps
 from protocol.rollout import PackedObs
 from tests.fresh_acting import learner_logp

@@ -17,8 +17,8 @@ from core.batch import Batch
 from core.evaluation import play
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
 from core.models.memory import RecurrentCore
-from learner.build import build_spec
 from learner.config import LearnerConfig
+from learner.spec import build_spec
 from protocol import decode, encode
 from protocol.checks import InvalidMessage, check_experience
 from protocol.messages import Experience

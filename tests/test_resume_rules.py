@@ -14,9 +14,9 @@ import pytest
 from core import algos
 from core.algos.a2c import A2CConfig, a2c_loss
 from core.cli import arg
-from learner.build import build_spec
 from learner.flags import parse
 from learner.resume import IncompatibleResume, compare
+from learner.spec import build_spec
 
 BASE = ["--run-dir", "runs/first", "--port", "5555"]
 
