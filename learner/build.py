@@ -142,7 +142,7 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
                 cfg.loss,
                 TrainerConfig(
                     lr=cfg.learning_rate,
-                    optimizer=cfg.optimizer,
+                    optimizer=cfg.optimizer_name,
                     max_grad_norm=cfg.max_grad_norm,
                     seed=cfg.seed,
                     log_std_init=cfg.log_std_init,

@@ -108,7 +108,12 @@ class LearnerConfig:
         "learning rate; default per algorithm: "
         + ", ".join(f"{a.name} {a.lr:g}" for a in algos.ALGORITHMS.values()),
     )
-    optimizer: str = arg("adam", "optimizer", choices=("adam", "rmsprop"))
+    optimizer: str | None = arg(
+        None,
+        "optimizer; default per algorithm: "
+        + ", ".join(f"{a.name} {a.optimizer}" for a in algos.ALGORITHMS.values()),
+        choices=("adam", "rmsprop"),
+    )
     lr_schedule: str = arg(
         "constant",
         "linear: anneal the learning rate to 0 over --max-env-steps (CleanRL's anneal_lr)",
@@ -325,6 +330,10 @@ class LearnerConfig:
         return self.lr if self.lr is not None else self.algorithm.lr
 
     @property
+    def optimizer_name(self) -> str:
+        return self.optimizer if self.optimizer is not None else self.algorithm.optimizer
+
+    @property
     def policy_lag_bound(self) -> int:
         if self.max_policy_lag is not None:
             return self.max_policy_lag
@@ -345,6 +354,7 @@ class LearnerConfig:
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
         out["lr"] = self.learning_rate
+        out["optimizer"] = self.optimizer_name
         out["max_policy_lag"] = self.policy_lag_bound
         out["loss"] = algos.config_dict(self.loss)
         return out

@@ -1,5 +1,5 @@
 """The learner's command line, layered over its presets and config files in one pass:
-defaults < preset < preset's [algos.<chosen>] table < --config file < its table <
+defaults < the algorithm's own (core/algos) < preset < preset's [algos.<chosen>] table < --config file < its table <
 flags given. The settings themselves, their groups and their cross-field rules are
 config.py's; what a preset or a file may say is presets.py's.
 
@@ -143,6 +143,7 @@ def layered(
     # them; anything else must be the chosen algorithm's.
     preset_loss = {k: v for k, v in (preset.loss if preset else {}).items() if k in own_loss}
     layers = [
+        dict(algo.loss_defaults),
         {k: v for k, v in preset_flags.items() if k not in loss_names},
         preset_loss,
         preset_table,

@@ -143,6 +143,36 @@ def test_lr_flag_sets_the_learning_rate_and_the_default_comes_from_the_algorithm
     assert parse(["--algo", "a3c"])[0].learning_rate == algos.get("a3c").lr == 2e-3
 
 
+def test_the_optimizer_and_loss_settings_an_algorithm_starts_from_give_way_to_presets_and_flags():
+    a3c = parse(["--algo", "a3c"])[0]
+    assert a3c.optimizer_name == "rmsprop" == a3c.resolved()["optimizer"]
+    assert a3c.loss.entropy_coef == 0.01 and parse([])[0].loss.entropy_coef == 0.0
+    assert parse([])[0].optimizer_name == "adam"
+    assert parse(["--algo", "impala"])[0].optimizer_name == "rmsprop"
+    flagged = parse(["--algo", "a3c", "--optimizer", "adam", "--entropy-coef", "0"])[0]
+    assert (flagged.optimizer_name, flagged.loss.entropy_coef) == ("adam", 0.0)
+    # The pendulum preset was measured with Adam and no bonus: its table and top level win.
+    pendulum = parse(["--env", "Pendulum-v1", "--algo", "a3c"])[0]
+    assert (pendulum.optimizer_name, pendulum.loss.entropy_coef) == ("adam", 0.0)
+
+
+def test_a_resume_across_the_optimizer_default_is_refused_by_name():
+    """A checkpoint written when a3c defaulted to Adam resumes only with --optimizer adam."""
+    spec, config = saved("--algo", "a3c")
+    config["optimizer"] = "adam"
+    with pytest.raises(IncompatibleResume, match="optimizer: 'adam' -> 'rmsprop'"):
+        compare(spec, config, *settings("--algo", "a3c"))
+    assert "optimizer" not in compare(spec, config, *settings("--algo", "a3c", "--optimizer", "adam"))
+
+
+def test_an_algorithm_with_a_loss_default_it_does_not_have_is_refused_when_registered():
+    with pytest.raises(ValueError, match="no loss setting"):
+        algos.Algorithm(
+            "bad", "async", A2CConfig, a2c_loss, lr=1e-3, max_policy_lag=4, summary="",
+            loss_defaults={"clip": 0.2},
+        )
+
+
 def test_a_loss_flag_lands_in_the_algorithms_loss_config():
     cfg, _ = parse(["--entropy-coef", "0.02"])
     assert cfg.loss == A2CConfig(entropy_coef=0.02)

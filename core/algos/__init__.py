@@ -59,6 +59,11 @@ register(
         lr=2e-3,
         max_policy_lag=4,
         summary="asynchronous: actors send rollouts, updates as they come",
+        # Mnih et al. 2016's RMSProp and entropy bonus of 0.01: with Adam and no bonus,
+        # CartPole runs fell into a deterministic policy and some never left it
+        # (README, "A3C's reliability").
+        optimizer="rmsprop",
+        loss_defaults={"entropy_coef": 0.01},
     )
 )
 register(
@@ -107,6 +112,7 @@ register(
         lr=2e-3,
         max_policy_lag=16,
         summary="asynchronous with IMPALA's V-trace: value targets and policy gradient corrected for policy lag",
+        optimizer="rmsprop",  # Espeholt et al. 2018's (and TorchBeast's); measured: README
     )
 )
 

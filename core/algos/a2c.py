@@ -35,21 +35,33 @@ class A2CConfig:
         0.95, "GAE lambda; 1.0 gives exactly the n-step return of A3C (advantage = return - value)"
     )
     value_coef: float = arg(0.5, "weight of the value loss")
-    entropy_coef: float = arg(0.0, "weight of the entropy bonus")
+    entropy_coef: float = arg(0.0, "weight of the entropy bonus (a3c starts from 0.01: core/algos)")
     normalize_advantages: bool = arg(False, "normalise advantages per update (zero mean, unit std)")
     is_clip: float = arg(
         1.0,
         "truncate the importance ratio pi/mu of each policy-gradient term at this "
         "(corrects policy lag and temperature); 0: plain A2C/A3C loss",
     )
+    trace_clip: float = arg(
+        0.0,
+        "cut GAE's traces where pi/mu falls below 1: the returns become V-trace targets "
+        "with lambda and c = min(trace_clip, pi/mu) (needs --is-clip); 0: GAE's traces uncut",
+    )
     reward_clip: float = arg(0.0, REWARD_CLIP_HELP)
 
     def __post_init__(self) -> None:
-        check_loss_settings(self, "value_coef", "entropy_coef", "is_clip", "reward_clip")
+        check_loss_settings(
+            self, "value_coef", "entropy_coef", "is_clip", "trace_clip", "reward_clip"
+        )
+        if self.trace_clip > 0 and not self.is_clip > 0:
+            raise ValueError("--trace-clip needs --is-clip > 0 (the weights it corrects with)")
 
 
 def a2c_loss(model, batch: Batch, cfg: A2CConfig) -> LossTerms:
     out, values = model.unroll(batch)  # [T+1, N, out], [T+1, N]
+    dist = model.distribution(out[:-1])
+    logp = dist.log_prob(model.head.flat_actions(batch.actions))  # [T, N]
+    traced = cfg.trace_clip > 0
     adv, returns = advantages_and_returns(
         clipped(batch.rewards, cfg.reward_clip),
         values.detach(),
@@ -58,9 +70,10 @@ def a2c_loss(model, batch: Batch, cfg: A2CConfig) -> LossTerms:
         batch.valid,
         cfg.gamma,
         cfg.gae_lambda,
+        log_ratio=logp.detach() - batch.behaviour_logp if traced else None,
+        rho_bar=cfg.is_clip,
+        c_bar=cfg.trace_clip,
     )  # [T, N] each, constants for the policy gradient
-    dist = model.distribution(out[:-1])
-    logp = dist.log_prob(model.head.flat_actions(batch.actions))  # [T, N]
     mask = batch.valid.to(values.dtype)  # [T, N]
     count = mask.sum().clamp(min=1.0)
     if cfg.normalize_advantages:

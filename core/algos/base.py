@@ -115,6 +115,10 @@ class Algorithm:
     # The algorithm's own update, where it takes more than one step per batch (PPO's
     # epochs of minibatches). None: one step on ``loss(model, batch, cfg)``.
     update: UpdateFn | None = None
+    optimizer: str = "adam"  # default optimizer (trainer.make_optimizer's names)
+    # Loss settings this algorithm starts from where they differ from its config's
+    # defaults (a config shared by several algorithms); presets and flags override them.
+    loss_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         mode = self.mode  # a ValueError unless the mode is registered
@@ -122,6 +126,7 @@ class Algorithm:
             raise ValueError("gradient coordination sends one gradient per rollout: no epochs")
         if not dataclasses.is_dataclass(self.config):
             raise ValueError("config must be a dataclass")
+        self.make_config(self.loss_defaults)  # a ValueError naming a wrong setting
 
     @property
     def mode(self) -> coordination.Coordination:
