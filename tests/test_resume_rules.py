@@ -162,13 +162,21 @@ def test_a_resume_across_the_optimizer_default_is_refused_by_name():
     config["optimizer"] = "adam"
     with pytest.raises(IncompatibleResume, match="optimizer: 'adam' -> 'rmsprop'"):
         compare(spec, config, *settings("--algo", "a3c"))
-    assert "optimizer" not in compare(spec, config, *settings("--algo", "a3c", "--optimizer", "adam"))
+    assert "optimizer" not in compare(
+        spec, config, *settings("--algo", "a3c", "--optimizer", "adam")
+    )
 
 
 def test_an_algorithm_with_a_loss_default_it_does_not_have_is_refused_when_registered():
     with pytest.raises(ValueError, match="no loss setting"):
         algos.Algorithm(
-            "bad", "async", A2CConfig, a2c_loss, lr=1e-3, max_policy_lag=4, summary="",
+            "bad",
+            "async",
+            A2CConfig,
+            a2c_loss,
+            lr=1e-3,
+            max_policy_lag=4,
+            summary="",
             loss_defaults={"clip": 0.2},
         )
 
