@@ -399,3 +399,19 @@ def test_best_of_picks_the_best_window():
     assert bench_throughput.best_of(3, lambda: next(runs), "x") == {"x": 5.0}
     runs = iter([{"x": 2.0}, {"x": 1.0}])
     assert bench_throughput.best_of(2, lambda: next(runs), "x", higher=False) == {"x": 1.0}
+
+
+def test_bench_vector_runs_all_three_ways_and_refuses_an_odd_split(capsys):
+    import re
+
+    from scripts import bench_vector
+
+    args = ["--env", "CartPole-v1", "--envs", "2", "--seconds", "0.2", "--repeats", "1"]
+    assert bench_vector.main(args) == 0
+    rows = re.findall(
+        r"^  (sync|async|async x2) +([\d,]+) env steps/s", capsys.readouterr().out, re.M
+    )
+    assert [name for name, _ in rows] == ["sync", "async", "async x2"]
+    assert all(int(rate.replace(",", "")) > 0 for _, rate in rows)
+    with pytest.raises(SystemExit):
+        bench_vector.main(["--env", "CartPole-v1", "--envs", "3"])
