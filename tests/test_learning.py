@@ -18,6 +18,16 @@ thousands of env steps, best-worst of 8 runs:
     ppo       23.3-26.9     appo 25.8-34.3
     appo --targets vtrace (seeds 1-3, 2026-11-24 17:25): 26.8-34.3
 
+Since a3c and impala moved to RMSProp (2026-12-03), env steps to a mean return of 195
+(above this test's 150), ``python -m scripts.compare``, seeds 1-10 (a3c) and 1-8 plus
+1-10 (impala, a3c-grad 1-8), in thousands:
+
+    a3c-grad  40.4-81.1     a3c  27.9-56.9     impala  29.5-96.5
+
+and this test once failed for a3c-grad at the old 110k in a fresh-clone ``make test``
+(13 of 15 reruns passed): a3c-grad's seed 1 is not the same run twice (two actors'
+gradients arrive in the order the OS schedules them).
+
 Each budget is about twice the worst seen. With the policy loss's sign flipped, every
 one of them ends on max_env_steps (13-19 s each). Env steps, not seconds: a loaded
 machine makes a run slower, not red; the only clock is the hang guard on the exit.
@@ -38,9 +48,9 @@ TARGET = 150
 HANG_S = 300
 
 BUDGETS = {
-    "a3c-grad": 110_000,
+    "a3c-grad": 160_000,
     "a3c": 110_000,
-    "impala": 100_000,
+    "impala": 160_000,
     "ppo": 60_000,
     "appo": 70_000,
     "appo-vtrace": 70_000,  # APPO with V-trace's targets (--targets vtrace)
