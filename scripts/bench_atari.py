@@ -17,6 +17,11 @@ c. wire: bytes per transition of the encoded message, packed (each frame once) a
    rollout (decode + check_experience + Rollout.from_arrays + the batch on the device).
 d. learner: transitions trained per second on the CNN (the preset's APPO, and a3c's
    single step), one rollout per update, on ``--device``.
+e. the overlap alone: the policy's forward pass and the emulator with no rollout
+   bookkeeping, three ways: in lockstep (one vector env), two vector envs stepped in
+   turn (the actor's env groups), and ale-py's own asynchronous mode (one vector env,
+   ``batch_size = envs / 2``: ``recv`` returns whichever half is ready, ``send`` steps
+   it), so the choice between the two overlapping mechanisms rests on a measurement.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from core.acting import build_acting
 from core.batch import Batch
 from core.envs import describe, make_vec_env
 from core.models import ModelConfig
+from core.policy import Policy
 from learner.flags import parse
 from learner.trainer import Trainer, TrainerConfig
 from protocol.checks import check_experience
@@ -154,6 +160,80 @@ def learner_rate(
     return out
 
 
+def overlap_rates(spec: RunSpec, envs: int, seconds: float) -> dict[str, float]:
+    """Env steps/s of the policy + emulator loop alone (e. in the docstring), each way
+    with the same two emulator threads; ``lockstep_1`` is the one-thread lockstep."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    from core.envs.ale_family import game_of
+
+    policy = Policy(ModelConfig.from_spec(spec), temperature=1.0, seed=1)
+    half = envs // 2
+
+    def vec(n: int, threads: int, batch: int = 0) -> AtariVectorEnv:
+        return AtariVectorEnv(
+            game=game_of(spec.env_id),
+            num_envs=n,
+            batch_size=batch,
+            num_threads=threads,
+            repeat_action_probability=0.25,
+            reward_clipping=False,
+        )
+
+    def lockstep(threads: int) -> float:
+        v = vec(envs, threads)
+        obs = {"o": v.reset(seed=0)[0]}
+
+        def step() -> None:
+            obs["o"] = v.step(policy.act(obs["o"])[0])[0]
+
+        try:
+            iters, elapsed = timed(step, seconds, warmup=5)
+        finally:
+            v.close()
+        return iters * envs / elapsed
+
+    def groups() -> float:
+        vs = [vec(half, 1), vec(envs - half, 1)]
+        obs = [v.reset(seed=100 * i)[0] for i, v in enumerate(vs)]
+        vs[0].send(policy.act(obs[0])[0])
+        turn = {"g": 1}
+
+        def step() -> None:  # act for group g while the other emulates
+            g = turn["g"]
+            vs[g].send(policy.act(obs[g])[0])
+            obs[1 - g] = vs[1 - g].recv()[0]
+            turn["g"] = 1 - g
+
+        try:
+            iters, elapsed = timed(step, seconds, warmup=5)
+        finally:
+            for v in vs:
+                v.close()
+        return iters * envs / 2 / elapsed
+
+    def asynchronous() -> float:
+        v = vec(envs, 2, batch=half)
+        obs = {"o": v.reset(seed=0)[0]}
+
+        def step() -> None:  # act for the half that is ready; the rest emulates
+            v.send(policy.act(obs["o"])[0])
+            obs["o"] = v.recv()[0]
+
+        try:
+            iters, elapsed = timed(step, seconds, warmup=5)
+        finally:
+            v.close()
+        return iters * half / elapsed
+
+    return {
+        "lockstep_1": lockstep(1),
+        "lockstep_2": lockstep(2),
+        "groups": groups(),
+        "ale_async": asynchronous(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.bench_atari", description=__doc__)
     p.add_argument("--env", default="ALE/Pong-v5")
@@ -178,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     actor, rollouts, per = actor_rate(spec, args.envs, args.seconds, env_groups=args.env_groups)
     w = wire(spec, rollouts, device)
     learn = learner_rate(spec, cfg, rollouts, device, args.seconds)
+    overlap = overlap_rates(spec, args.envs, args.seconds)
     results = {
         "env": args.env,
         "envs": args.envs,
@@ -194,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "actor_ms_per_rollout": per,
         **w,
         "learner_samples_per_s": {k: round(v) for k, v in learn.items()},
+        "policy_loop_env_steps_per_s": {k: round(v) for k, v in overlap.items()},
         "machine": machine_info(),
     }
     rows = [
@@ -216,6 +298,16 @@ def main(argv: list[str] | None = None) -> int:
         ["learner receive path per rollout", f"{w['receive_ms_per_rollout']} ms"],
     ]
     rows += [[f"learner {k} on {device}", f"{v:,.0f} samples/s"] for k, v in learn.items()]
+    half = args.envs // 2
+    rows += [
+        [f"policy loop alone, {label}", f"{overlap[key]:,.0f} env steps/s"]
+        for key, label in (
+            ("lockstep_1", "lockstep, 1 emulator thread"),
+            ("lockstep_2", "lockstep, 2 emulator threads"),
+            ("groups", f"two groups of {half} in turn, a thread each"),
+            ("ale_async", f"ale-py async, batch {half}, 2 threads"),
+        )
+    ]
     body = (
         f"`python -m scripts.bench_atari --env {args.env} --envs {args.envs} "
         f"--rollout-len {args.rollout_len} --core {args.core} --env-groups {args.env_groups}`\n\n"

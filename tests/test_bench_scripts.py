@@ -415,3 +415,22 @@ def test_bench_vector_runs_all_three_ways_and_refuses_an_odd_split(capsys):
     assert all(int(rate.replace(",", "")) > 0 for _, rate in rows)
     with pytest.raises(SystemExit):
         bench_vector.main(["--env", "CartPole-v1", "--envs", "3"])
+
+
+def test_bench_atari_times_the_policy_loop_each_way_it_can_overlap():
+    """The three policy loops of ``make bench-atari`` run on real ale-py envs; the
+    asynchronous one is driven with the half that ``recv`` hands back."""
+    pytest.importorskip("ale_py")
+    import torch
+
+    from scripts import bench_atari
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        spec, _ = bench_atari.atari_spec("ALE/Pong-v5", 4, 8)
+        rates = bench_atari.overlap_rates(spec, 4, 0.05)
+    finally:
+        torch.set_num_threads(threads)
+    assert set(rates) == {"lockstep_1", "lockstep_2", "groups", "ale_async"}
+    assert all(math.isfinite(r) and r > 0 for r in rates.values())
