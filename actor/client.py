@@ -296,11 +296,12 @@ class ActorClient:
             elif isinstance(msg, Ack) and msg.learner_id == self.learner_id:
                 self.credit.acked(msg.seq, msg.version)
             elif isinstance(msg, Pong) and msg.learner_id == self.learner_id:
-                self.credit.pong(msg.version)
+                self.credit.pong(msg.version, msg.held, time.monotonic())
         if newest is not None:
             self._load_weights(newest)
         now = time.monotonic()
-        # The learner dropped it under load: the credit comes back. A rollout may
+        # An Ack that neither came nor was reported held by a Pong for this long was
+        # lost (or the rollout dropped): the credit comes back. A rollout may
         # legitimately wait in a barrier (--barrier-timeout-s): the mode's patience.
         limit = self.cfg.learner_timeout * a.mode.ack_patience
         for k in self.credit.expire(now, limit):

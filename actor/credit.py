@@ -4,7 +4,7 @@
     credit = Credit()
     credit.sent(seq, version, now)        # after each send
     credit.acked(seq, version)            # an Ack from the current learner
-    credit.pong(version)                  # a Pong from the current learner
+    credit.pong(version, held, now)       # a Pong from the current learner
     credit.expire(now, limit)             # seqs whose Ack never came (credit returned)
     credit.in_flight                      # against RunSpec.max_in_flight
     credit.waiting_for_release()          # sync: the last rollout is not yet released
@@ -39,8 +39,14 @@ class Credit:
         if seq == self.last_seq:
             self.release_version = version
 
-    def pong(self, version: int) -> None:
+    def pong(self, version: int, held: list[int] = (), now: float | None = None) -> None:
+        """The learner is at ``version`` and still holds the rollouts ``held`` (queued or
+        in an update): their Acks are late, not lost, so their wait starts again."""
         self.learner_version = max(self.learner_version, version)
+        if now is not None:
+            for seq in held:
+                if seq in self.unacked:
+                    self.unacked[seq] = now
 
     def waiting_for_release(self) -> bool:
         """sync: the last rollout is neither acked nor overtaken. A Pong reporting a

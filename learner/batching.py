@@ -4,6 +4,7 @@
     batcher.offer(submission)                      # a checked rollout or gradient
     release = batcher.take(live_ids, version, now) # None, or what to train on now
     batcher.forget(actor_id)                       # the actor left, was lost or banned
+    batcher.held(actor_id)                         # seqs of its submissions waiting here
 
 - ``SyncBarrier`` (``mode.barrier``; sync): one submission per live actor, each at most
   ``max_lag`` versions old (sync: 0, the current version), then one update on all of
@@ -100,6 +101,11 @@ class SyncBarrier:
         self.pending.pop(actor_id, None)
         self.arrived.pop(actor_id, None)
 
+    def held(self, actor_id: str) -> list[int]:
+        """Seqs of ``actor_id``'s submissions waiting here."""
+        sub = self.pending.get(actor_id)
+        return [] if sub is None else [sub.seq]
+
     def take_dropped(self) -> list[Submission]:
         """What ``take`` dropped since the last call (the caller acks it untrained)."""
         dropped, self.dropped = self.dropped, []
@@ -158,6 +164,10 @@ class AsyncQueue:
 
     def forget(self, actor_id: str) -> None:
         pass  # what an actor sent before it left is still good data
+
+    def held(self, actor_id: str) -> list[int]:
+        """Seqs of ``actor_id``'s submissions waiting here."""
+        return [s.seq for s in self.queue if s.actor_id == actor_id]
 
     def full(self) -> bool:
         return len(self.queue) >= self.max_batch

@@ -43,6 +43,9 @@ class TrainingThread:
         self.updater = updater
         self.depth = depth
         self.in_flight = 0
+        # The releases submitted and not yet finished (loop thread only): whose rollouts
+        # the learner holds while they wait for or go through an update.
+        self._releases: list[Release] = []
         # Written by the training thread only: seconds in finished updates, and when the
         # running one started (None: idle).
         self._busy_s = 0.0
@@ -64,7 +67,15 @@ class TrainingThread:
 
     def submit(self, release: Release, prepared) -> None:
         self.in_flight += 1
+        self._releases.append(release)
         self._jobs.put((release, prepared))
+
+    def held(self, actor_id: str) -> list[int]:
+        """Seqs of ``actor_id``'s submissions in the updates not yet finished."""
+        return [s.seq for r in self._releases for s in r.items if s.actor_id == actor_id]
+
+    def _let_go(self, release: Release) -> None:
+        self._releases = [r for r in self._releases if r is not release]
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -112,6 +123,7 @@ class TrainingThread:
             if isinstance(done, BaseException):
                 self._failure = self._failure or done
             else:
+                self._let_go(done.release)
                 out.append(done)
         if self._failure is not None and not out:
             failure, self._failure = self._failure, None
@@ -131,6 +143,7 @@ class TrainingThread:
                 self._jobs.put(None)
                 break
             taken.append(job[0])
+            self._let_go(job[0])
         self.in_flight -= len(taken)
         return taken
 

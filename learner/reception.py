@@ -6,7 +6,7 @@ outbox and never blocks.
         decode (a bad header: rejected with its reason; a schema mismatch: told, fatally)
         Hello              -> admission.admit_hello: Welcome + current weights, or Error
         Experience/Gradient-> intake.take: offered to the batcher, or acked untrained
-        Heartbeat -> Pong; WeightsRequest -> Weights; Bye -> the actor is forgotten
+        Heartbeat -> Pong (with the seqs of its rollouts still held); WeightsRequest -> Weights; Bye -> the actor is forgotten
     reception.expire(now)            # silent actors declared lost
     reception.live_ids()             # whom a barrier waits for
 
@@ -29,7 +29,7 @@ from learner.housekeeping import Housekeeping
 from learner.intake import Intake
 from learner.outbox import Outbox
 from learner.registry import ActorRecord, ActorRegistry
-from protocol.codec import DecodeError, decode
+from protocol.codec import DEFAULT_LIMITS, DecodeError, decode
 from protocol.messages import (
     Bye,
     Error,
@@ -60,6 +60,7 @@ class Reception:
         authenticated: bool,
         version: Callable[[], int],
         wall_s: Callable[[], float],
+        held: Callable[[str], list[int]] | None = None,
     ) -> None:
         self.cfg, self.intake, self.batcher, self.house, self.outbox = (
             cfg,
@@ -73,6 +74,8 @@ class Reception:
         self.authenticated = authenticated  # CURVE: the key's name is the identity
         self.version = version  # the learner's current version
         self.wall_s = wall_s
+        # Seqs of an actor's rollouts held beyond the batcher (in updates not finished).
+        self.held_in_updates = held or (lambda actor_id: [])
         self.registry = ActorRegistry(cfg.actor_timeout_s, cfg.max_bad_messages)
         self.max_envs = min(MAX_ENVS_PER_ACTOR, max_envs(self.spec, cfg.max_frame_bytes))
         self.first_welcome: float | None = None  # training starts with the first actor
@@ -127,9 +130,14 @@ class Reception:
             if msg.seq < rec.last_seq:  # its counter went backwards: a lie or a bug
                 self.reject(route, "false_claim", f"heartbeat seq {msg.seq} < {rec.last_seq}")
                 return
-            self.outbox.reply(
-                route, Pong(learner_id=self.intake.learner_id, version=self.version())
-            )
+            # The rollouts it holds: their Acks are late (an update can outlast the
+            # actor's patience on a CPU), not lost, so the actor keeps waiting for them.
+            held = self.batcher.held(rec.actor_id) + self.held_in_updates(rec.actor_id)
+            # An actor that honours its credit has at most --max-in-flight here; one
+            # that does not is told of no more than a Pong may carry.
+            held = held[-DEFAULT_LIMITS.list_len :]
+            pong = Pong(learner_id=self.intake.learner_id, version=self.version(), held=held)
+            self.outbox.reply(route, pong)
         elif isinstance(msg, WeightsRequest):
             self.outbox.send_weights(route)
         elif isinstance(msg, Bye):

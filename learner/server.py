@@ -100,6 +100,7 @@ class LearnerServer:
             authenticated=self.zap is not None,
             version=lambda: trainer.version,
             wall_s=lambda: self.wall_s,
+            held=lambda actor_id: self.training.held(actor_id),
         )
         self.updater = Updater(
             trainer,

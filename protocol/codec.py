@@ -71,6 +71,7 @@ class Limits:
     ndim: int = 8
     name_len: int = 128
     str_len: int = 4096
+    list_len: int = 1024  # items of a list field
     # The whole message; the socket's MAXMSGSIZE bounds each frame before this runs.
     total_bytes: int = 256 * 1024 * 1024
 
@@ -136,7 +137,7 @@ def _unpack_header(raw: memoryview, limits: Limits) -> dict:
             ext_hook=_reject_ext,
             max_str_len=limits.str_len,
             max_bin_len=limits.header_bytes,
-            max_array_len=limits.arrays * 2,
+            max_array_len=max(limits.arrays * 2, limits.list_len),
             max_map_len=limits.arrays * 2,
             max_ext_len=0,
         )
@@ -175,6 +176,13 @@ def _check_fields(cls: type[Message], fields: Any, limits: Limits) -> dict:
             raise DecodeError("bad_fields", f"{name} is not finite")
         if typ is int and not -(2**63) <= value < 2**63:
             raise DecodeError("bad_fields", f"{name} out of range")
+        if typ is list:  # a list field is a list of non-negative ints (seqs)
+            if len(value) > limits.list_len:
+                raise DecodeError("bad_fields", f"{name} longer than {limits.list_len}")
+            if not all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**63 for x in value
+            ):
+                raise DecodeError("bad_fields", f"{name} must hold non-negative ints")
         out[name] = value
     return out
 

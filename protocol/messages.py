@@ -53,7 +53,10 @@ from protocol.rollout import (
 # 7: RunSpec gained core_state_size (a recurrent run's Experience carries core_state, the
 #    core's state per env at the rollout's start) and obs_keys (a Dict observation's
 #    keys, each on the wire as obs/<key>).
-SCHEMA_VERSION = 7
+# 8: Pong gained ``held``: the seqs of the actor's rollouts the learner holds (queued or
+#    in an update), so an actor does not take an Ack that is only late (a long update)
+#    for a lost one and send past its credit.
+SCHEMA_VERSION = 8
 
 # Array dtypes allowed on the wire, as numpy's little-endian type strings. Anything else
 # (objects, structured or void types, big-endian) is refused by the codec.
@@ -213,12 +216,15 @@ class WeightsRequest(Message):
 
 @dataclass(frozen=True)
 class Pong(Message):
-    """The learner's answer to a heartbeat: it is alive, and at this version."""
+    """The learner's answer to a heartbeat: it is alive, at this version, and holds
+    these of the actor's rollouts (``held``: their seqs, queued or in an update; their
+    Acks are late, not lost)."""
 
     TYPE: ClassVar[str] = "pong"
-    FIELDS: ClassVar[dict[str, type]] = {"learner_id": str, "version": int}
+    FIELDS: ClassVar[dict[str, type]] = {"learner_id": str, "version": int, "held": list}
     learner_id: str
     version: int
+    held: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def sample_message_list() -> list[m.Message]:
         ),
         m.Heartbeat(**ids, seq=99, policy_version=16, backpressure=2),
         m.WeightsRequest(**ids, have_version=-1),
-        m.Pong(learner_id="L1", version=17),
+        m.Pong(learner_id="L1", version=17, held=[3, 4]),
         m.Ack(learner_id="L1", seq=3, version=17, trained=True),
         m.Bye(**ids, reason="sigterm"),
         m.Shutdown(learner_id="L1", reason="target reached"),

@@ -342,3 +342,19 @@ def test_sync_barrier_hands_back_what_it_drops_for_an_ack():
     assert barrier.take({"a"}, 1, 0.5) is None  # the learner is at version 1 now
     assert [s.seq for s in barrier.take_dropped()] == [7]
     assert barrier.take_dropped() == []
+
+
+def test_each_batcher_names_the_seqs_it_holds_for_an_actor():
+    # What a Pong reports (schema 8), so an actor waits for a late Ack instead of
+    # taking it for lost.
+    q = AsyncQueue(max_batch=2)
+    for item in (sub("a", 0, seq=1), sub("b", 0, seq=7), sub("a", 0, seq=2)):
+        q.offer(item, now=0.0)
+    assert (q.held("a"), q.held("b"), q.held("c")) == ([1, 2], [7], [])
+    q.take({"a", "b"}, version=0, now=0.0)  # the first two go to an update
+    assert (q.held("a"), q.held("b")) == ([2], [])
+    b = barrier(min_actors=1)
+    b.offer(sub("a", 0, seq=3), now=0.0)
+    assert (b.held("a"), b.held("b")) == ([3], [])
+    b.forget("a")
+    assert b.held("a") == []

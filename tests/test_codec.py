@@ -152,12 +152,12 @@ def test_every_dtype_and_shape_over_zmq(zmq_pair):
 # encoding choices) breaks these on purpose. If the change is intended, bump
 # SCHEMA_VERSION and re-pin.
 GOLDEN_HEARTBEAT = (
-    "84a17607a474797065a9686561727462656174a66669656c647385a86163746f725f6964a26131"
+    "84a17608a474797065a9686561727462656174a66669656c647385a86163746f725f6964a26131"
     "ab696e6361726e6174696f6ea26931a373657107ae706f6c6963795f76657273696f6e03ac6261"
     "636b707265737375726500a661727261797390"
 )
 GOLDEN_EXPERIENCE = (
-    "84a17607a474797065aa657870657269656e6365a66669656c647385a86163746f725f6964a261"
+    "84a17608a474797065aa657870657269656e6365a66669656c647385a86163746f725f6964a261"
     "31ab696e6361726e6174696f6ea26931a373657101aa6c6561726e65725f6964a14cae706f6c69"
     "63795f76657273696f6e02a66172726179739593a36f6273a33c66349302010293a7616374696f"
     "6e73a33c693892010193a772657761726473a33c663492010193aa7465726d696e61746564a37c"
@@ -208,7 +208,7 @@ def pong_header(**changes) -> dict:
     header = {
         "v": SCHEMA_VERSION,
         "type": "pong",
-        "fields": {"learner_id": "L", "version": 3},
+        "fields": {"learner_id": "L", "version": 3, "held": [5]},
         "arrays": [],
     }
     header.update(changes)
@@ -237,7 +237,13 @@ def reject(frames, reason: str, limits=DEFAULT_LIMITS) -> DecodeError:
 
 def test_valid_pong_header_decodes():
     # The baseline every rejection below mutates must itself be accepted.
-    assert decode([pack(pong_header())]).version == 3
+    pong = decode([pack(pong_header())])
+    assert (pong.version, pong.held) == (3, [5])
+    full = list(range(DEFAULT_LIMITS.list_len))  # as long as a list field may be
+    assert (
+        decode([pack(pong_header(fields={"learner_id": "L", "version": 3, "held": full}))]).held
+        == full
+    )
     assert decode([pack(weights_header([["w", "<f4", [2]]])), bytes(8)]).arrays["w"].shape == (2,)
 
 
@@ -246,7 +252,7 @@ def test_reject_no_frames():
 
 
 def test_reject_header_too_large():
-    header = pack(pong_header(fields={"learner_id": "x" * 4000, "version": 1}))
+    header = pack(pong_header(fields={"learner_id": "x" * 4000, "version": 1, "held": []}))
     reject([header], "header_too_large", Limits(header_bytes=1024))
     reject([bytes(DEFAULT_LIMITS.header_bytes + 1)], "header_too_large")
 
@@ -273,7 +279,7 @@ def test_reject_bad_header(raw):
     reject([raw], "bad_header")
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5, 6, 8, -1, True, 7.0, "7", None, [7]])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5, 6, 7, 9, -1, True, 8.0, "8", None, [8]])
 def test_reject_schema_version(version):
     reject([pack(pong_header(v=version))], "schema_version")
 
@@ -286,22 +292,37 @@ def test_reject_unknown_type(type_name):
 @pytest.mark.parametrize(
     "fields",
     [
-        {"learner_id": "L"},  # missing
-        {"learner_id": "L", "version": 3, "extra": 0},  # extra
-        {"learner_id": "L", "version": 3, b"extra": 0, "more": 1},  # bytes + str extras
-        {"learner_id": 5, "version": 3},  # wrong type
-        {"learner_id": b"L", "version": 3},  # bytes for str
-        {"learner_id": "L", "version": "3"},
-        {"learner_id": "L", "version": 3.0},  # float for int
-        {"learner_id": "L", "version": True},  # bool for int
-        {"learner_id": "L", "version": 2**63},  # outside int64
-        {"learner_id": "L", "version": None},
-        [["learner_id", "L"], ["version", 3]],  # not a map
+        {"learner_id": "L", "version": 3},  # missing (a schema-7 Pong)
+        {"learner_id": "L", "version": 3, "held": [], "extra": 0},  # extra
+        {"learner_id": "L", "version": 3, "held": [], b"extra": 0, "more": 1},  # bytes + str
+        {"learner_id": 5, "version": 3, "held": []},  # wrong type
+        {"learner_id": b"L", "version": 3, "held": []},  # bytes for str
+        {"learner_id": "L", "version": "3", "held": []},
+        {"learner_id": "L", "version": 3.0, "held": []},  # float for int
+        {"learner_id": "L", "version": True, "held": []},  # bool for int
+        {"learner_id": "L", "version": 2**63, "held": []},  # outside int64
+        {"learner_id": "L", "version": None, "held": []},
+        {"learner_id": "L", "version": 3, "held": 5},  # not a list
+        {"learner_id": "L", "version": 3, "held": {"5": 5}},
+        {"learner_id": "L", "version": 3, "held": [-1]},  # seqs are non-negative
+        {"learner_id": "L", "version": 3, "held": [True]},
+        {"learner_id": "L", "version": 3, "held": [1.0]},
+        {"learner_id": "L", "version": 3, "held": ["1"]},
+        {"learner_id": "L", "version": 3, "held": [[1]]},
+        {"learner_id": "L", "version": 3, "held": [2**63]},
+        [["learner_id", "L"], ["version", 3], ["held", []]],  # not a map
     ],
     ids=str,
 )
 def test_reject_bad_fields(fields):
     reject([pack(pong_header(fields=fields))], "bad_fields")
+
+
+def test_reject_a_list_field_past_its_limit():
+    held = list(range(DEFAULT_LIMITS.list_len + 1))
+    fields = {"learner_id": "L", "version": 3, "held": held}
+    reject([pack(pong_header(fields=fields))], "bad_header")  # msgpack's own array bound
+    reject([pack(pong_header(fields=fields))], "bad_fields", Limits(list_len=8, arrays=1024))
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, True, "1.0", None])

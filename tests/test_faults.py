@@ -448,6 +448,34 @@ def test_slow_learner_under_a_flood_keeps_memory_bounded(tmp_path):
         learner.stop()
 
 
+def test_an_update_longer_than_the_actors_patience_holds_the_actor_to_its_credit(tmp_path):
+    # Each update takes 2.5 s, longer than the actor's --learner-timeout of 1 s (a CPU
+    # learner on Atari). The learner's pongs name the rollout it holds, so the actor
+    # waits for the late Ack instead of taking it for lost and sending past its credit
+    # (before schema 8 it sent a rollout a second, and the learner's queue grew).
+    learner = start_learner(
+        tmp_path,
+        *("--algo", "a3c", "--actors", "0", "--envs", "8", "--rollout-len", "16"),
+        *("--max-seconds", LEARNER_MAX_S, "--target-return", "1000", "--log-interval-s", "0.5"),
+        module=("tests.slow_learner", "2.5"),
+    )
+    actor = None
+    try:
+        actor = start_actor(tmp_path, endpoint_of(learner), "a0", "--learner-timeout", "1")
+        last = learner.wait_for("progress", HANG_S, where=lambda e: e["updates"] >= 4)
+        # One rollout per update, and at most the one in the update plus the one the
+        # actor may have in flight beyond what was trained.
+        per_rollout = 8 * 16
+        assert last["env_steps"] <= (last["updates"] + 2) * per_rollout, last
+        names = [e["event"] for e in actor.events()]
+        assert "ack_missing" not in names and "learner_lost" not in names
+        assert "backpressure" in names  # the slow learner is seen as backpressure
+    finally:
+        if actor is not None:
+            actor.stop()
+        learner.stop()
+
+
 def test_frozen_subscriber_does_not_stall_training_and_catches_up_in_order(tmp_path):
     learner = start_learner(
         tmp_path,

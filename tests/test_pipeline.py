@@ -62,6 +62,26 @@ def test_updates_run_in_order_and_their_time_is_counted_busy():
         training.close()
 
 
+def test_it_names_the_rollouts_it_holds_until_their_update_is_finished():
+    # What a Pong reports (schema 8): an actor's rollouts in an update not yet finished.
+    updater = GatedUpdater(gated=True)
+    training = TrainingThread(updater, depth=2)
+    try:
+        training.submit(
+            Release([Submission("a", b"r", 1, 0, None), Submission("b", b"s", 4, 0, None)]), "x"
+        )
+        training.submit(release(2), "queued")
+        assert updater.started.wait(WAIT_S)
+        assert (training.held("a"), training.held("b"), training.held("c")) == ([1, 2], [4], [])
+        taken = training.cancel_queued()  # the queued one is no longer held
+        assert [r.items[0].seq for r in taken] == [2] and training.held("a") == [1]
+        updater.gate.set()
+        training.drain(lambda done: None, timeout_s=WAIT_S)
+        assert training.held("a") == [] and training.held("b") == []
+    finally:
+        training.close()
+
+
 def test_queued_updates_can_be_taken_back_when_the_run_stops():
     updater = GatedUpdater(gated=True)
     training = TrainingThread(updater, depth=2)

@@ -353,6 +353,69 @@ def test_credit_wait_ends_by_ack_missing_when_the_ack_never_comes(monkeypatch):
     assert "learner_lost" not in names
 
 
+def test_credit_wait_outlasts_a_long_update_while_the_learner_says_it_holds_the_rollout(
+    monkeypatch,
+):
+    # async, --max-in-flight 1: rollout 1 is in an update that takes 4 x the actor's
+    # patience (a CPU learner on Atari). Each Pong says the learner holds it, so its Ack
+    # is late, not lost: the actor sends nothing more until the Ack (before schema 8 the
+    # credit expired after one --learner-timeout and the actor sent past it).
+    update_s = 4 * LEARNER_TIMEOUT
+    state = {"acked_at": None}
+
+    def answer(msg, learner):
+        if isinstance(msg, Hello):
+            return [welcome(ASYNC), weights(ASYNC, 0)]
+        if isinstance(msg, Experience):
+            return [SHUTDOWN] if msg.seq == 2 else None
+        if isinstance(msg, Heartbeat):
+            if not learner.sent_of(Experience):
+                return [pong(0)]
+            (t1, _), *_ = learner.sent_of(Experience)
+            if learner.clock.t - t1 < update_s:
+                return [(DEALER, Pong(learner_id=LEARNER_ID, version=0, held=[1]))]
+            state["acked_at"] = learner.clock.t
+            return [
+                (DEALER, Ack(learner_id=LEARNER_ID, seq=1, version=1, trained=True)),
+                (DEALER, Pong(learner_id=LEARNER_ID, version=1, held=[])),
+            ]
+        return None
+
+    rc, log, learner = run_actor(monkeypatch, answer)
+    assert rc == EXIT_OK and exit_event(log)["reason"] == "learner_shutdown"
+    assert "ack_missing" not in log.names() and "learner_lost" not in log.names()
+    (t1, _), (t2, _) = learner.sent_of(Experience)
+    assert t2 - t1 >= update_s and t2 >= state["acked_at"]
+
+
+def test_a_rollout_the_learner_stops_naming_as_held_expires_as_before(monkeypatch):
+    # Held for a while, then neither named nor acked (lost): the credit comes back one
+    # --learner-timeout after the last Pong that named it.
+    held_for = 2 * LEARNER_TIMEOUT
+    named = []
+
+    def answer(msg, learner):
+        if isinstance(msg, Hello):
+            return [welcome(ASYNC), weights(ASYNC, 0)]
+        if isinstance(msg, Experience):
+            return [SHUTDOWN] if msg.seq == 2 else None
+        if isinstance(msg, Heartbeat):
+            if not learner.sent_of(Experience):
+                return [pong(0)]
+            (t1, _), *_ = learner.sent_of(Experience)
+            if learner.clock.t - t1 < held_for:
+                named.append(learner.clock.t)
+                return [(DEALER, Pong(learner_id=LEARNER_ID, version=0, held=[1]))]
+            return [pong(0)]
+        return None
+
+    rc, log, learner = run_actor(monkeypatch, answer)
+    assert rc == EXIT_OK
+    assert [e["seq"] for e in log.events("ack_missing")] == [1]
+    (_, _), (t2, _) = learner.sent_of(Experience)
+    assert LEARNER_TIMEOUT <= t2 - named[-1] <= LEARNER_TIMEOUT + 1.0
+
+
 def test_sync_release_wait_ends_by_ack_missing_when_the_ack_never_comes(monkeypatch):
     answer = alive_learner(SYNC, lambda msg: [SHUTDOWN] if msg.seq == 2 else None)
     rc, log, learner = run_actor(monkeypatch, answer)
