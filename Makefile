@@ -30,7 +30,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-memory bench-solve bench-startup bench-throughput bench-gpu bench-atari staleness soak clean
+.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-memory bench-solve bench-startup bench-throughput bench-gpu bench-atari bench-e2e staleness soak clean
 
 venv: $(STAMP)
 
@@ -157,6 +157,11 @@ staleness: venv
 # Atari: actor env steps/s against the raw emulator, bytes per transition, the CNN learner.
 bench-atari: venv
 	$(PY) -m scripts.bench_atari $(ARGS)
+
+# End to end: a learner and external actors (Pong by default), before/after env groups;
+# ARGS="--sf-python PATH" adds Sample Factory's APPO in the same go.
+bench-e2e: venv
+	$(PY) -m scripts.bench_e2e $(ARGS)
 
 # On a GPU machine: Pong to +18 with 14 actors, and the scaling study (README, GPU).
 bench-gpu: venv

@@ -434,3 +434,49 @@ def test_bench_atari_times_the_policy_loop_each_way_it_can_overlap():
         torch.set_num_threads(threads)
     assert set(rates) == {"lockstep_1", "lockstep_2", "groups", "ale_async"}
     assert all(math.isfinite(r) and r > 0 for r in rates.values())
+
+
+def test_bench_e2e_rates_leave_out_the_first_quarter():
+    from scripts import bench_e2e
+
+    progress = [
+        {"wall_s": 5.0, "env_steps": 500, "trained_per_s": 10.0, "train_busy": 0.1},
+        {"wall_s": 30.0, "env_steps": 3_000, "trained_per_s": 99.0, "train_busy": 0.9},
+        {"wall_s": 60.0, "env_steps": 6_000, "trained_per_s": 100.0, "train_busy": 0.5},
+        {"wall_s": 90.0, "env_steps": 12_000, "trained_per_s": 200.0, "train_busy": 0.7},
+    ]
+    # After 100 s / 4: from the 30 s event on; its own window's figures belong to the
+    # quarter before it, so busy and trained come from the windows that follow.
+    assert bench_e2e.steady(progress, 100.0) == {
+        "env_steps_per_s": 150,
+        "trained_per_s": 150,
+        "train_busy": 0.6,
+    }
+    assert bench_e2e.steady(progress[:2], 100.0)["env_steps_per_s"] is None
+
+
+def test_bench_e2e_reads_sample_factory_rates_from_its_periodic_lines():
+    from scripts import bench_e2e
+
+    def line(clock: str, frames: int, samples: int) -> str:
+        return (
+            f"[2026-12-04 {clock}][15824] Fps is (10 sec: 819.2, 60 sec: nan, 300 sec: nan). "
+            f"Total num frames: {frames}. Throughput: 0: 170.7. Samples: {samples}. "
+            "Policy #0 lag: (min: 0.0, avg: 1.2, max: 3.0)"
+        )
+
+    text = "\n".join(
+        [
+            line("04:14:20,000", 0, 1_000),  # before training began: not counted
+            line("04:14:25,000", 4_096, 2_000),
+            line("04:14:30,000", 8_192, 3_000),  # the first quarter of the four below
+            line("04:14:35,000", 12_288, 4_000),
+            line("04:14:40,000", 20_480, 6_000),
+            line("04:14:45,500", 28_672, 8_000),
+        ]
+    )
+    points = bench_e2e.sf_points(text)
+    assert [p[1:] for p in points][:2] == [(0, 1_000), (1_024, 2_000)]
+    # from 04:14:30 to 04:14:45.5: 5,120 agent steps trained, 5,000 collected
+    assert bench_e2e.sf_steady(points) == {"env_steps_per_s": 323, "trained_per_s": 330}
+    assert bench_e2e.sf_steady(points[:2])["env_steps_per_s"] is None
