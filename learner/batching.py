@@ -23,7 +23,9 @@
       unchanged version, and actors collect again with the weights they have.
 - ``AsyncQueue`` (a queue; async): whatever queued while the learner was busy, merged
   into one update, at most ``max_batch`` (bounding the update's memory; the rest waits
-  in ZeroMQ's bounded queues). With ``gather`` > 0 an update also waits until rollouts
+  for the next). It keeps at most ``max_in_flight + 1`` from any one actor (actors keep
+  to their credit; the oldest of one that does not is dropped as stale), so it is
+  bounded by the actor count. With ``gather`` > 0 an update also waits until rollouts
   from that share of the live actors have queued (never more than ``max_batch``, never
   longer than ``max_wait_s`` after the oldest arrived): a learner faster than its data
   would otherwise make one update, one version, per arriving rollout, so each rollout
@@ -38,6 +40,7 @@ No sockets, no torch: the server passes ids and times in.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,14 +149,32 @@ class SyncBarrier:
 
 
 class AsyncQueue:
-    def __init__(self, max_batch: int, gather: float = 0.0, max_wait_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        max_batch: int,
+        gather: float = 0.0,
+        max_wait_s: float = 10.0,
+        per_actor: int | None = None,
+    ) -> None:
         self.max_batch = max_batch
         self.gather = gather
         self.max_wait_s = max_wait_s
+        # At most this many queued per actor: one that sends past its credit (a bug, an
+        # old or hostile client) has its oldest queued rollout dropped, so the queue,
+        # and the learner's memory, stay bounded whatever an actor does.
+        self.per_actor = per_actor
         self.queue: list[Submission] = []
         self.arrived: list[float] = []  # when each queued submission arrived
+        self.dropped: list[Submission] = []
 
     def offer(self, sub: Submission, now: float) -> None:
+        if self.per_actor is not None:
+            mine = [i for i, s in enumerate(self.queue) if s.actor_id == sub.actor_id]
+            if len(mine) >= self.per_actor:
+                i = mine[0]
+                # Kept for its Ack and its count only: the rollout itself is let go now.
+                self.dropped.append(dataclasses.replace(self.queue.pop(i), payload=None))
+                self.arrived.pop(i)
         self.queue.append(sub)
         self.arrived.append(now)
 
@@ -173,7 +194,10 @@ class AsyncQueue:
         return len(self.queue) >= self.max_batch
 
     def take_dropped(self) -> list[Submission]:
-        return []  # the queue drops nothing: staleness is judged before it
+        """What ``offer`` dropped since the last call: an actor's oldest queued rollout
+        beyond ``per_actor`` (the caller acks it untrained and counts it as stale)."""
+        dropped, self.dropped = self.dropped, []
+        return dropped
 
     def take(self, live: set[str], version: int, now: float) -> Release | None:
         if not self.queue:
@@ -197,10 +221,16 @@ def make_batcher(
     max_batches_per_update: int,
     max_lag: int = 0,
     gather: float = 0.0,
+    max_in_flight: int | None = None,
 ) -> Batcher:
     """The batcher ``mode`` asks for; ``max_lag``: its lag rule as it applies in this run
-    (``mode.lag_bound(--max-policy-lag)``), which a barrier also applies at release."""
+    (``mode.lag_bound(--max-policy-lag)``), which a barrier also applies at release;
+    ``max_in_flight``: the actors' credit, which bounds what a queue keeps per actor
+    (one more, for an Ack lost on the way)."""
     if mode.barrier:
         return SyncBarrier(min_actors, min_actors_wait_s, barrier_timeout_s, max_lag)
+    per_actor = None if max_in_flight is None else max_in_flight + 1
     # A queue of one releases each submission alone, whatever ``gather`` says.
-    return AsyncQueue(mode.queue_limit or max_batches_per_update, gather, barrier_timeout_s)
+    return AsyncQueue(
+        mode.queue_limit or max_batches_per_update, gather, barrier_timeout_s, per_actor
+    )

@@ -228,6 +228,7 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
             max_batches_per_update=cfg.max_batches_per_update,
             max_lag=max_lag,
             gather=cfg.async_gather,
+            max_in_flight=cfg.max_in_flight,
         )
         server: LearnerServer | None = None
         parts.house = Housekeeping(

@@ -213,6 +213,12 @@ class Reception:
             self.house.after_intake(self.wall_s())
         if d.submission is not None:
             self.batcher.offer(d.submission, time.monotonic())
+            # An actor past its credit: its oldest queued rollout is dropped as stale
+            # and acked untrained now, so the queue stays bounded (batching.py).
+            for sub in self.batcher.take_dropped():
+                self.outbox.ack(sub.route, sub.seq, version, trained=False)
+                self.intake.drop_late(sub)
+                self.log.debug("batch_over_credit", actor_id=sub.actor_id, seq=sub.seq)
 
     def reject(self, route: bytes, reason: str, detail: str) -> None:
         self.stats.rejected[reason] += 1

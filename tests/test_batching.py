@@ -358,3 +358,31 @@ def test_each_batcher_names_the_seqs_it_holds_for_an_actor():
     assert (b.held("a"), b.held("b")) == ([3], [])
     b.forget("a")
     assert b.held("a") == []
+
+
+def test_a_queue_keeps_at_most_its_per_actor_bound_and_drops_the_oldest():
+    # An actor past its credit (a bug, an old or hostile client): the learner's queue
+    # stays bounded; the oldest of that actor's goes, acked untrained by the caller.
+    q = AsyncQueue(max_batch=8, per_actor=2)
+    for seq in (1, 2, 3, 4):
+        q.offer(sub("a", 0, seq=seq), now=float(seq))
+    q.offer(sub("b", 0, seq=9), now=5.0)
+    assert q.held("a") == [3, 4] and q.held("b") == [9]
+    dropped = q.take_dropped()
+    assert [d.seq for d in dropped] == [1, 2] and all(d.payload is None for d in dropped)
+    assert q.take_dropped() == []
+    release = q.take({"a", "b"}, version=0, now=5.0)
+    assert [s.payload for s in release.items] == ["a/3", "a/4", "b/9"]
+
+
+def test_make_batcher_bounds_an_async_queue_by_the_actors_credit():
+    mode = coordination.get("async")
+    q = make_batcher(
+        mode,
+        min_actors=1,
+        min_actors_wait_s=MIN_WAIT,
+        barrier_timeout_s=BARRIER,
+        max_batches_per_update=8,
+        max_in_flight=1,
+    )
+    assert isinstance(q, AsyncQueue) and q.per_actor == 2  # one more, for a lost Ack

@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from protocol.codec import decode, encode
-from protocol.messages import Experience, Hello, Weights, Welcome
+from protocol.messages import Ack, Experience, Hello, Weights, Welcome
 from protocol.spec import RunSpec
 from scripts.procs import endpoint_of, free_port_pair, start_actor, start_learner
 from scripts.runlog import event_time
@@ -473,6 +473,59 @@ def test_an_update_longer_than_the_actors_patience_holds_the_actor_to_its_credit
     finally:
         if actor is not None:
             actor.stop()
+        learner.stop()
+
+
+def test_an_actor_that_ignores_its_credit_cannot_grow_the_learners_queue(tmp_path):
+    # A raw client sends 12 rollouts at once to a learner whose updates take 1 s, with
+    # --max-in-flight 1: the learner keeps at most 2 queued from it, drops the oldest
+    # as stale and acks them untrained, and goes on training.
+    learner = start_learner(
+        tmp_path,
+        *("--algo", "a3c", "--actors", "0", "--max-seconds", LEARNER_MAX_S, *FAST),
+        module=("tests.slow_learner", "1.0"),
+    )
+    ctx = zmq.Context()
+    ctx.linger = 0
+    try:
+        sock, spec, welcome, weights = _raw_join(ctx, endpoint_of(learner), "raw")
+        for seq in range(1, 13):
+            arrays = experience_arrays(spec, spec.num_envs, seed=seq)
+            if seq > 1:  # env 0's episode began at step 3 of the rollout before
+                t = spec.rollout_len
+                arrays["ep_returns"] = np.array([t - 1.0])
+                arrays["ep_lengths"] = np.array([t - 1])
+            experience = Experience(
+                arrays=arrays,
+                actor_id="raw",
+                incarnation="raw1",
+                seq=seq,
+                learner_id=welcome.learner_id,
+                policy_version=weights.version,
+            )
+            sock.send_multipart(encode(experience))
+        steps = int(experience_arrays(spec, spec.num_envs)["valid"].sum())
+        last = learner.wait_for(
+            "progress", HANG_S, where=lambda e: e["env_steps"] == 12 * steps and e["updates"] >= 2
+        )
+        # At most 2 updates in flight (one rollout each at least) and 2 queued: the rest
+        # of the 12 were dropped, each counted with its steps.
+        assert (
+            last["dropped_stale"] >= 12 - 4
+            and last["dropped_steps"] == last["dropped_stale"] * steps
+        )
+        acks: dict[int, bool] = {}
+        deadline = time.monotonic() + HANG_S
+        while len(acks) < 12 and time.monotonic() < deadline:
+            if sock.poll(200):
+                msg = decode(sock.recv_multipart())
+                if isinstance(msg, Ack):
+                    acks[msg.seq] = msg.trained
+        assert sorted(acks) == list(range(1, 13))  # every rollout answered, none lost
+        dropped = [k for k, trained in acks.items() if not trained]
+        assert len(dropped) == last["dropped_stale"] and max(dropped) < 12  # the newest kept
+    finally:
+        ctx.destroy(linger=0)
         learner.stop()
 
 
