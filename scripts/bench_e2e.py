@@ -142,7 +142,12 @@ def run_sf(runs: Path, python: str, env: str, actors: int, envs: int, seconds: f
     t0 = time.monotonic()
     began = None
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        # Its own process group: Sample Factory's worker processes can outlive its main
+        # process after SIGINT (seen here: a learner worker kept training for an hour),
+        # and the group is how they are swept up below.
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             while proc.poll() is None and time.monotonic() - t0 < seconds + 300:
                 if began is None and any(
@@ -154,11 +159,12 @@ def run_sf(runs: Path, python: str, env: str, actors: int, envs: int, seconds: f
                 time.sleep(1.0)
         finally:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGINT)  # its own clean stop: a final checkpoint
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                stop_process(proc, 10.0)
+                pass
+            stop_process(proc, 10.0, group=True)  # and whatever it left running
     points = sf_points(log.read_text("utf-8", "replace"))
     return {
         "system": "Sample Factory 2.1.1 APPO",

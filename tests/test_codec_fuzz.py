@@ -218,6 +218,11 @@ TYPED = {
     float: st.floats(allow_nan=True, allow_infinity=True),
     bool: st.booleans(),
     dict: st.dictionaries(st.text(max_size=4), values, max_size=3),
+    # Pong.held: seqs, with the occasional bad item (negative, too big, not an int).
+    list: st.lists(
+        st.integers(0, 2**63 - 1) | st.integers(-5, -1) | st.just(2**63) | st.booleans(),
+        max_size=4,
+    ),
 }
 
 
