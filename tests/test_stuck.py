@@ -225,8 +225,8 @@ def weights(spec: RunSpec, version: int) -> tuple[str, Weights]:
     return DEALER, Weights(learner_id=LEARNER_ID, version=version, arrays=arrays)
 
 
-def pong(version: int) -> tuple[str, Pong]:
-    return DEALER, Pong(learner_id=LEARNER_ID, version=version)
+def pong(version: int, held: list[int] | None = None) -> tuple[str, Pong]:
+    return DEALER, Pong(learner_id=LEARNER_ID, version=version, held=held or [])
 
 
 SHUTDOWN = (DEALER, Shutdown(learner_id=LEARNER_ID, reason="test over"))
@@ -353,6 +353,27 @@ def test_credit_wait_ends_by_ack_missing_when_the_ack_never_comes(monkeypatch):
     assert "learner_lost" not in names
 
 
+def holding_learner(hold_s: float, after: Callable[[ScriptedLearner], list]) -> Answer:
+    """async: rollout 1 is named held in every Pong for ``hold_s`` after it was sent;
+    then ``after(learner)`` answers the heartbeats. Rollout 2 ends the run."""
+
+    def answer(msg, learner):
+        if isinstance(msg, Hello):
+            return [welcome(ASYNC), weights(ASYNC, 0)]
+        if isinstance(msg, Experience):
+            return [SHUTDOWN] if msg.seq == 2 else None
+        if isinstance(msg, Heartbeat):
+            sent = learner.sent_of(Experience)
+            if not sent:
+                return [pong(0)]
+            if learner.clock.t - sent[0][0] < hold_s:
+                return [pong(0, held=[1])]
+            return after(learner)
+        return None
+
+    return answer
+
+
 def test_credit_wait_outlasts_a_long_update_while_the_learner_says_it_holds_the_rollout(
     monkeypatch,
 ):
@@ -363,25 +384,11 @@ def test_credit_wait_outlasts_a_long_update_while_the_learner_says_it_holds_the_
     update_s = 4 * LEARNER_TIMEOUT
     state = {"acked_at": None}
 
-    def answer(msg, learner):
-        if isinstance(msg, Hello):
-            return [welcome(ASYNC), weights(ASYNC, 0)]
-        if isinstance(msg, Experience):
-            return [SHUTDOWN] if msg.seq == 2 else None
-        if isinstance(msg, Heartbeat):
-            if not learner.sent_of(Experience):
-                return [pong(0)]
-            (t1, _), *_ = learner.sent_of(Experience)
-            if learner.clock.t - t1 < update_s:
-                return [(DEALER, Pong(learner_id=LEARNER_ID, version=0, held=[1]))]
-            state["acked_at"] = learner.clock.t
-            return [
-                (DEALER, Ack(learner_id=LEARNER_ID, seq=1, version=1, trained=True)),
-                (DEALER, Pong(learner_id=LEARNER_ID, version=1, held=[])),
-            ]
-        return None
+    def ack(learner):
+        state["acked_at"] = learner.clock.t
+        return [(DEALER, Ack(learner_id=LEARNER_ID, seq=1, version=1, trained=True)), pong(1)]
 
-    rc, log, learner = run_actor(monkeypatch, answer)
+    rc, log, learner = run_actor(monkeypatch, holding_learner(update_s, ack))
     assert rc == EXIT_OK and exit_event(log)["reason"] == "learner_shutdown"
     assert "ack_missing" not in log.names() and "learner_lost" not in log.names()
     (t1, _), (t2, _) = learner.sent_of(Experience)
@@ -392,28 +399,12 @@ def test_a_rollout_the_learner_stops_naming_as_held_expires_as_before(monkeypatc
     # Held for a while, then neither named nor acked (lost): the credit comes back one
     # --learner-timeout after the last Pong that named it.
     held_for = 2 * LEARNER_TIMEOUT
-    named = []
-
-    def answer(msg, learner):
-        if isinstance(msg, Hello):
-            return [welcome(ASYNC), weights(ASYNC, 0)]
-        if isinstance(msg, Experience):
-            return [SHUTDOWN] if msg.seq == 2 else None
-        if isinstance(msg, Heartbeat):
-            if not learner.sent_of(Experience):
-                return [pong(0)]
-            (t1, _), *_ = learner.sent_of(Experience)
-            if learner.clock.t - t1 < held_for:
-                named.append(learner.clock.t)
-                return [(DEALER, Pong(learner_id=LEARNER_ID, version=0, held=[1]))]
-            return [pong(0)]
-        return None
-
-    rc, log, learner = run_actor(monkeypatch, answer)
+    rc, log, learner = run_actor(monkeypatch, holding_learner(held_for, lambda _: [pong(0)]))
     assert rc == EXIT_OK
     assert [e["seq"] for e in log.events("ack_missing")] == [1]
-    (_, _), (t2, _) = learner.sent_of(Experience)
-    assert LEARNER_TIMEOUT <= t2 - named[-1] <= LEARNER_TIMEOUT + 1.0
+    (t1, _), (t2, _) = learner.sent_of(Experience)
+    last_named = max(t for t, m in learner.sent_of(Heartbeat) if t - t1 < held_for)
+    assert LEARNER_TIMEOUT <= t2 - last_named <= LEARNER_TIMEOUT + 1.0
 
 
 def test_sync_release_wait_ends_by_ack_missing_when_the_ack_never_comes(monkeypatch):
