@@ -173,9 +173,12 @@ def test_learning_holds_under_an_induced_lag_of_16_with_8_actors(tmp_path, algo)
     )  # fmt: skip
     finished, summary = run_to_end(tmp_path, learner)
     assert finished["reason"] == "solved", summary
-    lags = [e["train_lag_mean"] for e in learner.events("progress") if e.get("train_lag_mean")]
-    # The loss really saw data 16 versions old (once the learner was past version 16).
-    assert lags and lags[-1] >= 16
+    # The loss really saw data 16 versions old once the learner was past version 16.
+    # (Not the last interval's mean: a run solved early has only an interval or two,
+    # and theirs average in the first 16 versions, whose lag is below 16; CI once read
+    # 13.7 there.)
+    lag_max = [e["train_lag_max"] for e in learner.events("progress") if e.get("train_lag_max")]
+    assert lag_max and max(lag_max) >= 16, lag_max
     assert len({e["actor_id"] for e in learner.events("actor_joined")}) >= 4
 
 
