@@ -2,7 +2,7 @@
 timeout with a logged reason, or by a clear exit. Here are the waits no other file shows
 ending; the table in the README's reliability section maps every wait to its test,
 here or elsewhere (tests/test_batching.py, test_sync_never_freezes.py, test_credit.py,
-test_faults.py, test_atari_parts.py, ...).
+test_faults.py, test_pipeline.py, ...).
 
 Three kinds of test:
 
@@ -535,7 +535,7 @@ def test_a_drain_answers_actors_until_the_update_in_flight_is_done():
     finally:
         updater.go.set()
         training.close()
-    # A drain whose update never finishes raises after its timeout: test_atari_parts.py::
+    # A drain whose update never finishes raises after its timeout: test_pipeline.py::
     # test_drain_never_waits_forever.
 
 
