@@ -18,14 +18,7 @@ from learner.checkpoint import (
     rng_state_from_plain,
     rng_state_to_plain,
 )
-
-
-class RecordingLog:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict]] = []
-
-    def warning(self, event: str, **kw) -> None:
-        self.events.append((event, kw))
+from tests.fakes import RecordingLog
 
 
 def _trained_state(step_seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, dict]:
@@ -167,8 +160,8 @@ def test_corrupt_newest_falls_back_to_previous_and_reports_it(tmp_path, damage):
     path, state = ckpt.load_latest(log=log)
     assert state["counters"]["env_steps"] == 1
     assert path.name == "ckpt-000000000001.pt"
-    assert [(e, kw["path"]) for e, kw in log.events] == [("checkpoint_unreadable", str(newest))]
-    assert log.events[0][1]["reason"]
+    assert [(e, kw["path"]) for e, kw in log.records] == [("checkpoint_unreadable", str(newest))]
+    assert log.records[0][1]["reason"]
     assert [p for p, _ in ckpt.skipped] == [newest]
 
 
@@ -188,7 +181,7 @@ def test_wrong_shape_or_version_is_skipped(tmp_path, payload, reason):
     log = RecordingLog()
     path, _ = ckpt.load_latest(log=log)
     assert path.name == "ckpt-000000000001.pt"
-    assert reason in log.events[0][1]["reason"]
+    assert reason in log.records[0][1]["reason"]
 
 
 def _leave_mark(path: str) -> None:
@@ -219,7 +212,7 @@ def test_pickled_object_is_refused_not_executed(tmp_path):
     path, _ = ckpt.load_latest(log=log)
     assert path.name == "ckpt-000000000001.pt"
     assert not marker.exists()
-    assert "Unsupported global" in log.events[0][1]["reason"]
+    assert "Unsupported global" in log.records[0][1]["reason"]
 
 
 @pytest.mark.parametrize(
@@ -286,7 +279,7 @@ def test_nothing_loadable_gives_none_with_every_reason(tmp_path):
         ckpt.save({}, step=step).write_bytes(b"junk")
     log = RecordingLog()
     assert ckpt.load_latest(log=log) is None
-    assert len(log.events) == 2
+    assert len(log.records) == 2
 
 
 def test_config_validates_keep(tmp_path):

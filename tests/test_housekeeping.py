@@ -7,24 +7,12 @@ from learner.flags import parse
 from learner.housekeeping import Housekeeping
 from learner.reporting import Reporter
 from learner.stats import WINDOW, RunStats
-
-
-class Log:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict]] = []
-
-    def info(self, event: str, **fields) -> None:
-        self.events.append((event, fields))
-
-    warning = error = info
-
-    def named(self, name: str) -> list[dict]:
-        return [f for e, f in self.events if e == name]
+from tests.fakes import RecordingLog
 
 
 def house(*flags: str, target: float | None = 475.0, stop=lambda: False):
     cfg, _ = parse(["--confirm-episodes", "0", *flags])
-    log, stats = Log(), RunStats()
+    log, stats = RecordingLog(), RunStats()
     h = Housekeeping(
         cfg, stats, Reporter(log), log, target=target, latest=lambda: (0, {}),
         stop_requested=stop,
@@ -76,7 +64,7 @@ def test_progress_comes_at_the_log_interval_with_the_loops_own_fields():
 def test_checkpoints_fall_due_every_interval_of_training_from_where_a_resume_began():
     cfg, _ = parse(["--checkpoint-every-s", "60"])
     h = Housekeeping(
-        cfg, RunStats(), Reporter(Log()), Log(), target=None, latest=lambda: (0, {}),
+        cfg, RunStats(), Reporter(RecordingLog()), RecordingLog(), target=None, latest=lambda: (0, {}),
         stop_requested=lambda: False, checkpoint_from_s=100.0,
     )  # fmt: skip
     assert not h.checkpoint_due(159.0) and h.checkpoint_due(160.0)
@@ -84,6 +72,6 @@ def test_checkpoints_fall_due_every_interval_of_training_from_where_a_resume_beg
     assert not h.checkpoint_due(200.0) and h.checkpoint_due(220.0)
     never, _ = parse(["--checkpoint-every-s", "0"])
     assert not Housekeeping(
-        never, RunStats(), Reporter(Log()), Log(), target=None, latest=lambda: (0, {}),
+        never, RunStats(), Reporter(RecordingLog()), RecordingLog(), target=None, latest=lambda: (0, {}),
         stop_requested=lambda: False,
     ).checkpoint_due(1e9)  # fmt: skip

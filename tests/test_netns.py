@@ -37,6 +37,7 @@ from protocol.keys import make_keys
 from protocol.messages import Error, Experience, Hello, Weights, Welcome
 from scripts.procs import Proc
 from tests.conftest import CARTPOLE, experience_arrays
+from tests.fakes import RecordingLog
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 ACTORS = ("netns-a0", "netns-a1")
@@ -431,21 +432,6 @@ def test_learner_killed_and_resumed_on_its_host_actors_rejoin_the_new_learner(tm
 # learner's and the actor's pure parts are driven with the messages seen in those logs.
 
 
-class _Log:
-    """A stand-in for the structlog logger: records (event, fields)."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, dict]] = []
-
-    def _record(self, event: str, **fields) -> None:
-        self.lines.append((event, fields))
-
-    debug = info = warning = error = exception = _record
-
-    def events(self) -> list[str]:
-        return [e for e, _ in self.lines]
-
-
 class _Exhausted(Exception):
     """The scripted transport has nothing more to deliver: the actor is still joining."""
 
@@ -486,7 +472,7 @@ def test_actor_rejoin_waits_for_a_welcome():
     and the old envs kept mid-episode (the learner counts episodes from fresh envs).
     Seen in test_link_cut_...: learner_lost, joining, learner_error, joining,
     weights_received and no joined."""
-    log = _Log()
+    log = RecordingLog()
     client = ActorClient(ActorConfig(learner="tcp://127.0.0.1:9"), log, lambda: False)
     client.link.transport.close()  # never used: nothing was sent on it
     client.acting = build_acting(CARTPOLE, num_envs=2, seed=0, temperature=1.0)
@@ -506,13 +492,13 @@ def test_actor_rejoin_waits_for_a_welcome():
         client.link.transport = _ScriptedTransport(
             [[(DEALER, not_registered), (DEALER, welcome)], [(DEALER, weights)]]
         )
-        log.lines.clear()
+        log.records.clear()
         try:
             client._join()
         except Rejoin:
             client._join()  # as ActorClient.run does
         # A join that returned must have started a new session.
-        assert "joined" in log.events(), log.events()
+        assert "joined" in log.names(), log.names()
         assert client.credit.in_flight == 0, "a rollout the learner forgot still holds credit"
     except _Exhausted:
         pass  # still waiting for a Welcome: right

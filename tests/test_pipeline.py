@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from learner.batching import Release, Submission
+from learner.build import Parts
 from learner.pipeline import TrainingFailed, TrainingThread
 from learner.updates import Done
+from tests.fakes import RecordingLog
 
 WAIT_S = 10.0  # the most any step here waits (on a loaded machine)
 
@@ -154,3 +157,70 @@ def test_close_drops_updates_not_yet_started():
     training.cancel_queued = cancel_then_let_it_finish
     training.close()
     assert updater.computed == ["running"] and not training.alive
+
+
+def test_a_drain_answers_actors_until_the_update_in_flight_is_done():
+    # What a checkpoint and the end of a run do: LearnerServer.drain passes the loop's
+    # receive as while_waiting, so actors are answered during a long update.
+    updater = GatedUpdater(gated=True)
+    training = TrainingThread(updater, depth=1)
+    answered = []
+
+    def answer_actors() -> None:  # stands in for one bounded poll of the ROUTER
+        answered.append(time.monotonic())
+        if len(answered) == 5:
+            updater.gate.set()  # the update finishes while the loop is answering
+        updater.gate.wait(0.01)
+
+    try:
+        training.submit(release(1), None)
+        finished: list[Done] = []
+        training.drain(finished.append, timeout_s=WAIT_S, while_waiting=answer_actors)
+        assert len(finished) == 1 and training.in_flight == 0
+        assert len(answered) >= 5
+    finally:
+        updater.gate.set()
+        training.close()
+    # A drain whose update never finishes raises after its timeout:
+    # test_drain_never_waits_forever.
+
+
+class JoinRecorder:
+    """The training thread, with each join's timeout recorded and cut to 0.1 s (close
+    bounds its join at 30 s; the test need not sit that out to see it bounded)."""
+
+    def __init__(self, thread: threading.Thread) -> None:
+        self.thread = thread
+        self.timeouts: list[float | None] = []
+
+    def join(self, timeout: float | None = None) -> None:
+        self.timeouts.append(timeout)
+        self.thread.join(0.1)
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+
+def test_close_gives_up_on_a_hung_update_and_the_final_checkpoint_is_skipped():
+    updater = GatedUpdater(gated=True)
+    training = TrainingThread(updater, depth=1)
+    thread = training._thread
+    try:
+        training.submit(release(1), None)
+        assert updater.started.wait(WAIT_S)
+        training._thread = JoinRecorder(thread)  # type: ignore[assignment]
+        training.close()
+        assert training._thread.timeouts and None not in training._thread.timeouts
+        assert training.alive  # LearnerServer.shutdown logs training_thread_stuck on this
+        log = RecordingLog()
+        parts = Parts(
+            cfg=None, spec=None, device=None, trainer=None, stats=None,
+            checkpointer=None, target=None, trained_s=0.0, log=log,
+            server=SimpleNamespace(training=training, closed=True),
+        )  # fmt: skip
+        assert parts.save_checkpoint(1.0) is None  # never over a half-updated network
+        assert log.names() == ["checkpoint_skipped"]
+    finally:
+        updater.gate.set()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()

@@ -10,30 +10,7 @@ import pytest
 
 from actor import respawn
 from actor.config import ActorConfig
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
-class Log:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict]] = []
-
-    def _add(self, event, **kw):
-        self.events.append((event, kw))
-
-    info = warning = error = _add
-
-    def named(self, name):
-        return [kw for e, kw in self.events if e == name]
+from tests.fakes import FakeClock, RecordingLog
 
 
 class Scripted(respawn.Supervisor):
@@ -41,7 +18,7 @@ class Scripted(respawn.Supervisor):
 
     def __init__(self, codes, lives=None, stop_after=None, **cfg):
         self.clock_ = FakeClock()
-        self.log_ = Log()
+        self.log_ = RecordingLog()
         self.codes = list(codes)
         self.lives = list(lives or [1.0] * len(codes))
         self.argvs: list[list[str]] = []
@@ -56,7 +33,7 @@ class Scripted(respawn.Supervisor):
 
     def _run_child(self) -> int:
         self.argvs.append(respawn.child_argv(self.cfg, self.restarts))
-        self.clock_.now += self.lives[len(self.argvs) - 1]
+        self.clock_.t += self.lives[len(self.argvs) - 1]
         return self.codes[len(self.argvs) - 1]
 
 
