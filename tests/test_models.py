@@ -364,20 +364,7 @@ def test_log_std_parameter_stays_inside_its_bounds_under_steady_pressure():
 def test_the_trainer_keeps_the_log_std_inside_after_every_step():
     from learner.trainer import Trainer, TrainerConfig
 
-    spec = RunSpec(
-        env_id="Pendulum-v1",
-        algo="a2c",
-        coordination="sync",
-        num_envs=2,
-        rollout_len=3,
-        obs_shape=(3,),
-        action_kind="box",
-        action_n=0,
-        action_shape=(1,),
-        action_low=(-2.0,),
-        action_high=(2.0,),
-        model={"hidden": [8]},
-    )
+    spec = dataclasses.replace(PENDULUM, num_envs=2, rollout_len=3, model={"hidden": [8]})
     algo = get_algo("a2c")
     trainer = Trainer(spec, algo, algo.make_config(), TrainerConfig(), torch.device("cpu"))
     with torch.no_grad():

@@ -28,19 +28,9 @@ from protocol.messages import Weights
 from protocol.rollout import Rollout
 from protocol.spec import RunSpec
 from scripts.procs import python_path
-from tests.conftest import experience_arrays
+from tests.conftest import CARTPOLE, experience_arrays
 
-SPEC = RunSpec(
-    env_id="CartPole-v1",
-    algo="a2c",
-    coordination="sync",
-    num_envs=3,
-    rollout_len=5,
-    obs_shape=(4,),
-    action_kind="discrete",
-    action_n=2,
-    model={"hidden": [8, 8], "obs_norm": True},
-)
+SPEC = dataclasses.replace(CARTPOLE, model={"hidden": [8, 8], "obs_norm": True})
 A2C = get_algo("a2c")
 
 

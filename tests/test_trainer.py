@@ -18,20 +18,11 @@ from protocol.checks import check_gradient
 from protocol.codec import decode, encode
 from protocol.messages import Gradient
 from protocol.rollout import Rollout
-from protocol.spec import RunSpec
-from tests.conftest import experience_arrays
+from tests.conftest import CARTPOLE, experience_arrays
 
 A2C = algos.get("a3c-grad")
-SPEC = RunSpec(
-    env_id="CartPole-v1",
-    algo="a3c-grad",
-    coordination="gradients",
-    num_envs=3,
-    rollout_len=5,
-    obs_shape=(4,),
-    action_kind="discrete",
-    action_n=2,
-    model={"hidden": [8, 8]},
+SPEC = dataclasses.replace(
+    CARTPOLE, algo="a3c-grad", coordination="gradients", model={"hidden": [8, 8]}
 )
 CPU = torch.device("cpu")
 

@@ -5,6 +5,7 @@ still move the parameters and advance its moment estimates), not the version."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -13,19 +14,9 @@ import torch
 from core import algos
 from learner.trainer import Trainer, TrainerConfig
 from protocol.rollout import Rollout
-from protocol.spec import RunSpec
+from tests.conftest import CARTPOLE
 
-SPEC = RunSpec(
-    env_id="CartPole-v1",
-    algo="a2c",
-    coordination="sync",
-    num_envs=3,
-    rollout_len=5,
-    obs_shape=(4,),
-    action_kind="discrete",
-    action_n=2,
-    model={"hidden": [8, 8]},
-)
+SPEC = dataclasses.replace(CARTPOLE, model={"hidden": [8, 8]})
 
 
 def rollout(seed: int, *, valid: bool = True) -> Rollout:
