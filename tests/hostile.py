@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from protocol.codec import decode, encode
-from protocol.messages import Hello, Message, Welcome
+from protocol.messages import Hello, Message, Weights, Welcome
 from scripts.procs import Proc
 
 SMALL = [
@@ -106,6 +106,17 @@ def join(sock: zmq.Socket, actor_id: str, timeout_s: float = 10.0) -> Welcome:
         if isinstance(msg, Welcome):
             return msg
     raise AssertionError(f"no Welcome for {actor_id!r} within {timeout_s}s")
+
+
+def join_with_weights(
+    sock: zmq.Socket, actor_id: str, timeout_s: float = 10.0
+) -> tuple[Welcome, Weights]:
+    """Join as ``actor_id`` (incarnation ``inc-1``) and take the Weights that follow the
+    Welcome: what a client needs before its first rollout."""
+    welcome = join(sock, actor_id, timeout_s)
+    weights = recv_until(sock, Weights, timeout_s)
+    assert isinstance(weights, Weights), f"no Weights for {actor_id!r} within {timeout_s}s"
+    return welcome, weights
 
 
 # --- the learner's progress ------------------------------------------------------------

@@ -38,31 +38,17 @@ from protocol.messages import Error, Experience, Hello, Weights, Welcome
 from scripts.procs import Proc
 from tests.conftest import CARTPOLE, experience_arrays
 from tests.fakes import RecordingLog
+from tests.hostile import SMALL
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 ACTORS = ("netns-a0", "netns-a1")
-# Small rollouts and quick liveness, as in tests/test_faults.py. An unreachable target
-# keeps a learner up until the test ends it; --max-seconds bounds one the test failed
-# to stop (it counts seconds of training).
+# Small rollouts and quick liveness (tests/hostile.py's SMALL); a sync barrier of two that
+# leaves an actor behind after 2 s. An unreachable target keeps a learner up until the
+# test ends it; --max-seconds bounds one the test failed to stop (it counts seconds of
+# training).
 LEARNER = [
-    "--algo",
-    "a2c",
-    "--actors",
-    "0",
-    "--min-actors",
-    "2",
-    "--envs",
-    "4",
-    "--rollout-len",
-    "8",
-    "--heartbeat-s",
-    "0.2",
-    "--actor-timeout-s",
-    "1.5",
-    "--barrier-timeout-s",
-    "2",
-    "--log-interval-s",
-    "0.2",
+    *("--algo", "a2c", "--actors", "0", "--min-actors", "2", "--barrier-timeout-s", "2"),
+    *SMALL,
 ]
 KEEP_UP = ["--target-return", "1e9", "--max-seconds", "120"]
 ACTOR = ["--learner-timeout", "1.5"]
