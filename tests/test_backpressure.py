@@ -174,16 +174,9 @@ def test_an_actor_that_ignores_its_credit_cannot_grow_the_learners_queue(tmp_pat
 def test_frozen_subscriber_does_not_stall_training_and_catches_up_in_order(tmp_path):
     learner = start_learner(
         tmp_path,
-        "--algo",
-        "a3c",
-        "--actors",
-        "0",
-        "--max-seconds",
-        LEARNER_MAX_S,
-        *FAST,
+        *("--algo", "a3c", "--actors", "0", "--max-seconds", LEARNER_MAX_S, *FAST),
         # The frozen actor stays registered however long the freeze takes on a busy machine.
-        "--actor-timeout-s",
-        LEARNER_MAX_S,
+        *("--actor-timeout-s", LEARNER_MAX_S),
     )
     a0 = a1 = None
     try:

@@ -128,15 +128,8 @@ def test_frozen_actor_is_lost_then_rejoins_after_sigcont(tmp_path):
 def test_restart_with_same_id_is_a_new_incarnation(tmp_path):
     learner = start_learner(
         tmp_path,
-        "--algo",
-        "a3c",
-        "--actors",
-        "0",
-        "--max-seconds",
-        LEARNER_MAX_S,
-        *FAST,
-        "--actor-timeout-s",
-        "30",
+        *("--algo", "a3c", "--actors", "0", "--max-seconds", LEARNER_MAX_S, *FAST),
+        *("--actor-timeout-s", "30"),
     )
     first = second = None
     try:
