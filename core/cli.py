@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -54,12 +54,14 @@ def add_flags(
     unset_default: bool = False,
     skip: frozenset[str] = frozenset(),
     only: frozenset[str] | None = None,
+    shown_defaults: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Add a ``--kebab-case`` flag per help-carrying field of ``cls`` (those named in
     ``only``, if given; none in ``skip``); return the field names added.
     ``unset_default``: a flag left alone is absent from the parsed namespace (so a
     caller can tell a flag given on the command line from one left alone, and layer
-    other sources under it) and the help shows the field's own default."""
+    other sources under it) and the help shows the field's own default, or its text in
+    ``shown_defaults`` where one value would mislead (a flag several owners share)."""
     hints = typing.get_type_hints(cls)
     added = []
     for f in dataclasses.fields(cls):
@@ -72,7 +74,8 @@ def add_flags(
         kwargs: dict[str, Any] = {"help": f.metadata["help"], "default": f.default, "dest": f.name}
         if unset_default:
             kwargs["default"] = argparse.SUPPRESS
-            kwargs["help"] += f" (default: {_show(f.default)})"
+            shown = (shown_defaults or {}).get(f.name, show(f.default))
+            kwargs["help"] += f" (default: {shown})"
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if tp is bool:
@@ -91,7 +94,8 @@ def add_flags(
     return added
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
+    """A default as the command line would write it."""
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     return str(value)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core import algos
-from core.cli import add_flags
+from core.cli import add_flags, show
 from learner.config import LearnerConfig
 from learner.presets import ConfigError, algo_tables, load_config, preset_for
 
@@ -65,14 +65,39 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         group = parser.add_argument_group(title)
         add_flags(group, LearnerConfig, unset_default=True, only=frozenset(names))
     loss_names: list[str] = []
-    configs = {
-        a.config: [b.name for b in algos.ALGORITHMS.values() if b.config is a.config]
-        for a in algos.ALGORITHMS.values()
-    }
-    for config, names in configs.items():
-        group = parser.add_argument_group(f"loss settings of {', '.join(names)}")
-        loss_names += add_flags(group, config, unset_default=True, skip=frozenset(loss_names))
+    group = parser.add_argument_group(
+        "loss settings (core/algos): each algorithm's own default; "
+        "a setting the chosen algorithm lacks is refused"
+    )
+    shown = loss_defaults_by_algorithm(algos.ALGORITHMS.values())
+    for config in dict.fromkeys(a.config for a in algos.ALGORITHMS.values()):
+        loss_names += add_flags(
+            group, config, unset_default=True, skip=frozenset(loss_names), shown_defaults=shown
+        )
     return parser, loss_names
+
+
+def loss_defaults_by_algorithm(algorithms) -> dict[str, str]:
+    """Loss setting -> its default for each algorithm that has it (the config's default
+    under the algorithm's ``loss_defaults``), as --help shows it: the value alone where
+    every algorithm has it with the same value, else ``a2c, a3c-grad: 0.0; a3c: 0.01``."""
+    algorithms = list(algorithms)
+    values: dict[str, dict[str, list[str]]] = {}
+    for algo in algorithms:
+        for f in dataclasses.fields(algo.config):
+            if not f.init or "help" not in f.metadata:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            value = show(algo.loss_defaults.get(f.name, default))
+            values.setdefault(f.name, {}).setdefault(value, []).append(algo.name)
+    shown = {}
+    for name, by_value in values.items():
+        (owners,) = by_value.values() if len(by_value) == 1 else ([],)
+        if len(owners) == len(algorithms):
+            shown[name] = next(iter(by_value))
+        else:
+            shown[name] = "; ".join(f"{', '.join(who)}: {v}" for v, who in by_value.items())
+    return shown
 
 
 def parse(argv: Sequence[str] | None) -> tuple[LearnerConfig, argparse.ArgumentParser]:

@@ -213,6 +213,13 @@ def test_every_learner_flag_is_in_exactly_one_group_and_the_help_shows_them(caps
     for title in GROUPS:
         assert f"{title}:" in out
     assert "(default: 16)" in out  # --envs: a default shows though the flag parses as absent
+    # A loss setting shows each algorithm's own default (its config's, under the
+    # algorithm's loss_defaults), not the first config's value for all of them.
+    flat = " ".join(out.split())
+    assert "bonus (default: a2c, a3c-grad, ppo, appo: 0.0; a3c, impala: 0.01)" in flat
+    assert "(default: a2c, a3c, a3c-grad: False; ppo, appo: True)" in flat
+    assert "(default: ppo, appo, impala: 1.0)" in flat  # V-trace's: impala is shown too
+    assert "discount (default: 0.99)" in flat  # every algorithm alike: the value alone
 
 
 def test_a_files_strings_are_read_as_the_command_line_reads_them(tmp_path):

@@ -35,7 +35,7 @@ class A2CConfig:
         0.95, "GAE lambda; 1.0 gives exactly the n-step return of A3C (advantage = return - value)"
     )
     value_coef: float = arg(0.5, "weight of the value loss")
-    entropy_coef: float = arg(0.0, "weight of the entropy bonus (a3c starts from 0.01: core/algos)")
+    entropy_coef: float = arg(0.0, "weight of the entropy bonus")
     normalize_advantages: bool = arg(False, "normalise advantages per update (zero mean, unit std)")
     is_clip: float = arg(
         1.0,
