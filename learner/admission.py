@@ -37,6 +37,9 @@ class Admitted:
     record: ActorRecord
     replaced: ActorRecord | None  # the record of the same actor id this one replaces
     new: bool  # False: a repeated Hello of a known incarnation
+    # The record this connection held under another actor id, now gone: its queued
+    # rollouts are a departed actor's (batching.py bounds them).
+    displaced: ActorRecord | None = None
 
 
 def actor_seed(run_seed: int, actor_id: str) -> int:
@@ -84,7 +87,11 @@ def admit_hello(
         )
     existing = registry.get(route)
     if existing is not None and existing.incarnation == msg.incarnation:
-        return Admitted(existing, None, False)  # a repeated Hello: answer again
+        # A repeated Hello: answer again. The actor builds fresh envs on every Welcome
+        # (a re-join after it took the learner for lost, on the same connection), so
+        # the episodes the learner was following start over, as after a loss.
+        existing.chain = None
+        return Admitted(existing, None, False)
     index = registry.joins  # join order: temperatures are dealt in turn
     rec, old = registry.join(
         ActorRecord(
@@ -100,7 +107,8 @@ def admit_hello(
             key_name=key_name,
         )
     )
-    return Admitted(rec, old, True)
+    displaced = existing if existing is not None and existing is not old else None
+    return Admitted(rec, old, True, displaced)
 
 
 def join_events(decision: Admitted, live: int) -> list[tuple[str, dict]]:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,17 +167,26 @@ class AsyncQueue:
         self.queue: list[Submission] = []
         self.arrived: list[float] = []  # when each queued submission arrived
         self.dropped: list[Submission] = []
+        # Actors that left (lost, bye, replaced) with rollouts still queued here. What
+        # they sent is good data and stays, but all of them together keep at most
+        # ``per_actor``: a peer that joins under one id after another cannot grow the
+        # queue past the bound of the actors that are live.
+        self.departed: set[str] = set()
 
     def offer(self, sub: Submission, now: float) -> None:
+        self.departed.discard(sub.actor_id)  # back under its own id: its own bound again
         if self.per_actor is not None:
-            mine = [i for i, s in enumerate(self.queue) if s.actor_id == sub.actor_id]
-            if len(mine) >= self.per_actor:
-                i = mine[0]
-                # Kept for its Ack and its count only: the rollout itself is let go now.
-                self.dropped.append(dataclasses.replace(self.queue.pop(i), payload=None))
-                self.arrived.pop(i)
+            self._bound(lambda s: s.actor_id == sub.actor_id, self.per_actor - 1)
         self.queue.append(sub)
         self.arrived.append(now)
+
+    def _bound(self, whose: Callable[[Submission], bool], keep: int) -> None:
+        """Drop the oldest of the submissions ``whose`` picks until ``keep`` are left."""
+        picked = [i for i, s in enumerate(self.queue) if whose(s)]
+        for i in reversed(picked[: max(0, len(picked) - keep)]):
+            # Kept for its Ack and its count only: the rollout itself is let go now.
+            self.dropped.append(dataclasses.replace(self.queue.pop(i), payload=None))
+            self.arrived.pop(i)
 
     def wanted(self, live: int) -> int:
         """Rollouts an update waits for with ``live`` actors: ceil(gather * live), at
@@ -184,7 +194,12 @@ class AsyncQueue:
         return max(1, min(self.max_batch, math.ceil(self.gather * live - 1e-9)))
 
     def forget(self, actor_id: str) -> None:
-        pass  # what an actor sent before it left is still good data
+        """What an actor sent before it left is still good data: it stays queued, within
+        the one bound all departed actors share (the oldest beyond it dropped)."""
+        queued = {s.actor_id for s in self.queue}
+        self.departed = (self.departed & queued) | ({actor_id} & queued)
+        if self.per_actor is not None and self.departed:
+            self._bound(lambda s: s.actor_id in self.departed, self.per_actor)
 
     def held(self, actor_id: str) -> list[int]:
         """Seqs of ``actor_id``'s submissions waiting here."""
@@ -194,8 +209,9 @@ class AsyncQueue:
         return len(self.queue) >= self.max_batch
 
     def take_dropped(self) -> list[Submission]:
-        """What ``offer`` dropped since the last call: an actor's oldest queued rollout
-        beyond ``per_actor`` (the caller acks it untrained and counts it as stale)."""
+        """What ``offer`` and ``forget`` dropped since the last call: an actor's oldest
+        queued rollout beyond ``per_actor``, or departed actors' beyond their shared
+        bound (the caller acks each untrained and counts it as stale)."""
         dropped, self.dropped = self.dropped, []
         return dropped
 

@@ -175,8 +175,9 @@ class Reception:
         rec = decision.record
         for event, fields in join_events(decision, len(self.registry.live())):
             self.log.info(event, **fields)
-        if decision.replaced is not None:
-            self.batcher.forget(decision.replaced.actor_id)
+        for gone in (decision.replaced, decision.displaced):
+            if gone is not None:
+                self.batcher.forget(gone.actor_id)
         if self.first_welcome is None:
             self.first_welcome = time.monotonic()
         welcome = Welcome(

@@ -375,6 +375,25 @@ def test_a_queue_keeps_at_most_its_per_actor_bound_and_drops_the_oldest():
     assert [s.payload for s in release.items] == ["a/3", "a/4", "b/9"]
 
 
+def test_departed_actors_share_one_bound_so_joining_under_new_ids_cannot_grow_the_queue():
+    # A peer that joins under one id after another (each Hello on its connection
+    # displaces the last record) and fills each id's bound: what the departed ids sent
+    # stays queued, but all of them together keep at most one actor's bound, the newest.
+    q = AsyncQueue(max_batch=100, per_actor=2)
+    for k in range(5):
+        for seq in (1, 2):
+            q.offer(sub(f"x{k}", 0, seq=10 * k + seq), now=float(k))
+        q.forget(f"x{k}")
+    q.offer(sub("live", 0, seq=99), now=6.0)
+    assert len(q.queue) == 3 and q.held("x4") == [41, 42] and q.held("live") == [99]
+    assert sorted(d.seq for d in q.take_dropped()) == [1, 2, 11, 12, 21, 22, 31, 32]
+    # An id that comes back (a reconnect) is under its own bound again, not the shared one.
+    q.offer(sub("x4", 0, seq=43), now=7.0)
+    q.forget("live")
+    assert q.held("x4") == [42, 43] and q.held("live") == [99]
+    assert [d.seq for d in q.take_dropped()] == [41]
+
+
 def test_make_batcher_bounds_an_async_queue_by_the_actors_credit():
     mode = coordination.get("async")
     q = make_batcher(

@@ -3,7 +3,10 @@ quarantine; and admission's decisions on a Hello (learner/admission.py)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from learner.admission import Admitted, HelloRefused, admit_hello, join_events
+from learner.episodes import EpisodeChain, check_claims
 from learner.registry import JOIN_GRACE_S, ActorRecord, ActorRegistry
 from protocol.messages import Hello
 
@@ -62,6 +65,15 @@ def hello(actor_id: str = "a", num_envs: int = 0, incarnation: str = "i") -> Hel
     )  # fmt: skip
 
 
+def steps(t: int, end_at: int | None) -> tuple[np.ndarray, ...]:
+    """One env's rewards (1 a step), terminated, truncated and valid for ``t`` steps,
+    the episode ending at step ``end_at`` (None: still running)."""
+    terminated = np.zeros((t, 1), bool)
+    if end_at is not None:
+        terminated[end_at] = True
+    return np.ones((t, 1), np.float32), terminated, np.zeros((t, 1), bool), np.ones((t, 1), bool)
+
+
 def admit(registry, msg, route=b"r", key=None, authenticated=False, max_envs=64):
     return admit_hello(
         registry, msg, route, key, 0.0, authenticated=authenticated, run_seed=1,
@@ -78,6 +90,37 @@ def test_admission_deals_temperatures_in_join_order_and_answers_a_repeated_hello
     assert first.record.num_envs == 8 and first.record.seed != second.record.seed
     again = admit(registry, hello("a"), b"ra")
     assert isinstance(again, Admitted) and not again.new and join_events(again, 2) == []
+
+
+def test_a_repeated_hello_starts_the_episodes_over_as_the_actor_builds_fresh_envs():
+    # An actor that took the learner for lost re-joins on the same connection with the
+    # same incarnation; the learner, whose loop stalled but never lost it, still holds
+    # its record. The actor builds fresh envs on the Welcome, so an episode the learner
+    # was following mid-way must not be carried into them: an honest 3-step episode
+    # would be refused as a false claim (the chain would derive 8 steps).
+    registry = ActorRegistry(timeout_s=1.0, max_bad=20)
+    rec = admit(registry, hello("a", num_envs=1), b"ra").record
+    rec.chain = EpisodeChain(1)
+    rec.chain.observe(*steps(5, end_at=None))  # 5 steps of an episode still running
+    again = admit(registry, hello("a", num_envs=1), b"ra")
+    assert isinstance(again, Admitted) and not again.new and again.record is rec
+    chain = rec.chain or EpisodeChain(1)  # what intake makes of a record without one
+    episodes = chain.observe(*steps(3, end_at=2))  # a fresh env's first episode, 3 steps
+    check_claims(episodes, np.array([3.0]), np.array([3]))
+    assert list(episodes.lengths) == [3]
+
+
+def test_a_hello_under_another_id_on_a_connection_displaces_its_record():
+    registry = ActorRegistry(timeout_s=1.0, max_bad=20)
+    admit(registry, hello("x1", incarnation="i1"), b"r")
+    second = admit(registry, hello("x2", incarnation="i2"), b"r")
+    assert isinstance(second, Admitted) and second.new and second.replaced is None
+    assert second.displaced is not None and second.displaced.actor_id == "x1"
+    assert [r.actor_id for r in registry.live()] == ["x2"]
+    restart = admit(registry, hello("x2", incarnation="i3"), b"r")
+    assert (
+        restart.replaced is not None and restart.displaced is None
+    )  # a restart, not a displacement
 
 
 def test_admission_refuses_with_a_reason_the_actor_is_told():
