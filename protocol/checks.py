@@ -31,6 +31,9 @@ MAX_ABS_REWARD = 1e6
 # A recurrent state beyond this magnitude is corrupt: an LSTM's hidden state stays in
 # (-1, 1) and its cell state grows by at most 1 per step from where the actor reset it.
 MAX_ABS_CORE_STATE = 1e6
+# Float observations beyond this are corrupt: no env's state is this large, and the
+# running variance of --obs-norm (float32, of squares) must not overflow on one.
+MAX_ABS_OBS = 1e10
 MAX_EPISODES_PER_BATCH = 1 << 20
 
 
@@ -87,6 +90,8 @@ def check_experience(msg: Experience, spec: RunSpec, num_envs: int) -> int:
     for name in obs_arrays(spec):
         if a[name].dtype.kind == "f":
             _finite(a[name], name)
+            if np.abs(a[name]).max(initial=0.0) > MAX_ABS_OBS:
+                raise InvalidMessage("out_of_range", f"|{name}| > {MAX_ABS_OBS:g}")
     _finite(a["logp"], "logp")
     if CORE_STATE in a:
         _finite(a[CORE_STATE], CORE_STATE)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from protocol.checks import (
+    MAX_ABS_OBS,
     MAX_ABS_REWARD,
     InvalidMessage,
     check_experience,
@@ -118,6 +119,7 @@ CASES = {
     "reward_inf": ("not_finite", set_at("rewards", (0, 0), np.inf)),
     "logp_nan": ("not_finite", set_at("logp", (1, 1), np.nan)),
     "reward_huge": ("out_of_range", set_at("rewards", (4, 2), MAX_ABS_REWARD * 2)),
+    "obs_huge": ("out_of_range", set_at("obs", (1, 0, 3), -MAX_ABS_OBS * 2)),
     "reward_huge_negative": ("out_of_range", set_at("rewards", (0, 1), -MAX_ABS_REWARD * 2)),
     "action_negative": ("out_of_range", set_at("actions", (3, 0), -1)),
     "action_equal_n": ("out_of_range", set_at("actions", (0, 2), 2)),

@@ -70,6 +70,17 @@ def test_normaliser_update_matches_numpy_and_normalises():
     assert float(norm(torch.full((1, 2, 3), 1e9)).max()) == 10.0  # clipped
 
 
+def test_observations_too_large_for_float32_moments_leave_the_statistics_alone():
+    # One step at 1e20 would make the variance inf for good (each merge keeps it), and
+    # every later Weights would fail the actors' own finiteness check.
+    norm = ObsNormalizer((2,))
+    norm.update(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    before = (norm.mean.clone(), norm.var.clone(), int(norm.count))
+    norm.update(torch.tensor([[1e20, 0.0]]))
+    assert torch.equal(norm.mean, before[0]) and torch.equal(norm.var, before[1])
+    assert int(norm.count) == before[2] and torch.isfinite(norm(torch.ones(1, 2))).all()
+
+
 def batch_rollout(seed: int, scale: float) -> Rollout:
     arrays = experience_arrays(SPEC, SPEC.num_envs, seed=seed)
     arrays["obs"] = (arrays["obs"] * scale + 5.0).astype("<f4")

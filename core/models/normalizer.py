@@ -68,6 +68,12 @@ class ObsNormalizer(nn.Module):
             x.var(dim=0, unbiased=False),
             x.shape[0],
         )
-        self.mean.copy_(mean.to(torch.float32))
-        self.var.copy_(var.to(torch.float32))
+        mean32, var32 = mean.to(torch.float32), var.to(torch.float32)
+        if not (torch.isfinite(mean32).all() and torch.isfinite(var32).all()):
+            # Observations too large for float32 moments (the checks refuse them on the
+            # wire; this guards every other way in): the statistics stay as they were,
+            # since a non-finite one would poison every later update and the weights.
+            return
+        self.mean.copy_(mean32)
+        self.var.copy_(var32)
         self.count.copy_(count)
