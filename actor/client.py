@@ -170,6 +170,8 @@ class ActorClient:
             spec = RunSpec.from_dict(msg.run, coordinations=coordination.names())
         except SpecError as exc:
             raise Stop(EXIT_PROTOCOL, f"bad run spec from learner: {exc}") from None
+        if not 0 < msg.pub_port < 65536:
+            raise Stop(EXIT_PROTOCOL, f"bad weights port from learner: {msg.pub_port}")
         if self.acting is not None:
             self.acting.close()
             self.acting = None

@@ -182,6 +182,23 @@ def test_join_ends_with_a_clear_exit_when_the_learner_refuses(monkeypatch, code,
     assert exit_event(log)["reason"] == code
 
 
+@pytest.mark.parametrize("port", [-1, 0, 65536])
+def test_a_welcome_with_an_impossible_weights_port_ends_the_join_with_a_clear_exit(
+    monkeypatch, port
+):
+    # ZeroMQ would raise on the connect (a traceback, not an exit code) or wait forever.
+    def answer(msg, learner):
+        if isinstance(msg, Hello):
+            _, good = welcome(SYNC)
+            bad = Welcome(good.learner_id, good.run, port, good.temperature, good.seed)
+            return [(DEALER, bad), weights(SYNC, 0)]
+        return [SHUTDOWN]
+
+    rc, log, _ = run_actor(monkeypatch, answer)
+    assert rc == EXIT_PROTOCOL
+    assert str(port) in exit_event(log)["reason"] and "joined" not in log.names()
+
+
 def test_join_says_once_that_the_learner_is_unreachable_and_joins_when_it_comes(monkeypatch):
     # (A learner that never comes: test_faults.py::
     # test_unreachable_learner_is_reported_and_sigint_ends_the_actor_cleanly.)
