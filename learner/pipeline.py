@@ -46,10 +46,10 @@ class TrainingThread:
         # The releases submitted and not yet finished (loop thread only): whose rollouts
         # the learner holds while they wait for or go through an update.
         self._releases: list[Release] = []
-        # Written by the training thread only: seconds in finished updates, and when the
-        # running one started (None: idle).
-        self._busy_s = 0.0
-        self._started: float | None = None
+        # Written by the training thread only: (seconds in finished updates, when the
+        # running one started or None), replaced as one tuple, so that the loop's thread
+        # never reads a total that holds the running update with that update's start.
+        self._busy: tuple[float, float | None] = (0.0, None)
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
         self._failure: BaseException | None = None  # raised once the good results are out
@@ -79,13 +79,13 @@ class TrainingThread:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            self._started = time.monotonic()
+            busy, started = self._busy[0], time.monotonic()
+            self._busy = (busy, started)
             try:
                 done: Done | BaseException = self.updater.compute(*job)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread
                 done = exc
-            self._busy_s += time.monotonic() - self._started
-            self._started = None
+            self._busy = (busy + time.monotonic() - started, None)
             self._done.put(done)
             try:
                 self._wake_w.send(b"\0")
@@ -101,7 +101,7 @@ class TrainingThread:
     def busy_s(self, now: float) -> float:
         """Seconds the training thread has spent in updates so far, the running one
         included."""
-        busy, started = self._busy_s, self._started
+        busy, started = self._busy
         return busy + (now - started if started is not None else 0.0)
 
     def finished(self, timeout: float | None = 0.0) -> list[Done]:
