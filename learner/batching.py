@@ -24,9 +24,10 @@
 - ``AsyncQueue`` (a queue; async): whatever queued while the learner was busy, merged
   into one update, at most ``max_batch`` (bounding the update's memory; the rest waits
   for the next). It keeps at most ``max_in_flight + 1`` from any one actor (actors keep
-  to their credit; the oldest of one that does not is dropped as stale), so it is
-  bounded by the actor count. With ``gather`` > 0 an update also waits until rollouts
-  from that share of the live actors have queued (never more than ``max_batch``, never
+  to their credit; the oldest of one that does not is dropped as stale), and as many
+  from all departed actors together, so it is bounded by the live actor count. With
+  ``gather`` > 0 an update also waits until rollouts from that share of the live
+  actors have queued (never more than ``max_batch``, never
   longer than ``max_wait_s`` after the oldest arrived): a learner faster than its data
   would otherwise make one update, one version, per arriving rollout, so each rollout
   would be about as many versions old as there are actors. Gathered, the versions per
