@@ -144,7 +144,12 @@ class RolloutCollector:
         self.ep_return = np.zeros(self.n, dtype=np.float64)
         self.ep_len = np.zeros(self.n, dtype=np.int64)
         for group in self.groups:
-            self._reset(group, seed)
+            try:
+                self._reset(group, seed)
+            except Exception as exc:  # noqa: BLE001 - any env error is the env's
+                # The first reset fails as later ones may: retried the same way, so an
+                # actor whose envs never reset exits with EnvFailure, not a traceback.
+                self._recover(group, exc, "reset")
 
     @property
     def envs(self) -> list:
@@ -167,10 +172,10 @@ class RolloutCollector:
         self.ep_return[cols] = 0.0
         self.ep_len[cols] = 0
 
-    def _recover(self, group: EnvGroup, exc: BaseException) -> None:
+    def _recover(self, group: EnvGroup, exc: BaseException, stage: str = "step") -> None:
         self.env_errors += 1
         if self.on_env_error is not None:
-            self.on_env_error("step", exc)
+            self.on_env_error(stage, exc)
         for attempt in range(self.max_failures):
             try:
                 # A fresh seed: replaying the seed that led here may raise again.

@@ -16,7 +16,7 @@ import torch
 
 from core.acting import build_acting
 from core.batch import Batch
-from core.collector import RolloutCollector, split
+from core.collector import EnvFailure, RolloutCollector, split
 from core.envs import make_vec_env
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
 from learner.config import LearnerConfig
@@ -127,6 +127,24 @@ def test_an_env_error_costs_only_its_groups_episodes(monkeypatch):
     assert alone, "a failure reset its own group only"
     for r in rollouts:  # and the rollouts are still ones any env could produce
         check_steps(r.arrays())
+
+
+def test_envs_that_cannot_reset_at_start_up_end_in_env_failure_after_the_retries(monkeypatch):
+    # The first reset is retried as a later one is: an actor whose envs never reset
+    # exits 4 (env_failed) with its env_error lines, not with a traceback (exit 1).
+    import tests.faulty_env  # noqa: F401 - registers the env
+
+    monkeypatch.setenv("FAULTY_P_RESET", "1.0")
+    spec = build_spec(
+        LearnerConfig(env="tests.faulty_env:FaultyCartPole-v0", algo="a2c", envs=2, rollout_len=4)
+    )
+    errors: list[str] = []
+    with pytest.raises(EnvFailure, match="reset failed 3 times"):
+        build_acting(
+            spec, num_envs=2, seed=1, temperature=1.0, max_env_failures=3,
+            on_env_error=lambda what, exc: errors.append(what),
+        )  # fmt: skip
+    assert errors == ["reset"] * 4  # the first reset and its three retries
 
 
 def test_a_recurrent_policy_keeps_each_groups_state_in_its_rows():
