@@ -96,14 +96,15 @@ SLURM_ARGS ?=
 slurm-run: venv
 	@command -v sbatch >/dev/null || { echo "sbatch not found: run this on a Slurm login node"; exit 2; }
 	mkdir -p runs
-	ENV_ID=$(ENV) ALGO=$(ALGO) LEARNER_ARGS="--seed $(SEED) $(ARGS)" REPO=$(CURDIR) \
+	ENV_ID=$(ENV) ALGO=$(ALGO) LEARNER_ARGS="--seed $(SEED) $(ARGS)" REPO="$(CURDIR)" \
 	  sbatch --output=runs/slurm-%j.out $(SLURM_ARGS) : --nodes=$(SLURM_NODES) --ntasks=$(SLURM_ACTORS) deploy/slurm/train.sbatch
 
 # A one-box Slurm cluster on 127.0.0.1 (three virtual nodes) to try slurm-run on, as the
 # tests do; `eval "$$(make -s slurm-cluster-up)"` sets SLURM_CONF for this shell.
 SLURM_CLUSTER ?= /tmp/zmq-a3c-slurm
 slurm-cluster-up:
-	@deploy/slurm/ci/cluster.sh start $(SLURM_CLUSTER) | tail -n 1
+	@out=$$(deploy/slurm/ci/cluster.sh start $(SLURM_CLUSTER)) || { echo "$$out" >&2; exit 1; }; \
+	  echo "$$out" | tail -n 1
 slurm-cluster-down:
 	deploy/slurm/ci/cluster.sh stop $(SLURM_CLUSTER)
 

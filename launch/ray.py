@@ -8,14 +8,15 @@ ordinary ``python -m learner`` / ``python -m actor`` processes, talking ZeroMQ, 
 with keys this driver makes for the run.
 
     driver (here)                     Ray cluster
-      make keys ─────────────────▶  LearnerHost (named, max_restarts=-1): runs python -m
-      │                               learner --port 0 --address-file F; address() reads F
-      │                             ActorHost k (max_restarts=-1): runs python -m actor
+      make keys ─────────────────▶  LearnerHost (max_restarts=--learner-restarts): runs
+      │                               python -m learner --port 0 --address-file F;
+      │                               address() reads F
+      │                             ActorHost k (max_restarts=--actor-restarts): runs python -m actor
       │                               --learner-file F_k, and keeps F_k = LearnerHost.address()
       wait for the learner's run() ──▶ its exit code is the run's; then stop every actor
 
 Restarts are Ray's: a host whose process died of a crash exits its worker, Ray starts the
-host again (``max_restarts=-1``) and retries ``run()`` (``max_task_retries=-1``), which
+host again (up to ``--learner-restarts`` / ``--actor-restarts`` times) and retries ``run()`` (``max_task_retries=-1``), which
 starts the process again: the learner with ``--resume`` from its run directory, the
 actor with the same id (the learner logs ``actor_restarted``). Exits a restart cannot
 cure (0, 2 usage, 3 keys, 5 no learner) end ``run()`` with that code instead.
@@ -107,6 +108,15 @@ class _Process:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
 
+    def kill(self) -> None:
+        """The run is over: SIGKILL the process if it outlived its SIGTERM. Its only tie
+        to the host is a SIGTERM when the host dies, which it ignored once already, and
+        Ray does not reap the children of a worker it kills."""
+        self.stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
 
 @ray.remote(max_task_retries=-1, max_concurrency=4)
 class LearnerHost:
@@ -129,7 +139,8 @@ class LearnerHost:
         return self.process.run(argv, {"PYTHONPATH": root})
 
     def forget(self) -> None:
-        """Remove this host's keys and files from its node (the run is over)."""
+        """The run is over: its process gone, this host's keys and files off its node."""
+        self.process.kill()
         shutil.rmtree(self.home, ignore_errors=True)
 
     def address(self) -> dict | None:
@@ -172,6 +183,7 @@ class ActorHost:
         self.process.stop()
 
     def forget(self) -> None:
+        self.process.kill()
         shutil.rmtree(self.home, ignore_errors=True)
 
 
@@ -287,6 +299,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         address=args.address, runtime_env={"env_vars": {"PYTHONPATH": root}}, log_to_driver=True
     )
     say(f"Ray cluster {args.address}: 1 learner, {args.actors} actors, run dir {run_dir}")
+    short = shortfall(
+        ray.cluster_resources(),
+        cpus=args.learner_cpus + args.actors * args.actor_cpus,
+        gpus=args.learner_gpus,
+    )
+    if short:
+        # Not refused: an autoscaling cluster adds nodes for what waits. Without one,
+        # what does not fit waits for ever, and this line says why.
+        say(
+            f"warning: the run asks for more than the cluster has now ({short}); "
+            "what does not fit waits for Ray to place it"
+        )
     learner = LearnerHost.options(
         num_cpus=args.learner_cpus,
         num_gpus=args.learner_gpus,
@@ -361,12 +385,24 @@ def _watch(learner, learner_run, runs: dict, stopped: dict) -> tuple[int, dict[s
                 stopping_since = now
         if stopping_since is not None:
             if now - stopping_since > STOP_DEADLINE_S:
+                # Its process is SIGKILLed by forget(), then its host by ray.kill (main).
                 say("the learner did not stop: killing it")
-                ray.kill(learner, no_restart=True)
                 return 1, failed
             if now - last_stop > STOP_EVERY_S:  # a restarting host may miss one
                 learner.stop.remote()
                 last_stop = now
+
+
+def shortfall(resources: dict, *, cpus: float, gpus: float) -> str:
+    """What the run asks for beyond ``resources`` (``ray.cluster_resources()``), in
+    words; "" when it fits."""
+    have_cpu, have_gpu = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    missing = []
+    if cpus > have_cpu:
+        missing.append(f"{cpus:g} CPUs, the cluster has {have_cpu:g}")
+    if gpus > have_gpu:
+        missing.append(f"{gpus:g} GPUs, the cluster has {have_gpu:g}")
+    return "; ".join(missing)
 
 
 def _shell_code(code: int) -> int:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -182,3 +183,44 @@ def test_ray_launches_a_run_that_solves_and_brings_a_killed_actor_back(ray_head,
     assert "learner exited 0" in text and "Ray restarts it" in text
     for k in range(2):
         assert events(run / f"actor-task-{k}.jsonl", "actor_exit")[-1]["code"] == 0
+
+
+def test_the_hosts_process_that_ignores_sigterm_is_killed_when_the_run_is_over(tmp_path):
+    # A host's only tie to its process is a SIGTERM when the host dies; Ray does not
+    # reap the children of a worker it kills. So forget() SIGKILLs what outlived stop().
+    from launch.ray import _Process
+
+    ready = tmp_path / "ignoring"
+    child = (
+        "import signal, time, pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(300)"
+    )
+    process, codes = _Process(), []
+    runner = threading.Thread(
+        target=lambda: codes.append(process.run([sys.executable, "-c", child], {}))
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + HANG_S
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the child never started"
+        process.stop()
+        runner.join(1.0)
+        assert runner.is_alive(), "it ignored SIGTERM: still running"
+        process.kill()
+        runner.join(HANG_S)
+        assert not runner.is_alive() and codes == [-signal.SIGKILL]
+    finally:
+        if process.proc is not None and process.proc.poll() is None:
+            process.proc.kill()
+        runner.join(HANG_S)
+
+
+def test_a_run_that_does_not_fit_the_cluster_says_what_is_short():
+    from launch.ray import shortfall
+
+    assert shortfall({"CPU": 4.0}, cpus=3, gpus=0) == ""
+    assert shortfall({"CPU": 4.0}, cpus=9, gpus=1) == (
+        "9 CPUs, the cluster has 4; 1 GPUs, the cluster has 0"
+    )
