@@ -171,6 +171,8 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
             trained_s=0.0,
             log=log,
         )
+        if removed := parts.checkpointer.clear_temp():
+            log.info("checkpoint_temp_removed", paths=[p.name for p in removed[:8]])
         if cfg.resume:
             try:
                 parts.trained_s = restore(
@@ -184,6 +186,14 @@ def build(cfg: LearnerConfig, run_dir: Path, log, stop_requested: Callable[[], b
                 )
             except ResumeRefused as exc:
                 raise BuildError(str(exc)) from None
+        elif held := parts.checkpointer.list():
+            # A fresh run here would prune by step: the earlier run's higher-step files
+            # would outrank this run's, deleting each of its checkpoints at the next
+            # save, and a later --resume would take the other run's.
+            raise BuildError(
+                f"{parts.checkpointer.cfg.directory} holds checkpoints of an earlier run "
+                f"(newest {held[0].name}): pass --resume to carry it on, or another --run-dir"
+            )
         confirm_episodes = cfg.confirm_episodes
         if confirm_episodes is None:  # by default wherever there is a "solved" to confirm
             confirm_episodes = DEFAULT_CONFIRM_EPISODES if parts.target is not None else 0

@@ -98,6 +98,15 @@ class Checkpointer:
         self.skipped: list[tuple[Path, str]] = []  # (path, reason) from the last load_latest
         cfg.directory.mkdir(parents=True, exist_ok=True)
 
+    def clear_temp(self) -> list[Path]:
+        """Remove what saves killed mid-write left (``.ckpt-*.tmp``); for the learner
+        that owns the directory, at start-up only (a reader such as ``evaluate`` must
+        not: the learner may be writing one). Returns what it removed."""
+        stale = sorted(self.cfg.directory.glob(".ckpt-*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
     def list(self) -> list[Path]:
         """Final checkpoint files, newest (highest step) first; temp files are not listed."""
         found = [
@@ -138,6 +147,13 @@ class Checkpointer:
         for old in [p for p in self.list() if p != final][self.cfg.keep - 1 :]:
             old.unlink(missing_ok=True)
         return final
+
+    def set_aside(self, path: Path) -> Path:
+        """Rename an unreadable checkpoint out of the listing (kept for a post-mortem,
+        never pruned, never read); returns its new path."""
+        aside = path.with_name(path.name + ".unreadable")
+        os.replace(path, aside)
+        return aside
 
     def load_latest(self, log: WarningLog | None = None) -> tuple[Path, dict] | None:
         """Newest checkpoint that loads, as (path, state) with tensors on CPU; None if none.

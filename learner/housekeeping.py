@@ -48,7 +48,9 @@ class Housekeeping:
         self.latest = latest  # the newest weights: what evaluation and confirmation play
         self.stop_requested = stop_requested
         self.confirm = confirm
-        self.milestones = sorted(cfg.milestones)  # not yet reached
+        # Not yet reached: a resumed run's restored window may have passed some, which
+        # the run before logged already.
+        self.milestones = [m for m in sorted(cfg.milestones) if not stats.solved(m)]
         self._next_progress: float | None = None
         self._last_checkpoint = checkpoint_from_s  # run seconds at the last checkpoint
 

@@ -45,6 +45,11 @@ def restore(
         log.warning("resume_found_nothing", directory=str(checkpointer.cfg.directory))
         return 0.0
     path, state = found
+    for skipped, why in checkpointer.skipped:
+        # Newer than the one that loaded and unreadable: out of the way, so that it takes
+        # no place among the --keep-checkpoints this run prunes to, nor comes first again.
+        aside = checkpointer.set_aside(skipped)
+        log.warning("checkpoint_set_aside", path=str(skipped), to=str(aside), reason=why)
     try:
         changed = compare(
             state.get("spec", {}), state.get("config", {}), spec.to_dict(), cfg.resolved()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,14 @@ import time
 from pathlib import Path
 
 from scripts import runlog
-from scripts.procs import ROOT, endpoint_of, start_actor, start_learner, stop_process
+from scripts.procs import (
+    ROOT,
+    endpoint_of,
+    fresh_run_dir,
+    start_actor,
+    start_learner,
+    stop_process,
+)
 from scripts.report import machine_lines, markdown_table, write_report
 
 
@@ -53,8 +59,7 @@ def steady(progress: list[dict], seconds: float) -> dict:
 
 
 def run_ours(runs: Path, env: str, actors: int, groups: int, seconds: float) -> dict:
-    run_dir = runs / f"ours-g{groups}"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir = fresh_run_dir(runs / f"ours-g{groups}")
     learner = start_learner(
         run_dir,
         *("--env", env, "--actors", "0", "--seed", "1", "--max-seconds", f"{seconds:g}"),

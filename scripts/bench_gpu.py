@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from scripts.procs import ROOT, run_process
+from scripts.procs import ROOT, fresh_run_dir, run_process
 from scripts.report import machine_lines, markdown_table, write_report
 from scripts.runlog import machine_info, named, read_events, read_summary
 
@@ -101,7 +101,7 @@ def steady(events: list[dict], key: str) -> float | None:
 
 
 def pong(out: Path, actors: int, seconds: float, seed: int) -> dict:
-    run_dir = out / f"pong-seed{seed}"
+    run_dir = fresh_run_dir(out / f"pong-seed{seed}")
     cmd = learner_cmd(run_dir, "ALE/Pong-v5", "cuda", actors, "--seed", str(seed))
     cmd += ["--target-return", "18", "--max-seconds", str(seconds)]
     cmd += ["--milestones=-20,-15,-10,-5,0,5,10,15"]
@@ -134,7 +134,7 @@ def pong(out: Path, actors: int, seconds: float, seed: int) -> dict:
 
 
 def scaling_point(out: Path, env: str, device: str, actors: int, seconds: float) -> dict:
-    run_dir = out / f"scale-{env.replace('/', '_')}-{device}-{actors}"
+    run_dir = fresh_run_dir(out / f"scale-{env.replace('/', '_')}-{device}-{actors}")
     cmd = learner_cmd(run_dir, env, device, actors, "--algo", "a3c")
     cmd += ["--target-return", "1e9", "--max-seconds", str(seconds)]
     if env.startswith("ALE/"):

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from scripts import runlog
-from scripts.procs import ROOT, run_process
+from scripts.procs import ROOT, fresh_run_dir, run_process
 from scripts.report import machine_lines, markdown_table, write_report
 
 
@@ -36,8 +36,7 @@ def one_run(
     extra: str,
     threshold: float | None = None,
 ) -> dict:
-    run_dir = runs / f"{algo}-{env.replace('/', '_')}-a{actors}"
-    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = fresh_run_dir(runs / f"{algo}-{env.replace('/', '_')}-a{actors}")
     cmd = [sys.executable, "-m", "learner", "--env", env, "--algo", algo]
     cmd += ["--actors", str(actors), "--port", "0", "--run-dir", str(run_dir)]
     cmd += ["--max-seconds", f"{seconds:g}", "--target-return", "1e9"]

@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.procs import run_process  # noqa: E402
+from scripts.procs import fresh_run_dir, run_process  # noqa: E402
 from scripts.report import machine_lines, markdown_table, write_report  # noqa: E402
 from scripts.runlog import machine_info  # noqa: E402
 from scripts.sb3_peer import TARGETS  # noqa: E402
@@ -179,8 +179,7 @@ def peer_command(system: str, env: str, seed: int, max_seconds: float) -> list[s
 
 
 def run_ours(env: str, seed: int, ours_args: str, max_seconds: float, out_dir: Path) -> dict:
-    run_dir = out_dir / f"ours-seed{seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = fresh_run_dir(out_dir / f"ours-seed{seed}")
     cmd = ours_command(env, seed, max_seconds, run_dir, ours_args)
     code, proc_s, _ = run_process(cmd, run_dir / "console.log", max_seconds + GRACE_S)
     result = {

@@ -51,7 +51,7 @@ from protocol.checks import check_experience
 from protocol.codec import decode, encode
 from protocol.messages import Experience
 from protocol.spec import RunSpec
-from scripts.procs import ROOT, run_process
+from scripts.procs import ROOT, fresh_run_dir, run_process
 from scripts.report import machine_lines, markdown_table, write_report
 from scripts.runlog import machine_info
 
@@ -220,7 +220,7 @@ def learner_rate(
 
 def e2e_rate(actors: int, seconds: float, run_dir: Path, core: str = "none") -> dict:
     """(e) a real a3c learner with ``actors`` local actor processes."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    fresh_run_dir(run_dir)
     cmd = [sys.executable, "-m", "learner", "--algo", "a3c", "--actors", str(actors)]
     cmd += ["--core", core]
     cmd += ["--envs", "32", "--rollout-len", "8", "--max-seconds", str(seconds)]

@@ -30,7 +30,7 @@ from core import algos  # noqa: E402
 from core.cli import arg, build_parser, parse_config  # noqa: E402
 from scripts.aggregate import ENV_THRESHOLDS, RunResult, describe, load_run  # noqa: E402
 from scripts.compare_report import KILL_GRACE_S, TIMEOUT_MARGIN_S, write_report  # noqa: E402
-from scripts.procs import ROOT, stop_process  # noqa: E402
+from scripts.procs import ROOT, fresh_run_dir, stop_process  # noqa: E402
 
 # Every registered algorithm, in table order (core/algos is the one list).
 ALGOS = tuple(algos.ALGORITHMS)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     note = ""
     try:
         for i, (algo, seed) in enumerate(plan, 1):
-            run_dir = out / f"{algo}-seed{seed}"
+            run_dir = fresh_run_dir(out / f"{algo}-seed{seed}")
             rc, timed_out, elapsed = execute(
                 learner_command(cfg, algo, seed, run_dir), run_dir, cfg.timeout_s
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +31,15 @@ def python_path() -> str:
     """The repository first, then whatever PYTHONPATH the caller had (packages may come
     from there, not from a virtual environment)."""
     return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def fresh_run_dir(path: Path) -> Path:
+    """An empty run directory for one benchmark run: a rerun into the same output must
+    neither read the last run's events as its own nor meet its checkpoints (a learner
+    without --resume refuses a run directory that holds some)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def run_process(

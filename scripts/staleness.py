@@ -22,15 +22,14 @@ from pathlib import Path
 from statistics import median
 
 from scripts import runlog
-from scripts.procs import ROOT, run_process
+from scripts.procs import ROOT, fresh_run_dir, run_process
 from scripts.report import machine_lines, markdown_table, write_report
 
 TARGET = 475.0
 
 
 def one_run(runs: Path, algo: str, lag: int, seed: int, budget: int) -> dict:
-    run_dir = runs / f"{algo}-k{lag}-s{seed}"
-    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = fresh_run_dir(runs / f"{algo}-k{lag}-s{seed}")
     cmd = [sys.executable, "-m", "learner", "--env", "CartPole-v1", "--algo", algo]
     cmd += ["--seed", str(seed), "--actors", "2", "--port", "0", "--run-dir", str(run_dir)]
     cmd += ["--weights-delay", str(lag), "--max-policy-lag", "100000"]

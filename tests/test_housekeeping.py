@@ -53,6 +53,21 @@ def test_each_milestone_is_logged_once_when_the_window_first_reaches_it():
     assert [e["threshold"] for e in log.named("return_reached")] == [100.0, 200.0]
 
 
+def test_a_resumed_run_does_not_log_again_the_milestones_its_window_had_reached():
+    cfg, _ = parse(["--milestones", "100,200"])
+    stats, log = RunStats(), RecordingLog()
+    stats.returns.extend([150.0] * WINDOW)  # as restored from the checkpoint
+    h = Housekeeping(
+        cfg, stats, Reporter(log), log, target=None, latest=lambda: (0, {}),
+        stop_requested=lambda: False,
+    )  # fmt: skip
+    h.after_intake(1.0)
+    assert log.named("return_reached") == []
+    stats.returns.extend([250.0] * WINDOW)
+    h.after_intake(2.0)
+    assert [e["threshold"] for e in log.named("return_reached")] == [200.0]
+
+
 def test_progress_comes_at_the_log_interval_with_the_loops_own_fields():
     h, _, log = house("--log-interval-s", "2")
     for now in (10.0, 10.5, 11.9, 12.0, 13.0):

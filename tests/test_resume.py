@@ -84,6 +84,41 @@ def test_resume_refuses_when_checkpoints_exist_but_none_loads(tmp_path, capsys):
     )
 
 
+def test_a_fresh_run_is_refused_where_an_earlier_runs_checkpoints_are(tmp_path, capsys):
+    # Pruning ranks by step: a fresh run here would see each of its own checkpoints
+    # deleted at its next save (the earlier run's higher steps outrank them), and a later
+    # --resume would take the earlier run's. Nothing of the earlier run is touched.
+    first_run(tmp_path)
+    held = sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([*BASE, "--max-env-steps", "3000", "--run-dir", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "holds checkpoints of an earlier run" in err and "--resume" in err
+    assert sorted((tmp_path / "checkpoints").glob("ckpt-*.pt")) == held
+
+
+def test_an_unreadable_newer_checkpoint_is_set_aside_and_stale_temp_files_removed(tmp_path):
+    # Resumed past a corrupt newest checkpoint, the run keeps its --keep-checkpoints of
+    # good ones: the corrupt file is renamed out of the listing (kept for a post-mortem),
+    # not left to take a place and outrank them; a save killed mid-write left a temp
+    # file that the next start removes.
+    first_run(tmp_path)
+    ckpts = tmp_path / "checkpoints"
+    corrupt = ckpts / "ckpt-000999999999.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    (ckpts / ".ckpt-5000.4242.tmp").write_bytes(b"half a checkpoint")
+    argv = [*BASE, "--max-env-steps", "6000", "--checkpoint-every-s", "0.01"]
+    assert main([*argv, "--keep-checkpoints", "2", "--resume", "--run-dir", str(tmp_path)]) == 0
+    (aside,) = events(tmp_path, "checkpoint_set_aside")
+    assert aside["path"] == str(corrupt) and Path(aside["to"]).read_bytes() == b"not a checkpoint"
+    assert not list(ckpts.glob(".ckpt-*.tmp"))
+    kept = sorted(ckpts.glob("ckpt-*.pt"))
+    assert len(kept) == 2 and corrupt not in kept
+    assert all(int(p.stem.split("-")[1]) >= 3000 for p in kept)  # this run's own
+
+
 def test_a_refused_resume_leaves_none_of_its_local_actors_running(tmp_path):
     """Local actors start before the learner builds (learner/local.py); a build that then
     fails (here: --resume over checkpoints none of which loads) stops them."""
