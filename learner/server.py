@@ -234,6 +234,15 @@ class LearnerServer:
         self.closed = True
         if self.training.alive:
             self.log.error("training_thread_stuck", detail="an update did not finish in 30 s")
+        else:
+            # An update that was running when the loop stopped (a crash mid-run) has
+            # changed the network: counted and acked here, so the final checkpoint's
+            # counters agree with the version it saves.
+            try:
+                for done in self.training.finished():
+                    self.updater.finish(done)
+            except Exception as exc:  # noqa: BLE001 - the shutdown goes on regardless
+                self.log.error("update_unfinished", error=repr(exc)[:500])
         self.outbox.shutdown(list(self.registry.by_route), reason, tell=tell_actors)
         if self.zap is not None:
             self.zap.close()

@@ -224,3 +224,26 @@ def test_close_gives_up_on_a_hung_update_and_the_final_checkpoint_is_skipped():
         updater.gate.set()
         thread.join(WAIT_S)
     assert not thread.is_alive()
+
+
+def test_shutdown_after_a_crash_counts_the_update_that_was_running():
+    # The loop stopped (a crash) while an update ran: close() lets it finish, and its
+    # result must reach the updater, or the final checkpoint saves a network one update
+    # ahead of the counters saved with it.
+    from learner.server import LearnerServer
+
+    updater = GatedUpdater(gated=True)
+    training = TrainingThread(updater, depth=1)
+    finished: list[Done] = []
+    server = SimpleNamespace(
+        training=training, closed=False, log=RecordingLog(),
+        updater=SimpleNamespace(finish=finished.append),
+        outbox=SimpleNamespace(shutdown=lambda routes, reason, tell: None),
+        registry=SimpleNamespace(by_route={}), zap=None, ctx=SimpleNamespace(term=lambda: None),
+    )  # fmt: skip
+    training.submit(release(7), None)
+    assert updater.started.wait(WAIT_S)
+    updater.gate.set()  # it finishes before or while close() waits: either way unfinished
+    LearnerServer.shutdown(server, "crashed", tell_actors=False)
+    assert [d.release.items[0].seq for d in finished] == [7]
+    assert server.closed and server.log.names() == []
