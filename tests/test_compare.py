@@ -55,7 +55,7 @@ def write_run(
     """A run directory as the learner leaves it: learner.jsonl, and (if it finished)
     run_finished plus summary.json built from the last progress event."""
     run_dir = root / f"{algo}-seed{seed}"
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)  # compare empties it before each run
     head = {"event": "learner_config", "algo": algo, "seed": seed, "env": "CartPole-v1", "envs": 32}
     lines = [head, *events]
     if reason is not None:
