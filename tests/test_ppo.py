@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from core import algos
-from core.algos.ppo import PPOConfig, minibatches, ppo_loss, ppo_targets, ppo_update
+from core.algos.ppo import (
+    SAME_POLICY_NATS,
+    PPOConfig,
+    minibatches,
+    ppo_loss,
+    ppo_targets,
+    ppo_update,
+)
 from core.batch import Batch
 from core.models import ModelConfig
 from core.models.actor_critic import ActorCritic
@@ -245,6 +252,30 @@ def policy_grad_norm(m, r: Rollout, cfg: PPOConfig, lags) -> float:
     return float(torch.sqrt(sum((p.grad**2).sum() for p in m.parameters() if p.grad is not None)))
 
 
+def test_fresh_columns_of_a_tempered_actor_are_corrected_for_its_temperature():
+    # Lag 0 does not make mu the learner's policy: an actor at temperature 2 samples
+    # from a flatter one. Its columns get the weight min(is_clip, pi/mu) and a log-rho
+    # of log pi - log mu like any other (they once got 1 and 0); an actor at temperature
+    # 1 keeps mu to the bit, float noise and all.
+    m = model(3)
+    r = rollout(3)
+    with torch.no_grad():
+        logits, _ = m(torch.from_numpy(r.obs[:-1]))
+    actions = torch.from_numpy(r.actions)
+    tempered = torch.distributions.Categorical(logits=logits / 2.0).log_prob(actions)
+    cfg = PPOConfig(trust_region="proximal", targets="vtrace", is_clip=1.0)
+    hot = dataclasses.replace(r, logp=tempered.numpy().astype(np.float32))
+    batch = Batch.from_rollouts([hot], torch.device("cpu"), lags=[0])
+    got = ppo_targets(m, batch, cfg)
+    pi = torch.distributions.Categorical(logits=logits).log_prob(actions)
+    torch.testing.assert_close(got["log_rho"], pi - tempered)
+    assert (got["is_weight"] < 1.0).any()
+    noisy = fresh_logp(m, r) + np.float32(1e-6)  # an actor at temperature 1, another device
+    cool = dataclasses.replace(r, logp=noisy)
+    plain = ppo_targets(m, Batch.from_rollouts([cool], torch.device("cpu"), lags=[0]), cfg)
+    assert torch.equal(plain["log_rho"], torch.zeros(T, N))
+
+
 def test_a_stale_sample_far_outside_the_trust_region_has_a_bounded_gradient():
     """mu 8 nats below pi (the behaviour policy eight hundred optimizer steps ago):
     against mu the ratio is e^8 and a negative advantage is weighted by it (the clip
@@ -258,8 +289,8 @@ def test_a_stale_sample_far_outside_the_trust_region_has_a_bounded_gradient():
     r.logp = pi
     fresh = policy_grad_norm(m, r, cfg, lags=[0])
     r.logp = pi - 8.0
-    as_if_fresh = policy_grad_norm(m, r, cfg, lags=[0])  # the ratio against mu
-    behaviour = dataclasses.replace(cfg, trust_region="behaviour")
+    behaviour = dataclasses.replace(cfg, trust_region="behaviour")  # the ratio against mu
+    as_if_fresh = policy_grad_norm(m, r, behaviour, lags=[0])
     assert policy_grad_norm(m, r, behaviour, lags=[8]) == pytest.approx(as_if_fresh)
     stale = policy_grad_norm(m, r, cfg, lags=[8])
     assert as_if_fresh > 1000 * fresh  # e^8 ~ 2981: what APPO did before
@@ -272,7 +303,8 @@ def test_a_stale_sample_far_outside_the_trust_region_has_a_bounded_gradient():
 def decoupled_reference(m_now, m_prox, r: Rollout, cfg: PPOConfig, lag: int) -> float:
     """The policy loss, one transition at a time from Hilton et al. 2021 (eq. for
     PPO-decoupled): -mean[ min(c, pi_prox/mu) * min(pi/pi_prox A, clip(pi/pi_prox) A) ]
-    with pi_prox = mu on fresh data; A as the network at targets time gives it (not
+    with pi_prox the policy at targets time (mu itself where mu is that policy: fresh
+    data acted at temperature 1); A as the network at targets time gives it (not
     normalised here)."""
     with torch.no_grad():
         probs = torch.softmax(m_now(torch.from_numpy(r.obs))[0], -1).numpy()
@@ -285,7 +317,9 @@ def decoupled_reference(m_now, m_prox, r: Rollout, cfg: PPOConfig, lag: int) -> 
             if not r.valid[t, n]:
                 continue
             mu = math.exp(r.logp[t, n])
-            p_prox = mu if lag == 0 else prox[t, n, r.actions[t, n]]
+            p_prox = prox[t, n, r.actions[t, n]]
+            if lag == 0 and abs(math.log(p_prox) - r.logp[t, n]) <= SAME_POLICY_NATS:
+                p_prox = mu
             w = min(cfg.is_clip, p_prox / mu) if cfg.is_clip > 0 else 1.0
             ratio = probs[t, n, r.actions[t, n]] / p_prox
             clipped = min(max(ratio, 1 - cfg.clip), 1 + cfg.clip)
@@ -294,11 +328,16 @@ def decoupled_reference(m_now, m_prox, r: Rollout, cfg: PPOConfig, lag: int) -> 
     return total / k
 
 
-@pytest.mark.parametrize("lag,is_clip", [(0, 1.0), (3, 1.0), (3, 0.5), (3, 0.0)])
-def test_decoupled_objective_matches_the_slow_reference(lag, is_clip):
+@pytest.mark.parametrize(
+    "lag,is_clip,mu", [(0, 1.0, "other"), (0, 1.0, "prox"), (3, 1.0, "other"), (3, 0.5, "other"),
+                       (3, 0.0, "other"), (3, 1.0, "prox")]
+)  # fmt: skip
+def test_decoupled_objective_matches_the_slow_reference(lag, is_clip, mu):
     cfg = PPOConfig(clip=0.2, normalize_advantages=False, is_clip=is_clip, trust_region="proximal")
     m_prox, m_now = model(1), model(2)  # the policy at targets time, and after steps
-    r = rollout(7)  # behaviour log-probs from neither network
+    r = rollout(7)  # "other": behaviour log-probs from neither network
+    if mu == "prox":  # mu is the policy at targets time, up to float noise
+        r.logp = fresh_logp(m_prox, r) + np.float32(1e-6)
     batch = Batch.from_rollouts([r], torch.device("cpu"), lags=[lag])
     targets = ppo_targets(m_prox, batch, cfg)
     terms = ppo_loss(m_now, batch, cfg, targets)
@@ -312,6 +351,7 @@ def test_on_fresh_data_the_loss_is_exactly_ppo_against_the_behaviour_policy():
     cfg = PPOConfig(clip=0.2)
     m = model(4)
     r = rollout(4)
+    r.logp = fresh_logp(m, r)  # fresh: acted with this network, at temperature 1
     cpu = torch.device("cpu")
     old = Batch.from_rollouts([r], cpu)
     new = Batch.from_rollouts([r], cpu, lags=[0])

@@ -112,6 +112,11 @@ class PPOConfig:
             raise ValueError("--epochs must be in [1, 100] and --minibatch-size >= 1")
 
 
+# Log-probs of one policy as the actor computed them and as the learner does differ by
+# float noise only (another device, another batch size): well below this.
+SAME_POLICY_NATS = 1e-4
+
+
 @torch.no_grad()
 def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
     """Advantages, returns and old values [T, N] from the network as it is now: GAE's,
@@ -123,10 +128,14 @@ def ppo_targets(model, batch: Batch, cfg: PPOConfig) -> dict[str, torch.Tensor]:
     w = min(is_clip, pi_prox / mu) and log(pi_prox / mu)."""
     out, values = model.unroll(batch)  # [T+1, N]
     rewards = clipped(batch.rewards, cfg.reward_clip)
-    # pi_prox: the network as it is; on fresh columns mu itself, to the bit.
+    # pi_prox: the network as it is; where mu is that same policy (fresh columns, up to
+    # the float noise between the actor's forward pass and this one), mu itself, to the
+    # bit. Not on fresh columns whose mu differs: an actor at a --temperatures other
+    # than 1, or the first batch of --obs-norm (its statistics taken in just before).
     logp = model.distribution(out[:-1]).log_prob(model.head.flat_actions(batch.actions))  # [T, N]
     fresh = torch.ones_like(batch.valid) if batch.lag is None else batch.lag == 0
-    prox_logp = torch.where(fresh, batch.behaviour_logp, logp)
+    same = (logp - batch.behaviour_logp).abs() <= SAME_POLICY_NATS
+    prox_logp = torch.where(fresh & same, batch.behaviour_logp, logp)
     log_rho = (prox_logp - batch.behaviour_logp).clamp(-20.0, 20.0)  # log pi_prox / mu
     weight = torch.ones_like(log_rho)
     if cfg.trust_region == "behaviour":
