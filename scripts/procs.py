@@ -153,6 +153,13 @@ class Proc:
         self._err.close()
 
 
+def stop_all(*procs: Proc | None) -> None:
+    """Stop each of ``procs`` that was started (a test's ``finally``)."""
+    for p in procs:
+        if p is not None:
+            p.stop()
+
+
 def start_learner(run_dir: Path, *args: str, module: tuple[str, ...] = ("learner",)) -> Proc:
     """``module``: what ``python -m`` runs, with its own arguments first (a test may
     run the learner through a wrapper of its own, e.g. tests/slow_learner.py)."""

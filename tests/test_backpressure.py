@@ -18,7 +18,7 @@ import zmq
 from protocol.codec import decode, encode
 from protocol.messages import Ack, Experience
 from protocol.spec import RunSpec
-from scripts.procs import endpoint_of, start_actor, start_learner
+from scripts.procs import endpoint_of, start_actor, start_learner, stop_all
 from tests.conftest import experience_arrays
 from tests.hostile import SMALL, join_with_weights, raw_dealer
 
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.slow
 HANG_S = 60  # a guard against a hang, never the thing tested
 LEARNER_MAX_S = str(HANG_S * 5)  # a learner the test keeps up stops by itself after this
 FAST = [*SMALL, "--target-return", "1e9"]
-
-
-def stop_all(*procs) -> None:
-    for p in procs:
-        if p is not None:
-            p.stop()
 
 
 def _rss_mb(pid: int) -> float:

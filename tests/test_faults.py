@@ -17,7 +17,7 @@ import zmq
 from protocol.codec import decode, encode
 from protocol.messages import Experience, Hello, Weights, Welcome
 from protocol.spec import RunSpec
-from scripts.procs import endpoint_of, free_port_pair, start_actor, start_learner
+from scripts.procs import endpoint_of, free_port_pair, start_actor, start_learner, stop_all
 from scripts.runlog import event_time
 from tests.conftest import experience_arrays
 from tests.hostile import SMALL, join_with_weights, raw_dealer
@@ -39,12 +39,6 @@ ACTOR_FAST = ["--learner-timeout", "1.5"]
 
 def ts(event: dict) -> float:
     return event_time(event)
-
-
-def stop_all(*procs) -> None:
-    for p in procs:
-        if p is not None:
-            p.stop()
 
 
 def test_sigkilled_actor_is_declared_lost_for_its_silence_and_training_goes_on(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 
 from protocol import address
 from protocol.keys import fleet_names, make_keys
-from scripts.procs import ROOT, Proc, free_port_pair, start_actor, start_learner
+from scripts.procs import ROOT, Proc, free_port_pair, start_actor, start_learner, stop_all
 from tests.hostile import SMALL
 
 pytestmark = pytest.mark.slow
@@ -43,12 +43,6 @@ def file_actor(run_dir, addr, actor_id, *args) -> Proc:
         run_dir / f"actor-{actor_id}.jsonl",
         run_dir / f"actor-{actor_id}.stderr",
     )
-
-
-def stop_all(*procs) -> None:
-    for p in procs:
-        if p is not None:
-            p.stop()
 
 
 def test_actor_waits_for_the_address_file_and_follows_an_interrupted_learner(tmp_path):

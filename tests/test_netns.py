@@ -35,7 +35,7 @@ from learner.admission import admit_hello, judge_batch
 from learner.registry import ActorRegistry
 from protocol.keys import make_keys
 from protocol.messages import Error, Experience, Hello, Weights, Welcome
-from scripts.procs import Proc
+from scripts.procs import Proc, stop_all
 from tests.conftest import CARTPOLE, experience_arrays
 from tests.fakes import RecordingLog
 from tests.hostile import SMALL
@@ -172,12 +172,6 @@ def start_actors(net: Net, run_dir: Path, keys: Path, endpoint: str) -> list[NsP
         log, err = run_dir / f"actor-{name}.jsonl", run_dir / f"actor-{name}.stderr"
         actors.append(NsProc(net.actor_ns, argv, log, err))
     return actors
-
-
-def stop_all(*procs: Proc | None) -> None:
-    for p in procs:
-        if p is not None:
-            p.stop()
 
 
 def listening(learner: Proc, net: Net) -> dict:
