@@ -127,7 +127,7 @@ def layered(
     own_flags = [f.name for f in dataclasses.fields(LearnerConfig) if f.name != "loss"]
     known = [*own_flags, *loss_names]
     defaults = {f.name: f.default for f in dataclasses.fields(LearnerConfig) if f.name != "loss"}
-    typed = {a.dest: a.type for a in parser._actions if a.type is not None}
+    typed = {a.dest: a for a in parser._actions if a.dest in known}
     file: dict[str, Any] = {}
     file_algos: dict[str, dict[str, Any]] = {}
     config = given.get("config", defaults["config"])
@@ -155,9 +155,16 @@ def layered(
     except ValueError as exc:
         raise ConfigError(f"--algo: {exc}") from None
     own_loss = {f.name for f in dataclasses.fields(algo.config)}
-    for where, tables in (("--preset", preset.algos if preset else {}), ("--config", file_algos)):
+    where_preset = f"--preset {preset.name}" if preset else "--preset"
+    for where, tables in ((where_preset, preset.algos if preset else {}), ("--config", file_algos)):
         if unknown := sorted(tables.keys() - algos.ALGORITHMS.keys()):
             raise ConfigError(f"{where}: [algos.{unknown[0]}]: unknown algorithm")
+        for name, table in tables.items():  # each table, whichever algorithm is chosen now
+            theirs = {f.name for f in dataclasses.fields(algos.get(name).config)}
+            if foreign := sorted(k for k in table if k in loss_names and k not in theirs):
+                raise ConfigError(
+                    f"{where}: [algos.{name}] {', '.join(foreign)} is not a loss setting of {name}"
+                )
     preset_table = _typed(preset.algos.get(algo_name, {}), typed) if preset else {}
     if foreign := sorted(k for k in preset_table if k in loss_names and k not in own_loss):
         raise ConfigError(
@@ -166,7 +173,9 @@ def layered(
     file_table = file_algos.get(algo_name, {})
     # Lowest first. A preset's top-level loss settings apply to the algorithms that have
     # them; anything else must be the chosen algorithm's.
-    preset_loss = {k: v for k, v in (preset.loss if preset else {}).items() if k in own_loss}
+    preset_loss = _typed(
+        {k: v for k, v in (preset.loss if preset else {}).items() if k in own_loss}, typed
+    )
     layers = [
         dict(algo.loss_defaults),
         {k: v for k, v in preset_flags.items() if k not in loss_names},
@@ -193,10 +202,31 @@ def layered(
     return LearnerConfig(**values, loss=loss)
 
 
-def _typed(values: dict[str, Any], types: dict[str, Any]) -> dict[str, Any]:
-    """A file's string values read as the command line would read them (a TOML
-    ``hidden = "64,64"`` is the flag's ``--hidden 64,64``)."""
-    return {
-        k: types[k](v) if isinstance(v, str) and k in types and types[k] is not str else v
-        for k, v in values.items()
-    }
+def _typed(values: dict[str, Any], actions: dict[str, argparse.Action]) -> dict[str, Any]:
+    """A file's values read as the command line would read them, with its checks: a
+    TOML ``hidden = "64,64"`` or ``hidden = [64, 64]`` is the flag's ``--hidden 64,64``,
+    ``envs = 2.5`` is refused as ``--envs 2.5`` is, and a value outside a flag's choices
+    is refused; ``ConfigError`` names the setting."""
+    out = {}
+    for key, value in values.items():
+        action = actions.get(key)
+        if action is None:  # not a flag here (the caller refuses unknown keys)
+            out[key] = value
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list | tuple):
+            text = ",".join(str(v) for v in value)
+        else:
+            text = str(value)
+        try:
+            converted = action.type(text) if action.type is not None else text
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            raise ConfigError(f"{key} = {value!r}: {exc}") from None
+        if isinstance(value, bool) and action.type is not None and converted is not value:
+            raise ConfigError(f"{key} = {value!r}: expected a {action.metavar or 'value'}")
+        if action.choices is not None and converted not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise ConfigError(f"{key} = {value!r}: not one of {choices}")
+        out[key] = converted
+    return out

@@ -112,8 +112,11 @@ def load_config(path: Path, known: Iterable[str]) -> dict[str, Any]:
     ``known``. The ``[preset]`` table (the match of a shipped preset) and the ``[algos.*]``
     tables (``algo_tables``) are left out."""
     data = _read(path)
-    data.pop("preset", None)
+    if isinstance(data.get("preset"), dict):  # the [preset] table; preset = "x" is a flag
+        del data["preset"]
     data.pop("algos", None)
+    if "config" in data:
+        raise ConfigError(f"{path}: config = ... has no meaning inside a config file")
     return _flags(data, set(known), str(path))
 
 

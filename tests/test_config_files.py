@@ -89,7 +89,33 @@ def test_algo_tables_are_checked(tmp_path, capsys):
     err = usage_error(["--config", write(tmp_path, "[algos.a2c]\nenvz = 2\n")], capsys)
     assert "[algos.a2c]: not learner flags: envz" in err
     f = write(tmp_path, 'algo = "a2c"\n[algos.a2c]\nclip = 0.2\n')
-    assert "clip does not apply to --algo a2c" in usage_error(["--config", f], capsys)
+    assert "[algos.a2c] clip is not a loss setting of a2c" in usage_error(["--config", f], capsys)
+    # A table is checked whichever algorithm is chosen, not only when its own is.
+    f = write(tmp_path, 'algo = "ppo"\n[algos.a2c]\nclip = 0.3\n')
+    assert "[algos.a2c] clip is not a loss setting of a2c" in usage_error(["--config", f], capsys)
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ('optimizer = "sgd"', "optimizer = 'sgd': not one of"),
+        ('console = "x"', "console = 'x': not one of"),
+        ("envs = 2.5", "envs = 2.5"),
+        ("seed = true", "seed = True"),
+        ("hidden = [64.7, 3]", "hidden = (64.7, 3): invalid literal for int()"),
+        ('obs_norm = "maybe"', "obs_norm = 'maybe': expected true/false"),
+        ('config = "other.toml"', "has no meaning inside a config file"),
+    ],
+)
+def test_a_files_bad_value_is_a_usage_error_naming_it(tmp_path, capsys, line, named):
+    # As the same value on the command line would be: refused at once, by name, never
+    # accepted to fail later inside torch or as a traceback.
+    assert named in usage_error(["--config", write(tmp_path, line + "\n")], capsys)
+
+
+def test_a_files_lists_and_strings_read_as_the_command_line_reads_them(tmp_path):
+    cfg, _ = parse(["--config", write(tmp_path, 'hidden = [32, 16]\npreset = "none"\n')])
+    assert cfg.hidden == (32, 16) and cfg.preset == "none"
 
 
 def test_a_presets_algo_table_applies_when_its_algorithm_is_chosen(tmp_path, monkeypatch, capsys):
