@@ -54,6 +54,9 @@ from protocol.spec import RunSpec, SpecError
 POLL_MS = 50
 BACKPRESSURE_AFTER_S = 0.05
 HELLO_EVERY_S = 1.0
+# Versions an async actor may be behind the learner's reported version, with every
+# message read, before it asks for the weights itself (one update may be on its way).
+WEIGHTS_BEHIND = 2
 
 
 class ActorClient:
@@ -73,6 +76,10 @@ class ActorClient:
         self.rollouts_sent = 0
         self.credit = Credit()  # rollouts awaiting an Ack; sync: the released version
         self.credit_waits = 0
+        # The async catch-up: when it last asked for weights, with which version, and how
+        # long it waits before asking again (doubled while asking brings nothing newer,
+        # as under --weights-delay, whose answers are as old as the broadcast).
+        self.weights_asked, self.asked_with, self.ask_every = 0.0, -1, 0.0
 
     # --- the loop -------------------------------------------------------------------
 
@@ -236,7 +243,8 @@ class ActorClient:
             )
             self._await_credit(a)
             self.link.send(msg, pump=lambda: self._pump(POLL_MS))
-            self.credit.sent(self.seq, a.policy.version, time.monotonic())
+            # The version it was collected with: sending may have loaded newer weights.
+            self.credit.sent(self.seq, ids["policy_version"], time.monotonic())
             self.rollouts_sent += 1
 
     def _await_credit(self, a: Acting) -> None:
@@ -269,14 +277,34 @@ class ActorClient:
             self._pump(POLL_MS)
             # A weights broadcast can be missed (slow joiner); ask directly.
             if time.monotonic() - asked > 4 * a.spec.heartbeat_s:
-                self.link.transport.try_send(
-                    WeightsRequest(
-                        actor_id=self.actor_id,
-                        incarnation=self.incarnation,
-                        have_version=a.policy.version,
-                    )
-                )
+                self._ask_for_weights(a)
                 asked = time.monotonic()
+
+    def _ask_for_weights(self, a: Acting) -> None:
+        self.link.transport.try_send(
+            WeightsRequest(
+                actor_id=self.actor_id, incarnation=self.incarnation, have_version=a.policy.version
+            )
+        )
+
+    def _catch_up(self, a: Acting, now: float) -> None:
+        """Async and gradient actors: a broadcast can be missed (a subscriber slower than
+        the updates: ZeroMQ keeps the oldest queued weights and drops the newest; a SUB
+        still connecting after a Welcome). With every message read, an actor more than
+        WEIGHTS_BEHIND versions behind what the learner reports asks for the weights
+        directly, at most every 4 heartbeats; otherwise every rollout it sends could be
+        too old to train on and, with no update, no new weights would ever come."""
+        behind = self.credit.named_version - a.policy.version
+        if a.mode.waits_for_release or behind <= WEIGHTS_BEHIND:
+            return
+        if now - self.weights_asked < self.ask_every:
+            return
+        first = 4 * a.spec.heartbeat_s
+        stuck = a.policy.version == self.asked_with
+        self.ask_every = min(2 * self.ask_every, 64 * first) if stuck else first
+        self._ask_for_weights(a)
+        self.weights_asked, self.asked_with = now, a.policy.version
+        self.log.info("weights_requested", have=a.policy.version, behind=behind)
 
     # --- receiving -----------------------------------------------------------------
 
@@ -302,6 +330,7 @@ class ActorClient:
         if newest is not None:
             self._load_weights(newest)
         now = time.monotonic()
+        self._catch_up(a, now)
         # An Ack that neither came nor was reported held by a Pong for this long was
         # lost (or the rollout dropped): the credit comes back. A rollout may
         # legitimately wait in a barrier (--barrier-timeout-s): the mode's patience.

@@ -24,7 +24,8 @@ class Credit:
         self.last_seq: int | None = None  # the last rollout sent
         self.last_version = -1  # the policy version it was collected with
         self.release_version: int | None = None  # what its Ack (or a newer Pong) named
-        self.learner_version = -1  # the newest version the learner reported
+        self.learner_version = -1  # the newest version the learner reported in a Pong
+        self.named_version = -1  # ... in a Pong or an Ack: what an async actor catches up to
 
     @property
     def in_flight(self) -> int:
@@ -36,6 +37,7 @@ class Credit:
 
     def acked(self, seq: int, version: int) -> None:
         self.unacked.pop(seq, None)
+        self.named_version = max(self.named_version, version)
         if seq == self.last_seq:
             self.release_version = version
 
@@ -43,6 +45,7 @@ class Credit:
         """The learner is at ``version`` and still holds the rollouts ``held`` (queued or
         in an update): their Acks are late, not lost, so their wait starts again."""
         self.learner_version = max(self.learner_version, version)
+        self.named_version = max(self.named_version, version)
         if now is not None:
             for seq in held:
                 if seq in self.unacked:

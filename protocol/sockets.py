@@ -106,8 +106,11 @@ def bind_router(
 def bind_pub(
     ctx: zmq.Context, host: str, port: int, *, sndhwm: int = 8, curve: CurveKeys | None = None
 ) -> tuple[zmq.Socket, int]:
-    """The learner's weights PUB. A small SNDHWM: a subscriber that does not read loses
-    old weights (PUB drops at the mark) instead of growing the learner's memory."""
+    """The learner's weights PUB. A small SNDHWM: a subscriber that does not read
+    cannot grow the learner's memory. What it loses at the mark are the *newest*
+    weights (ZeroMQ keeps what is queued and drops what comes after), so actors do not
+    rely on the broadcast alone: one that finds itself behind the version the learner
+    reports asks for the weights over its DEALER (actor/client.py)."""
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, sndhwm)

@@ -275,6 +275,33 @@ def test_credit_wait_ends_by_ack_missing_when_the_ack_never_comes(monkeypatch):
     assert "learner_lost" not in names
 
 
+def test_an_async_actor_that_missed_the_broadcasts_asks_for_the_weights_and_catches_up(
+    monkeypatch,
+):
+    # The learner is far ahead (its Acks name version 10) but no Weights reach the
+    # actor's SUB (a slow subscriber's queue drops the newest). Unasked, every rollout
+    # would stay at version 0, too old to train on, and with no update no new weights
+    # would ever be published: the run would stall. The actor asks over its DEALER.
+    def on_experience(msg):
+        if msg.policy_version == 10:
+            return [SHUTDOWN]
+        return [(DEALER, Ack(learner_id=LEARNER_ID, seq=msg.seq, version=10, trained=False))]
+
+    base = alive_learner(ASYNC, on_experience)
+
+    def answer(msg, learner):
+        if isinstance(msg, WeightsRequest):
+            return [weights(ASYNC, 10)]
+        return base(msg, learner)
+
+    rc, log, learner = run_actor(monkeypatch, answer)
+    assert rc == EXIT_OK and exit_event(log)["reason"] == "learner_shutdown"
+    (asked,) = log.events("weights_requested")
+    assert asked["have"] == 0 and asked["behind"] == 10
+    versions = [m.policy_version for _, m in learner.sent_of(Experience)]
+    assert versions[0] == 0 and versions[-1] == 10 and len(learner.sent_of(WeightsRequest)) == 1
+
+
 def holding_learner(hold_s: float, after: Callable[[ScriptedLearner], list]) -> Answer:
     """async: rollout 1 is named held in every Pong for ``hold_s`` after it was sent;
     then ``after(learner)`` answers the heartbeats. Rollout 2 ends the run."""
