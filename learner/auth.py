@@ -19,13 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import zmq
-import zmq.auth
 from zmq.utils import z85
 
-from protocol.keys import read_keypair
+from protocol.keys import check_not_writable_by_others, read_keypair, read_public
 from protocol.sockets import CurveKeys
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+LOGGED_REJECTIONS = 20  # auth_rejected lines in full before one per thousand
 
 
 def load_learner_keys(directory: Path) -> tuple[CurveKeys, dict[bytes, str]]:
@@ -35,9 +35,9 @@ def load_learner_keys(directory: Path) -> tuple[CurveKeys, dict[bytes, str]]:
     auth_dir = directory / "authorized"
     if not auth_dir.is_dir():
         raise ValueError(f"{auth_dir} is missing: no actor could ever join")
+    check_not_writable_by_others(auth_dir)
     for path in sorted(auth_dir.glob("*.key")):
-        key, _ = zmq.auth.load_certificate(str(path))
-        authorized[key] = path.name[: -len(".key")]
+        authorized[read_public(path)] = path.name[: -len(".key")]
     if not authorized:
         raise ValueError(f"{auth_dir} holds no *.key files: no actor could ever join")
     return CurveKeys(public, secret), authorized
@@ -73,8 +73,7 @@ class ZapHandler:
             or len(credentials[0]) != 32
         ):
             self.rejected += 1
-            self.log.warning(
-                "auth_rejected",
+            self._log_rejection(
                 reason="not_curve",
                 mechanism=mechanism.decode(errors="replace"),
                 address=address.decode(errors="replace"),
@@ -84,14 +83,19 @@ class ZapHandler:
         name = self.authorized.get(key)
         if name is None:
             self.rejected += 1
-            self.log.warning(
-                "auth_rejected",
+            self._log_rejection(
                 reason="unknown_key",
                 key=key.decode(),
                 address=address.decode(errors="replace"),
             )
             return [b"1.0", request_id, b"400", b"unknown key", b"", b""]
         return [b"1.0", request_id, b"200", b"OK", name.encode(), b""]
+
+    def _log_rejection(self, **fields) -> None:
+        # As message_rejected: the first few in full, then one in a thousand with the
+        # count, so that handshakes with random keys cannot fill the learner's disk.
+        if self.rejected <= LOGGED_REJECTIONS or self.rejected % 1000 == 0:
+            self.log.warning("auth_rejected", count=self.rejected, **fields)
 
     def close(self) -> None:
         self.sock.close(linger=0)

@@ -48,9 +48,24 @@ def _cert(public: bytes, secret: bytes | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_not_writable_by_others(path: Path) -> None:
+    """A public key that says who may connect (``authorized/*.key``, an actor's
+    ``learner.key``) and the directory holding it: whoever can write them can swap in
+    a key of their own. Refuse world-writable ones (group-writable is left to the
+    site's policy: umask 002 with a private group per user is common)."""
+    for p in (path.parent, path):
+        mode = p.stat().st_mode
+        if mode & stat.S_IWOTH:
+            raise PermissionError(
+                f"{p} is writable by anyone (mode {oct(mode & 0o777)}): anyone could put "
+                "their own key there; chmod o-w it"
+            )
+
+
 def read_public(path: Path) -> bytes:
     import zmq.auth
 
+    check_not_writable_by_others(path)
     public, _ = zmq.auth.load_certificate(str(path))
     return public
 

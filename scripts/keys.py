@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.k8s_secrets:
         fd = os.open(args.k8s_secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file already there
         with os.fdopen(fd, "w") as f:
             f.write(k8s_secrets(Path(args.out), fleet_names(args.fleet)))
         print(f"Kubernetes Secrets {', '.join(K8S_SECRETS)}: kubectl apply -f {args.k8s_secrets}")

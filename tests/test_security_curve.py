@@ -161,3 +161,39 @@ def test_bare_insecure_flag_as_documented_is_accepted(tmp_path):
         learner.wait_for("insecure_bind", 30)
     finally:
         learner.stop()
+
+
+def test_keys_that_anyone_could_swap_are_refused(tmp_path):
+    # Whoever can write authorized/ (or an actor's learner.key) can put their own key
+    # there: the learner would admit them, the actor would trust their server.
+    from learner.auth import load_learner_keys
+    from protocol.keys import load_actor_keys
+
+    keys = tmp_path / "keys"
+    make_keys(keys, ["a1"])
+    load_learner_keys(keys / "learner")  # as made: accepted
+    load_actor_keys(keys / "a1")
+    authorized = keys / "learner" / "authorized"
+    for loose in (authorized, authorized / "a1.key", keys / "a1" / "learner.key"):
+        mode = loose.stat().st_mode
+        os.chmod(loose, mode | stat.S_IWOTH)
+        with pytest.raises(PermissionError, match="writable by anyone"):
+            if loose.name == "learner.key":
+                load_actor_keys(keys / "a1")
+            else:
+                load_learner_keys(keys / "learner")
+        os.chmod(loose, mode)
+
+
+def test_the_k8s_secrets_file_is_private_even_when_it_was_there_before(tmp_path):
+    out, secrets = tmp_path / "keys", tmp_path / "secrets.yaml"
+    secrets.write_text("old")
+    os.chmod(secrets, 0o644)
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.keys", "--out", str(out), "--fleet", "2",
+         "--k8s-secrets", str(secrets)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": python_path()},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o600 and "key_secret" in secrets.read_text()
