@@ -246,8 +246,13 @@ def test_join_asks_again_when_the_weights_after_welcome_are_lost(monkeypatch):
 # --- the credit and sync waits -----------------------------------------------------------
 
 
-def alive_learner(spec: RunSpec, on_experience: Callable[[Experience], list | None]) -> Answer:
-    """Welcomes, answers every heartbeat, and hands rollouts to ``on_experience``."""
+def alive_learner(
+    spec: RunSpec,
+    on_experience: Callable[[Experience], list | None],
+    weights_on_request: int | None = None,
+) -> Answer:
+    """Welcomes, answers every heartbeat, and hands rollouts to ``on_experience``;
+    answers a WeightsRequest with the weights of version ``weights_on_request``."""
 
     def answer(msg, learner):
         if isinstance(msg, Hello):
@@ -256,6 +261,8 @@ def alive_learner(spec: RunSpec, on_experience: Callable[[Experience], list | No
             return [pong(0)]
         if isinstance(msg, Experience):
             return on_experience(msg)
+        if isinstance(msg, WeightsRequest) and weights_on_request is not None:
+            return [weights(spec, weights_on_request)]
         return None
 
     return answer
@@ -287,14 +294,7 @@ def test_an_async_actor_that_missed_the_broadcasts_asks_for_the_weights_and_catc
             return [SHUTDOWN]
         return [(DEALER, Ack(learner_id=LEARNER_ID, seq=msg.seq, version=10, trained=False))]
 
-    base = alive_learner(ASYNC, on_experience)
-
-    def answer(msg, learner):
-        if isinstance(msg, WeightsRequest):
-            return [weights(ASYNC, 10)]
-        return base(msg, learner)
-
-    rc, log, learner = run_actor(monkeypatch, answer)
+    rc, log, learner = run_actor(monkeypatch, alive_learner(ASYNC, on_experience, 10))
     assert rc == EXIT_OK and exit_event(log)["reason"] == "learner_shutdown"
     (asked,) = log.events("weights_requested")
     assert asked["have"] == 0 and asked["behind"] == 10
@@ -400,14 +400,7 @@ def test_sync_wait_for_the_released_weights_asks_for_them_when_the_broadcast_is_
             return [(DEALER, Ack(learner_id=LEARNER_ID, seq=1, version=1, trained=True))]
         return [SHUTDOWN]
 
-    answer = alive_learner(SYNC, on_experience)
-
-    def with_requests(msg, learner):
-        if isinstance(msg, WeightsRequest):
-            return [weights(SYNC, 1)]
-        return answer(msg, learner)
-
-    rc, log, learner = run_actor(monkeypatch, with_requests)
+    rc, log, learner = run_actor(monkeypatch, alive_learner(SYNC, on_experience, 1))
     assert rc == EXIT_OK and exit_event(log)["reason"] == "learner_shutdown"
     (t1, _), (t2, second) = learner.sent_of(Experience)
     ((t_req, request),) = learner.sent_of(WeightsRequest)
