@@ -92,9 +92,9 @@ def loss_defaults_by_algorithm(algorithms) -> dict[str, str]:
             values.setdefault(f.name, {}).setdefault(value, []).append(algo.name)
     shown = {}
     for name, by_value in values.items():
-        (owners,) = by_value.values() if len(by_value) == 1 else ([],)
-        if len(owners) == len(algorithms):
-            shown[name] = next(iter(by_value))
+        (value, owners), *others = by_value.items()
+        if not others and len(owners) == len(algorithms):
+            shown[name] = value
         else:
             shown[name] = "; ".join(f"{', '.join(who)}: {v}" for v, who in by_value.items())
     return shown

@@ -188,7 +188,7 @@ def test_ray_launches_a_run_that_solves_and_brings_a_killed_actor_back(ray_head,
 def test_the_hosts_process_that_ignores_sigterm_is_killed_when_the_run_is_over(tmp_path):
     # A host's only tie to its process is a SIGTERM when the host dies; Ray does not
     # reap the children of a worker it kills. So forget() SIGKILLs what outlived stop().
-    from launch.ray import _Process
+    from launch.ray_hosts import _Process
 
     ready = tmp_path / "ignoring"
     child = (
