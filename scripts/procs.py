@@ -26,6 +26,11 @@ if str(ROOT) not in sys.path:  # run as a file: make the packages importable
 
 from core.procs import stop_process  # noqa: E402
 
+# How long a test or script waits for a process's event before calling it a hang. A
+# guard, never the thing tested: what a test asserts is the order and content of events,
+# so a loaded machine (a CI run once stalled for over a minute) makes it slower, not red.
+HANG_S = 120.0
+
 
 def python_path() -> str:
     """The repository first, then whatever PYTHONPATH the caller had (packages may come
@@ -73,20 +78,62 @@ def run_process(
     return code, time.perf_counter() - t0, text
 
 
-def read_events(path: Path, name: str | None = None, *, skip: int = 0) -> list[dict]:
-    """The events (all, or those named ``name``) in a JSON log, after its first ``skip``
-    lines; none while it does not exist. A line being written right now is left out."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines()[skip:]:
-        try:
-            ev = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if name is None or ev.get("event") == name:
-            out.append(ev)
-    return out
+def machine_load() -> str:
+    """The load average and the busiest processes, for a wait that timed out: whether
+    the machine was starved (and by what) or the process under test was stuck."""
+    try:
+        top = subprocess.run(
+            ["ps", "-eo", "pcpu,rss,etimes,args", "--sort=-pcpu"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.splitlines()[1:6]
+    except (OSError, subprocess.SubprocessError):
+        top = []
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"load {load}; busiest (%cpu rss_kb age_s cmd): " + " | ".join(
+        " ".join(t.split())[:140] for t in top
+    )
+
+
+class LogTail:
+    """A JSON log read as it grows: each call parses only the bytes written since the
+    last, so waiting on a long run's log costs the waiter (on a 2-core machine, a core
+    the learner and actors need) nothing that grows with the log. A line still being
+    written is held back until its newline; a line that does not parse (torn by a
+    kill) is skipped. ``start``: the byte offset to read from (the file's size then,
+    for a resumed learner appending to its own log)."""
+
+    def __init__(self, path: Path, start: int = 0) -> None:
+        self.path = path
+        self._offset = start
+        self._partial = b""
+        self._events: list[dict] = []
+
+    def events(self, name: str | None = None) -> list[dict]:
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < self._offset:  # truncated: read anew
+                    self._offset, self._partial, self._events = 0, b"", []
+                f.seek(self._offset)
+                chunk = f.read()
+            self._offset += len(chunk)
+            lines = (self._partial + chunk).split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                try:
+                    ev = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue
+                if isinstance(ev, dict):
+                    self._events.append(ev)
+        return [e for e in self._events if name is None or e.get("event") == name]
+
+
+def read_events(path: Path, name: str | None = None) -> list[dict]:
+    """The events (all, or those named ``name``) in a JSON log, as it is now; none
+    while it does not exist. A line being written right now is left out."""
+    return LogTail(path).events(name)
 
 
 class Proc:
@@ -108,7 +155,8 @@ class Proc:
         (a script that execs Python itself), not Python's arguments."""
         self.log_path = log_path
         self.stderr_path = stderr_path
-        self._skip = len(log_path.read_text().splitlines()) if only_new and log_path.exists() else 0
+        start = log_path.stat().st_size if only_new and log_path.exists() else 0
+        self._log = LogTail(log_path, start)
         self._err = open(stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()}
         self.popen = subprocess.Popen(
@@ -120,10 +168,10 @@ class Proc:
         )
 
     def events(self, name: str | None = None) -> list[dict]:
-        return read_events(self.log_path, name, skip=self._skip)
+        return self._log.events(name)
 
     def wait_for(
-        self, name: str, timeout: float = 60.0, where: Callable[[dict], bool] = lambda e: True
+        self, name: str, timeout: float = HANG_S, where: Callable[[dict], bool] = lambda e: True
     ) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -137,7 +185,7 @@ class Proc:
                 )
             time.sleep(0.05)
         raise AssertionError(
-            f"{self.log_path.name}: no {name!r} within {timeout}s\n"
+            f"{self.log_path.name}: no {name!r} within {timeout}s ({machine_load()})\n"
             + self.stderr_path.read_text()[-3000:]
         )
 
@@ -190,7 +238,7 @@ def start_actor(run_dir: Path, endpoint: str, actor_id: str, *args: str) -> Proc
     )
 
 
-def endpoint_of(learner: Proc, timeout: float = 60.0) -> str:
+def endpoint_of(learner: Proc, timeout: float = HANG_S) -> str:
     return learner.wait_for("learner_listening", timeout)["endpoint"]
 
 

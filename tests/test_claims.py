@@ -23,7 +23,7 @@ from protocol.checks import InvalidMessage
 from protocol.codec import encode
 from protocol.messages import Experience, Heartbeat, Pong
 from protocol.spec import RunSpec
-from scripts.procs import endpoint_of, start_learner
+from scripts.procs import HANG_S, endpoint_of, start_learner
 from tests.hostile import SMALL, join, raw_dealer, recv_until, zctx  # noqa: F401
 
 CARTPOLE = RunSpec(
@@ -239,7 +239,7 @@ def test_claimed_episodes_without_ends_do_not_solve_the_run(tmp_path, zctx):  # 
             "message_rejected", 60, where=lambda e: e["reason"] == "false_claim"
         )
         assert "100 episodes claimed, the flags end 0" in rejected["detail"]
-        last = learner.wait_for("progress", 60, where=lambda e: e["rejected"] >= 5)
+        last = learner.wait_for("progress", HANG_S, where=lambda e: e["rejected"] >= 5)
         assert last["episodes"] == 0 and last["mean_return_100"] is None
         assert learner.popen.poll() is None, "still running: nothing was solved"
         assert learner.events("run_finished") == []
@@ -255,9 +255,9 @@ def test_rewards_the_learner_cannot_check_are_caught_by_confirm_episodes(tmp_pat
         sock = raw_dealer(zctx, endpoint_of(learner))
         welcome = join(sock, "liar")
         send_rollouts(sock, welcome, 15, reward=500.0, claim_episodes=0)  # 120 episodes
-        started = learner.wait_for("confirm_started", 60)
+        started = learner.wait_for("confirm_started", HANG_S)
         assert started["mean_return_100"] == 1000.0
-        verdict = learner.wait_for("solve_not_confirmed", 60)
+        verdict = learner.wait_for("solve_not_confirmed", HANG_S)
         assert verdict["confirm_episodes"] == 3 and verdict["confirm_mean_return"] < 475
         assert learner.events("message_rejected") == []
         # Still up and answering.
@@ -364,7 +364,7 @@ def test_a_raw_client_inventing_solved_episodes_cannot_end_a_default_run(tmp_pat
             if ack is None:
                 break  # the run ended (or the learner is stuck: the asserts say which)
             version = ack["version"]
-        learner.wait_exit(60)
+        learner.wait_exit(HANG_S)
         started = learner.events("confirm_started")
         assert started and started[0]["mean_return_100"] == 500.0, "the lie was believed"
         refused = learner.events("solve_not_confirmed")

@@ -16,12 +16,9 @@ from learner.batching import AsyncQueue, SyncBarrier, make_batcher
 from learner.checkpoint import CheckpointConfig, Checkpointer
 from protocol.messages import Experience, Gradient
 from protocol.spec import COORDINATIONS, RunSpec, SpecError
-from scripts.procs import Proc, endpoint_of
+from scripts.procs import HANG_S, Proc, endpoint_of
 from tests import toy_coordination
 from tests.toy_coordination import ALGO, TOY
-
-# Every wait on a process is bounded by this, as a guard against a hang.
-HANG_S = 60
 
 
 @pytest.fixture

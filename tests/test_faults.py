@@ -17,17 +17,13 @@ import zmq
 from protocol.codec import decode, encode
 from protocol.messages import Experience, Hello, Weights, Welcome
 from protocol.spec import RunSpec
-from scripts.procs import endpoint_of, free_port_pair, start_actor, start_learner, stop_all
+from scripts.procs import HANG_S, endpoint_of, free_port_pair, start_actor, start_learner, stop_all
 from scripts.runlog import event_time
 from tests.conftest import experience_arrays
 from tests.hostile import SMALL, join_with_weights, raw_dealer
 
 pytestmark = pytest.mark.slow
 
-# Every wait below is bounded by this, as a guard against a hang, never as the thing
-# tested: what a test asserts is the order and content of events, so a loaded machine
-# makes it slower, not red. Speed belongs in benchmarks.
-HANG_S = 60
 # A learner the test keeps up (unreachable target) stops by itself after this long, in
 # case a test failed to stop it; it is never what ends a test.
 LEARNER_MAX_S = str(HANG_S * 5)

@@ -43,7 +43,7 @@ def learn_catch(tmp_path, env: str, actor_args: tuple[str, ...] = ()):
             actors = [start_actor(tmp_path, endpoint, f"ext-{i}", *actor_args) for i in range(2)]
         assert learner.wait_exit(HANG_S) == 0
         for actor in actors:
-            assert actor.wait_exit(60) == 0
+            assert actor.wait_exit(HANG_S) == 0
             assert actor.events("joined")[0]["env_groups"] == 2
     finally:
         for proc in (*actors, learner):

@@ -7,13 +7,10 @@ import signal
 
 import pytest
 
-from scripts.procs import endpoint_of, start_actor, start_learner
+from scripts.procs import HANG_S, endpoint_of, start_actor, start_learner
 
 pytestmark = pytest.mark.slow
 
-# Every wait is bounded by this, as a guard against a hang, never as the thing tested:
-# the assertions are on the order and content of events (speed belongs in benchmarks).
-HANG_S = 60
 # A learner the test keeps up stops by itself after this long, in case a test failed to
 # stop it; it is never what ends a test.
 LEARNER_MAX_S = str(HANG_S * 5)

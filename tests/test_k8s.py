@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from scripts.keys import K8S_SECRETS
-from scripts.procs import ROOT, Proc, free_port_pair, python_path
+from scripts.procs import HANG_S, ROOT, Proc, free_port_pair, python_path
 
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir())
@@ -248,11 +248,11 @@ def test_the_entry_point_builds_keys_from_the_secrets_and_an_actor_joins_over_cu
             ],
             python=False,
         )
-        enabled = learner.wait_for("curve_enabled", 60)
+        enabled = learner.wait_for("curve_enabled", HANG_S)
         assert enabled["authorized"] == ["task-0", "task-1"]
-        learner.wait_for("actor_joined", 60, where=lambda e: e["actor_id"] == "task-1")
+        learner.wait_for("actor_joined", HANG_S, where=lambda e: e["actor_id"] == "task-1")
         assert learner.wait_exit(120) == 0
-        assert actor.wait_exit(60) == 0
+        assert actor.wait_exit(HANG_S) == 0
         assert (tmp_path / "lk" / "learner.key_secret").stat().st_mode & 0o077 == 0
         assert (tmp_path / "ak").stat().st_mode & 0o077 == 0
         # An index with no key fails at once with the reason (exit 3: the Job fails).

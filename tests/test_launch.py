@@ -15,12 +15,11 @@ import pytest
 
 from protocol import address
 from protocol.keys import fleet_names, make_keys
-from scripts.procs import ROOT, Proc, free_port_pair, start_actor, start_learner, stop_all
+from scripts.procs import HANG_S, ROOT, Proc, free_port_pair, start_actor, start_learner, stop_all
 from tests.hostile import SMALL
 
 pytestmark = pytest.mark.slow
 
-HANG_S = 60  # a guard against a hang, never what a test measures
 # The fault tests' small fast run, and a bound in case a test fails to stop a learner.
 FAST = [*SMALL, "--target-return", "1e9", "--max-seconds", str(HANG_S * 5)]
 

@@ -17,7 +17,7 @@ from protocol import address, sockets
 from protocol.address import LearnerAddress
 from protocol.codec import decode, encode
 from protocol.messages import Heartbeat, Hello, Shutdown, Welcome
-from scripts.procs import Proc
+from scripts.procs import HANG_S, Proc
 from tests.conftest import CARTPOLE
 
 LOG = structlog.get_logger()
@@ -122,7 +122,7 @@ def test_an_actor_welcomed_by_a_learner_that_dies_before_its_weights_follows_the
             learner_id="A", run=CARTPOLE.to_dict(), pub_port=port_a + 1, temperature=1.0, seed=1
         )
         first.send_multipart([who, *encode(welcome)])  # ... and then it dies: no Weights
-        actor.wait_for("joined", 60)
+        actor.wait_for("joined", HANG_S)
         address.write(
             addr,
             LearnerAddress(

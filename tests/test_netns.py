@@ -35,7 +35,7 @@ from learner.admission import admit_hello, judge_batch
 from learner.registry import ActorRegistry
 from protocol.keys import make_keys
 from protocol.messages import Error, Experience, Hello, Weights, Welcome
-from scripts.procs import Proc, stop_all
+from scripts.procs import HANG_S, Proc, stop_all
 from tests.conftest import CARTPOLE, experience_arrays
 from tests.fakes import RecordingLog
 from tests.hostile import SMALL
@@ -175,7 +175,7 @@ def start_actors(net: Net, run_dir: Path, keys: Path, endpoint: str) -> list[NsP
 
 
 def listening(learner: Proc, net: Net) -> dict:
-    ev = learner.wait_for("learner_listening", 60)
+    ev = learner.wait_for("learner_listening", HANG_S)
     assert ev["endpoint"].startswith(f"tcp://{net.learner_ip}:"), ev
     return ev
 
@@ -231,7 +231,7 @@ def test_actors_on_another_host_join_over_curve_and_train_to_the_step_limit(tmp_
         actors = start_actors(net, tmp_path, keys, endpoint)
         joined = both_joined(learner)
         assert learner.wait_exit(120) == 0
-        assert [a.wait_exit(30) for a in actors] == [0, 0]
+        assert [a.wait_exit(HANG_S) for a in actors] == [0, 0]
     finally:
         stop_all(*actors, learner)
 
@@ -266,7 +266,7 @@ def test_link_cut_and_restored_actors_come_back_and_training_resumes(tmp_path, n
         endpoint = listening(learner, net)["endpoint"]
         actors = start_actors(net, tmp_path, keys, endpoint)
         both_joined(learner)
-        learner.wait_for("progress", 60, where=lambda e: e["actors"] == 2 and e["updates"] >= 5)
+        learner.wait_for("progress", HANG_S, where=lambda e: e["actors"] == 2 and e["updates"] >= 5)
 
         # The learner's host loses its link: both sides hear nothing. Only what is
         # logged from here on counts (a loaded machine may have lost an actor before).
@@ -308,8 +308,8 @@ def test_link_cut_and_restored_actors_come_back_and_training_resumes(tmp_path, n
         )
         assert learner.popen.poll() is None
         learner.signal(signal.SIGTERM)
-        assert learner.wait_exit(30) == 0
-        assert [a.wait_exit(30) for a in actors] == [0, 0]
+        assert learner.wait_exit(HANG_S) == 0
+        assert [a.wait_exit(HANG_S) for a in actors] == [0, 0]
     finally:
         stop_all(*actors, learner)
 
@@ -358,7 +358,7 @@ def test_learner_killed_and_resumed_on_its_host_actors_rejoin_the_new_learner(tm
         old_id = first.events("learner_listening")[0]["learner_id"]
         actors = start_actors(net, tmp_path / "actors", keys, endpoint)
         both_joined(first)
-        first.wait_for("checkpoint_saved", 60, where=lambda e: e["version"] >= 5)
+        first.wait_for("checkpoint_saved", HANG_S, where=lambda e: e["version"] >= 5)
         first.signal(signal.SIGKILL)
         first.wait_exit(10)
         saved = first.events("checkpoint_saved")[-1]
@@ -368,21 +368,21 @@ def test_learner_killed_and_resumed_on_its_host_actors_rejoin_the_new_learner(tm
 
         # Same run directory, same port, --resume.
         second = start_learner(net, run, keys, *args, "--resume", "true", port=port, tag="-2")
-        resumed = second.wait_for("resumed", 60)
+        resumed = second.wait_for("resumed", HANG_S)
         assert resumed["version"] == saved["version"] and resumed["env_steps"] == saved["env_steps"]
         new_id = listening(second, net)["learner_id"]
         assert new_id != old_id
         both_joined(second)
         for actor in actors:
-            actor.wait_for("joined", 60, where=lambda e: e["learner_id"] == new_id)
+            actor.wait_for("joined", HANG_S, where=lambda e: e["learner_id"] == new_id)
         second.wait_for(
             "progress",
             60,
             where=lambda e: e["actors"] == 2 and e["version"] > saved["version"] + 5,
         )
         second.signal(signal.SIGTERM)
-        assert second.wait_exit(30) == 0
-        assert [a.wait_exit(30) for a in actors] == [0, 0]
+        assert second.wait_exit(HANG_S) == 0
+        assert [a.wait_exit(HANG_S) for a in actors] == [0, 0]
     finally:
         stop_all(*actors, first, second)
 

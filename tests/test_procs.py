@@ -1,16 +1,18 @@
 """scripts/procs.py on tiny child processes (sh, sleep, a few lines of Python): every
-way ``stop_process`` must end a child, and ``run_process``'s timeout. No learner here;
+way ``stop_process`` must end a child, and ``run_process``'s timeout; ``LogTail`` on a
+file written by the test. No learner here;
 each case takes well under a second."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from scripts.procs import run_process, stop_process
+from scripts.procs import LogTail, run_process, stop_process
 
 # A Python child that exits 7 on SIGTERM, as the learner and the actor exit cleanly.
 HANDLES_TERM = (
@@ -89,3 +91,31 @@ def test_run_process_returns_none_and_the_output_so_far_on_timeout(tmp_path):
     assert code is None and out == "started\n" and seconds >= 0.5
     code, _, out = run_process(["sh", "-c", "echo done"], tmp_path / "err.log", timeout_s=10)
     assert (code, out) == (0, "done\n")
+
+
+def line(event: str, **fields) -> bytes:
+    return (json.dumps({"event": event, **fields}) + "\n").encode()
+
+
+def test_log_tail_reads_what_was_added_and_holds_back_a_line_being_written(tmp_path):
+    path = tmp_path / "run.jsonl"
+    tail = LogTail(path)
+    assert tail.events() == []  # no file yet
+    path.write_bytes(line("a", n=1) + line("b") + b'{"event": "a", "n"')
+    assert [e["event"] for e in tail.events()] == ["a", "b"]
+    with path.open("ab") as f:
+        f.write(b': 2}\n{"torn\n' + line("a", n=3))
+    # the held-back line completed, the torn one skipped, nothing read twice
+    assert [e["n"] for e in tail.events("a")] == [1, 2, 3]
+    assert len(tail.events()) == 4
+
+
+def test_log_tail_from_an_offset_and_after_truncation(tmp_path):
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(line("old"))
+    tail = LogTail(path, start=path.stat().st_size)  # a resumed learner: only new lines
+    with path.open("ab") as f:
+        f.write(line("new"))
+    assert [e["event"] for e in tail.events()] == ["new"]
+    path.write_bytes(line("fresh"))  # rewritten shorter: read from the start again
+    assert [e["event"] for e in tail.events()] == ["fresh"]

@@ -20,7 +20,7 @@ import zmq.auth
 
 from protocol.codec import encode
 from scripts.keys import make_keys
-from scripts.procs import ROOT, Proc, endpoint_of, python_path, start_actor, start_learner
+from scripts.procs import HANG_S, ROOT, Proc, endpoint_of, python_path, start_actor, start_learner
 from tests import hostile
 from tests.hostile import (
     A3C,
@@ -90,7 +90,7 @@ def test_curve_admits_only_authorised_keys_under_their_own_name(tmp_path, zctx):
         assert poller.poll(2000) == [], "a peer without CURVE got a reply or weights"
         assert updates_now(learner) > before, "no weights were published meanwhile"
 
-        assert actors["rogue"].wait_exit(60) == 3
+        assert actors["rogue"].wait_exit(HANG_S) == 3
         failed = actors["rogue"].wait_for("auth_failed", 1)
         assert failed["level"] == "error"
         # It gives up instead of retrying: one refusal, at most one join attempt (the
@@ -100,13 +100,13 @@ def test_curve_admits_only_authorised_keys_under_their_own_name(tmp_path, zctx):
         rogue_public, _ = zmq.auth.load_certificate(str(rogue_keys / "rogue" / "rogue.key"))
         learner.wait_for("auth_rejected", 5, where=lambda e: e.get("key") == rogue_public.decode())
 
-        assert actors["impostor"].wait_exit(30) == 3
+        assert actors["impostor"].wait_exit(HANG_S) == 3
         learner.wait_for("message_rejected", 5, where=lambda e: e["reason"] == "identity_mismatch")
         actors["impostor"].wait_for(
             "learner_error", 1, where=lambda e: e["code"] == "auth_identity"
         )
 
-        assert actors["loose"].wait_exit(30) == 3
+        assert actors["loose"].wait_exit(HANG_S) == 3
         err = actors["loose"].stderr_path.read_text()
         assert "actor-2.key_secret" in err and "chmod 600" in err
 
@@ -148,7 +148,7 @@ def test_non_loopback_bind_without_keys_is_refused_unless_insecure(tmp_path, zct
         # --max-seconds counts seconds of training, which start when the first actor is
         # welcomed: with no actor at all the learner would wait forever. Join one.
         join(raw_dealer(zctx, f"tcp://127.0.0.1:{port}"), "starter")
-        assert learner.wait_exit(30) == 0
+        assert learner.wait_exit(HANG_S) == 0
         assert learner.events("run_finished")[-1]["reason"] == "max_seconds"
     finally:
         learner.stop()
