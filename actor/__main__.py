@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sockets.parse_endpoint(cfg.learner)
         except sockets.EndpointError as exc:
             parser.error(str(exc))
+        if not (cfg.keys or cfg.insecure) and (refusal := sockets.plaintext_refusal(cfg.learner)):
+            parser.error(f"--learner: {refusal}")
     curve = None
     if cfg.keys:
         try:

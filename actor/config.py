@@ -45,7 +45,12 @@ class ActorConfig:
         5, "consecutive rollouts in which the environment raised before the actor gives up (exit 4)"
     )
     keys: str = arg(
-        "", "CurveZMQ key directory (from `make keys`); empty: no encryption, loopback only"
+        "",
+        "CurveZMQ key directory (from `make keys`); empty: no encryption, so a learner on another host needs --insecure",
+    )
+    insecure: bool = arg(
+        False,
+        "follow a learner on another host without --keys (trusted networks only): rollouts and weights cross the network unencrypted, and whoever answers at the address is taken for the learner",
     )
     seed_offset: int = arg(
         0, "added to the seed the learner assigns (to decorrelate restarted actors)"

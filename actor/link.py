@@ -24,6 +24,7 @@ from actor.transport import DEALER, Transport
 from protocol import sockets
 from protocol.codec import encode
 from protocol.messages import Bye, Error, Message, Pong, Shutdown
+from protocol.sockets import plaintext_refusal
 
 BACKPRESSURE_LOG_EVERY_S = 5.0
 
@@ -43,6 +44,7 @@ class Link:
         self.transport: Transport | None = (
             None if cfg.learner_file else Transport(cfg.learner, log, curve)
         )
+        self._plaintext_checked = False
         self.last_heard = time.monotonic()
         self.backpressure = 0  # waits on the learner, reported in every Heartbeat
         self._backpressure_logged_at = 0.0
@@ -63,6 +65,9 @@ class Link:
         still ends the actor, which would otherwise wait for a file that will not come
         back."""
         if not self.cfg.learner_file:
+            if not self._plaintext_checked:
+                self._check_plaintext(self.endpoint)
+                self._plaintext_checked = True
             return
         path = Path(self.cfg.learner_file)
 
@@ -81,6 +86,7 @@ class Link:
             )
             raise Stop(EXIT_NO_LEARNER, "learner_not_found") from None
         if found.router != self.endpoint:
+            self._check_plaintext(found.router)
             if self.transport is not None:
                 self.transport.close()
             self.transport = Transport(found.router, self.log, self.curve)
@@ -92,6 +98,21 @@ class Link:
                 learner_host=found.host,
                 learner_file=str(path),
             )
+
+    def _check_plaintext(self, endpoint: str) -> None:
+        """Without keys, a learner on another host only with --insecure (and a warning);
+        otherwise exit 2, which a supervisor does not restart: the address will not
+        change its mind (python -m actor refuses such a --learner before it starts)."""
+        if self.curve is not None or (refusal := plaintext_refusal(endpoint)) is None:
+            return
+        if not self.cfg.insecure:
+            self.log.error("plaintext_refused", learner=endpoint, detail=refusal)
+            raise Stop(EXIT_PROTOCOL, "plaintext_refused")
+        self.log.warning(
+            "insecure_connect",
+            learner=endpoint,
+            detail="no CurveZMQ keys: traffic is neither encrypted nor authenticated",
+        )
 
     def _heed_shutdown(self, learner_id: str | None) -> None:
         """A Shutdown waiting on the transport, from its learner: Stop. Anything else

@@ -140,7 +140,7 @@ class ActorHost:
         # Ray may take long to bring a learner back (another node, a GPU to free):
         # the actor waits for it rather than give up.
         argv += ["--learner-file", str(self.addr), "--learner-file-timeout", "86400"]
-        argv += ["--keys", str(self.keys)] if self.keys else []
+        argv += ["--keys", str(self.keys)] if self.keys else ["--insecure"]
         follower = _Follower(learner, self.addr)
         follower.start()
         try:

@@ -288,7 +288,9 @@ def _local_actors(cfg: LearnerConfig, run_dir: Path, authorized: dict) -> LocalA
         raise BuildError(
             f"--actors {cfg.actors} with --keys: no actor key directories beside {cfg.keys}"
         )
-    return LocalActors(cfg.actors, run_dir, log_level=cfg.log_level, keys_dirs=actor_keys)
+    return LocalActors(
+        cfg.actors, run_dir, log_level=cfg.log_level, keys_dirs=actor_keys, insecure=cfg.insecure
+    )
 
 
 def finish(parts: Parts, outcome: Outcome, wall_s: float) -> dict:

@@ -37,11 +37,15 @@ class LocalActors:
         *,
         log_level: str = "info",
         keys_dirs: list[Path] | None = None,
+        insecure: bool = False,
     ) -> None:
         self.count = count
         self.run_dir = run_dir
         self.log_level = log_level
         self.keys_dirs = keys_dirs or []
+        # The learner's own --insecure: it binds a non-loopback address (where it
+        # announces itself to these actors too) without keys, and so do they.
+        self.insecure = insecure
         self.address_file = run_dir / "local-learner.json"
         self.procs: list[subprocess.Popen] = []
         self._reported: set[int] = set()
@@ -70,6 +74,8 @@ class LocalActors:
             if self.keys_dirs:
                 cmd += ["--keys", str(self.keys_dirs[i % len(self.keys_dirs)])]
                 cmd[cmd.index("--actor-id") : cmd.index("--actor-id") + 2] = []
+            elif self.insecure:
+                cmd.append("--insecure")
             # Console output of local actors goes to their log file only; the learner's
             # console stays readable. stderr is kept for crashes before logging starts.
             err = open(self.run_dir / f"actor-local-{i}.stderr", "wb")  # noqa: SIM115 - owned by the child

@@ -18,6 +18,8 @@ actors connect (the moving side) a DEALER and a SUB.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass
 
 import zmq
@@ -51,6 +53,35 @@ def tcp(host: str, port: int) -> str:
 
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def reaches_only_this_host(host: str) -> bool:
+    """Whether connecting to ``host`` stays on this machine: a loopback literal, or a
+    name every address of which is a loopback one (``localhost``; a Debian host's own
+    name, which maps to 127.0.1.1). A name that does not resolve does not."""
+    if is_loopback(host):
+        return True
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found
+    )
+
+
+def plaintext_refusal(endpoint: str) -> str | None:
+    """Why an actor without keys must not follow ``endpoint`` unencrypted (None when
+    it stays on this host): what it would send and believe, and the two ways on."""
+    host, _ = parse_endpoint(endpoint)
+    if reaches_only_this_host(host):
+        return None
+    return (
+        f"the learner at {endpoint} is not on this host and no --keys were given: "
+        "rollouts and weights would cross the network unencrypted, and whoever answers "
+        "at that address would be taken for the learner. Give --keys DIR (make keys; "
+        "scripts/keys.py --fleet N), or --insecure on a network you trust"
+    )
 
 
 def new_context() -> zmq.Context:

@@ -174,3 +174,13 @@ def small_batch(rewards: float):
         ep_lengths=np.zeros(0, np.int64),
     )
     return Batch.from_rollouts([r], torch.device("cpu"))
+
+
+@pytest.fixture
+def net():
+    """Two hosts: network namespaces joined by a veth pair (tests/netns.py), deleted
+    after the test whatever happened."""
+    from tests.netns import two_hosts
+
+    with two_hosts() as hosts:
+        yield hosts

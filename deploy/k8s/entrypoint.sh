@@ -40,7 +40,7 @@ learner)
     exec python -m learner --keys "$KEYS_DIR" "$@"
     ;;
 actor)
-    if [ "${INSECURE:-0}" = 1 ]; then exec python -m actor "$@"; fi
+    if [ "${INSECURE:-0}" = 1 ]; then exec python -m actor --insecure "$@"; fi
     [ -n "${JOB_COMPLETION_INDEX:-}" ] ||
         fail 2 "JOB_COMPLETION_INDEX is not set: run the actors as an Indexed Job (deploy/k8s)"
     name=task-$JOB_COMPLETION_INDEX
