@@ -52,7 +52,10 @@ from protocol.messages import (
 from protocol.spec import RunSpec, SpecError
 
 POLL_MS = 50
-BACKPRESSURE_AFTER_S = 0.05
+# A wait for credit longer than this is the learner not keeping up: an ack normally comes
+# within an update (milliseconds for an MLP; a CNN on a CPU may well take longer, and is
+# then the bottleneck). Each wait past it counts once.
+BACKPRESSURE_AFTER_S = 0.5
 HELLO_EVERY_S = 1.0
 # Versions an async actor may be behind the learner's reported version, with every
 # message read, before it asks for the weights itself (one update may be on its way).
@@ -250,14 +253,15 @@ class ActorClient:
     def _await_credit(self, a: Acting) -> None:
         """At most max_in_flight rollouts unacknowledged: wait (reading the learner's
         messages) until the learner has taken one."""
-        waited, since = False, time.monotonic()
+        waited, noted, since = False, False, time.monotonic()
         while self.credit.in_flight >= a.spec.max_in_flight:
             self.link.check_stop()
             if not waited:
                 self.credit_waits += 1
                 waited = True
-            if time.monotonic() - since > BACKPRESSURE_AFTER_S:  # a normal ack takes one update
+            if not noted and time.monotonic() - since > BACKPRESSURE_AFTER_S:
                 self.link.note_backpressure("ack")
+                noted = True
             self._pump(POLL_MS)
 
     def _await_release(self, a: Acting) -> None:

@@ -156,13 +156,17 @@ class Link:
         """Send, retrying at the high-water mark (counting backpressure; ``pump`` reads
         the learner's messages meanwhile) until sent."""
         frames = encode(msg)
+        noted = False
         while not self.transport.try_send_frames(frames):
-            self.note_backpressure("send")
+            if not noted:
+                self.note_backpressure("send")
+                noted = True
             self.check_stop()
             pump()
 
     def note_backpressure(self, waiting_for: str) -> None:
-        """Count a wait on the learner; log it at most once per 5 s."""
+        """Count one wait on the learner (a send at the high-water mark, or credit
+        held past BACKPRESSURE_AFTER_S); log it at most once per 5 s."""
         self.backpressure += 1
         now = time.monotonic()
         if now - self._backpressure_logged_at > BACKPRESSURE_LOG_EVERY_S:

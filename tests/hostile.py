@@ -20,7 +20,7 @@ import zmq
 
 from protocol.codec import decode, encode
 from protocol.messages import Hello, Message, Weights, Welcome
-from scripts.procs import Proc
+from scripts.procs import HANG_S, Proc
 
 SMALL = [
     "--envs",
@@ -35,8 +35,9 @@ SMALL = [
     "0.2",
 ]
 # CartPole can be solved within ~8 s of these settings, and a solved learner exits: an
-# unreachable target keeps it up for the test. --max-seconds bounds a learner this file
-# failed to stop (it counts from the first join).
+# unreachable target keeps it up for the test. --max-seconds bounds a learner a test
+# failed to stop (it counts from the first join): well past every wait a test makes, so
+# that a stall on a loaded machine slows a test instead of ending its learner.
 A3C = [
     "--algo",
     "a3c",
@@ -45,7 +46,7 @@ A3C = [
     "--target-return",
     "1e9",
     "--max-seconds",
-    "60",
+    str(int(HANG_S * 5)),
     *SMALL,
 ]
 
@@ -97,7 +98,7 @@ def recv_until(
     return None
 
 
-def join(sock: zmq.Socket, actor_id: str, timeout_s: float = 10.0) -> Welcome:
+def join(sock: zmq.Socket, actor_id: str, timeout_s: float = HANG_S) -> Welcome:
     """Send a valid Hello and return the Welcome (the Weights after it stay queued)."""
     sock.send_multipart(encode(hello(actor_id)))
     deadline = time.monotonic() + timeout_s
@@ -109,7 +110,7 @@ def join(sock: zmq.Socket, actor_id: str, timeout_s: float = 10.0) -> Welcome:
 
 
 def join_with_weights(
-    sock: zmq.Socket, actor_id: str, timeout_s: float = 10.0
+    sock: zmq.Socket, actor_id: str, timeout_s: float = HANG_S
 ) -> tuple[Welcome, Weights]:
     """Join as ``actor_id`` (incarnation ``inc-1``) and take the Weights that follow the
     Welcome: what a client needs before its first rollout."""
@@ -131,5 +132,5 @@ def updates_now(learner: Proc) -> int:
     return events[-1]["updates"] if events else 0
 
 
-def wait_updates(learner: Proc, at_least: int, timeout: float = 30.0) -> dict:
+def wait_updates(learner: Proc, at_least: int, timeout: float = HANG_S) -> dict:
     return learner.wait_for("progress", timeout, where=lambda e: e["updates"] >= at_least)

@@ -49,7 +49,7 @@ def test_slow_learner_under_a_flood_keeps_memory_bounded(tmp_path):
         "--rollout-len",
         "16",
         "--max-seconds",
-        str(seconds + 60),
+        LEARNER_MAX_S,
         "--target-return",
         "1000",
         "--log-interval-s",
@@ -70,10 +70,6 @@ def test_slow_learner_under_a_flood_keeps_memory_bounded(tmp_path):
             f"learner RSS over {seconds:.0f}s flood: start {samples[0]:.1f} MB, max {max(samples):.1f} MB"
         )
         assert growth < 40, f"learner RSS grew {growth:.1f} MB"
-        actor_logs = (tmp_path / "actor-local-0.jsonl").read_text() + (
-            tmp_path / "actor-local-1.jsonl"
-        ).read_text()
-        assert '"backpressure"' in actor_logs, "actors see the slow learner as backpressure"
     finally:
         learner.stop()
 
@@ -99,7 +95,9 @@ def test_an_update_longer_than_the_actors_patience_holds_the_actor_to_its_credit
         assert last["env_steps"] <= (last["updates"] + 2) * per_rollout, last
         names = [e["event"] for e in actor.events()]
         assert "ack_missing" not in names and "learner_lost" not in names
-        assert "backpressure" in names  # the slow learner is seen as backpressure
+        # The slow learner is seen as backpressure: waits for credit past 0.5 s (an
+        # ordinary CartPole update acks in milliseconds).
+        assert any(e.get("waiting_for") == "ack" for e in actor.events("backpressure"))
     finally:
         if actor is not None:
             actor.stop()

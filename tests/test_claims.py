@@ -264,7 +264,7 @@ def test_rewards_the_learner_cannot_check_are_caught_by_confirm_episodes(tmp_pat
         sock.send_multipart(
             encode(Heartbeat(actor_id="liar", incarnation="inc-1", seq=15, policy_version=0))
         )
-        assert recv_until(sock, Pong, 30) is not None
+        assert recv_until(sock, Pong, HANG_S) is not None
         assert learner.events("run_finished") == []
     finally:
         learner.stop()
@@ -284,7 +284,7 @@ def test_a_heartbeat_whose_counter_goes_backwards_is_refused(tmp_path, zctx):  #
             "message_rejected", 60, where=lambda e: e["reason"] == "false_claim"
         )
         assert rejected["detail"] == "heartbeat seq 1 < 3"
-        assert recv_until(sock, Pong, 30) is not None  # the honest one was answered
+        assert recv_until(sock, Pong, HANG_S) is not None  # the honest one was answered
     finally:
         learner.stop()
 
@@ -334,7 +334,7 @@ def test_a_raw_client_inventing_solved_episodes_cannot_end_a_default_run(tmp_pat
 
         send("hello", {"actor_id": "liar", "incarnation": "i1", "hostname": "h", "pid": 1,
                        "num_envs": 0, "temperature": 0.0})  # fmt: skip
-        welcome = receive("welcome", 30)
+        welcome = receive("welcome", HANG_S)
         assert welcome is not None, "no welcome"
         t, n = welcome["run"]["rollout_len"], welcome["run"]["num_envs"]
         version, step = 0, 0  # step: each env's step count (all envs in lockstep)
@@ -360,7 +360,7 @@ def test_a_raw_client_inventing_solved_episodes_cannot_end_a_default_run(tmp_pat
             send("experience", {"actor_id": "liar", "incarnation": "i1", "seq": seq,
                                 "learner_id": welcome["learner_id"],
                                 "policy_version": version}, arrays)  # fmt: skip
-            ack = receive("ack", 30)
+            ack = receive("ack", HANG_S)
             if ack is None:
                 break  # the run ended (or the learner is stuck: the asserts say which)
             version = ack["version"]

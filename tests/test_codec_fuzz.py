@@ -47,23 +47,24 @@ def assert_re_encodes(msg: Message) -> None:
     # Whatever decode accepts, encode can send again and decode accepts unchanged.
     again = decode([bytes(memoryview(f)) for f in encode(msg)])
     assert type(again) is type(msg)
-    assert again.scalar_fields() == msg.scalar_fields() or _has_nan(msg.scalar_fields())
+    assert _same(again.scalar_fields(), msg.scalar_fields())
     for name, arr in getattr(msg, "arrays", {}).items():
         assert again.arrays[name].shape == arr.shape
         assert again.arrays[name].tobytes() == arr.tobytes()
 
 
-def _has_nan(value, depth: int = 0) -> bool:
-    # Welcome.run is an arbitrary map and may hold NaN (NaN != NaN); bounded recursion.
-    if depth > 50:
+def _same(a, b, depth: int = 0) -> bool:
+    """Equal as decoded values, NaN equal to NaN (Welcome.run is an arbitrary map and may
+    hold one; NaN != NaN), types included (True is not 1); bounded recursion."""
+    if depth > 50 or type(a) is not type(b):
         return False
-    if isinstance(value, float):
-        return math.isnan(value)
-    if isinstance(value, dict):
-        return any(_has_nan(v, depth + 1) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_nan(v, depth + 1) for v in value)
-    return False
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], depth + 1) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y, depth + 1) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 # --- (a) arbitrary frames ---

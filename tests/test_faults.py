@@ -189,7 +189,7 @@ def test_env_that_raises_costs_episodes_not_the_actor(tmp_path, monkeypatch):
         *FAST,
     )
     try:
-        assert learner.wait_exit(120) == 0
+        assert learner.wait_exit(HANG_S * 3) == 0
         actor_log = [
             json.loads(x) for x in (tmp_path / "actor-local-0.jsonl").read_text().splitlines()
         ]
@@ -252,7 +252,7 @@ def test_checkpoint_on_sigterm_and_resume_with_fallback_past_a_corrupt_one(tmp_p
         tmp_path, *args, "--resume", "true", "--max-env-steps", str(summary["env_steps"] + 2000)
     )
     try:
-        assert second.wait_exit(90) == 0
+        assert second.wait_exit(HANG_S * 3) == 0
     finally:
         second.stop()
     resumed = second.events("resumed")
@@ -374,7 +374,7 @@ def test_actor_exits_cleanly_on_a_learner_it_cannot_work_with(tmp_path, change, 
     router.bind(f"tcp://127.0.0.1:{port}")
     actor = start_actor(tmp_path, f"tcp://127.0.0.1:{port}", "versioned")
     try:
-        assert router.poll(30_000), "no hello"
+        assert router.poll(int(HANG_S * 1000)), "no hello"
         route, *frames = router.recv_multipart()
         assert isinstance(decode(frames), Hello)
         spec = RunSpec(

@@ -251,7 +251,7 @@ def test_the_entry_point_builds_keys_from_the_secrets_and_an_actor_joins_over_cu
         enabled = learner.wait_for("curve_enabled", HANG_S)
         assert enabled["authorized"] == ["task-0", "task-1"]
         learner.wait_for("actor_joined", HANG_S, where=lambda e: e["actor_id"] == "task-1")
-        assert learner.wait_exit(120) == 0
+        assert learner.wait_exit(HANG_S * 3) == 0
         assert actor.wait_exit(HANG_S) == 0
         assert (tmp_path / "lk" / "learner.key_secret").stat().st_mode & 0o077 == 0
         assert (tmp_path / "ak").stat().st_mode & 0o077 == 0

@@ -136,7 +136,7 @@ def test_actors_on_another_host_join_over_curve_and_train_to_the_step_limit(tmp_
         endpoint = listening(learner, net)["endpoint"]
         actors = start_actors(net, tmp_path, keys, endpoint)
         joined = both_joined(learner)
-        assert learner.wait_exit(120) == 0
+        assert learner.wait_exit(HANG_S * 3) == 0
         assert [a.wait_exit(HANG_S) for a in actors] == [0, 0]
     finally:
         stop_all(*actors, learner)

@@ -345,21 +345,30 @@ def test_decoupled_objective_matches_the_slow_reference(lag, is_clip, mu):
     assert float(terms.policy_loss.detach()) == pytest.approx(want, rel=1e-4, abs=1e-5)
 
 
-def test_on_fresh_data_the_loss_is_exactly_ppo_against_the_behaviour_policy():
+@pytest.mark.parametrize("trust_region", ["behaviour", "proximal"])
+@pytest.mark.parametrize("targets", ["gae", "vtrace"])
+def test_on_fresh_data_the_loss_is_exactly_ppo_against_the_behaviour_policy(trust_region, targets):
     """Sync PPO is unchanged: with lag 0 every term equals the loss computed without any
-    lag information (the ratio against mu, as before), to the bit."""
-    cfg = PPOConfig(clip=0.2)
+    lag information (the ratio against mu, as before), to the bit, under either trust
+    region and either targets; mu carries the float noise between the actor's forward
+    pass and the learner's, which lag 0 must absorb and lag 3 must not."""
+    cfg = PPOConfig(clip=0.2, trust_region=trust_region, targets=targets)
     m = model(4)
     r = rollout(4)
-    r.logp = fresh_logp(m, r)  # fresh: acted with this network, at temperature 1
+    r.logp = fresh_logp(m, r) + np.float32(1e-6)  # fresh: this network, at temperature 1
     cpu = torch.device("cpu")
     old = Batch.from_rollouts([r], cpu)
     new = Batch.from_rollouts([r], cpu, lags=[0])
     a = ppo_loss(m, old, cfg, ppo_targets(m, old, cfg))
-    b = ppo_loss(m, new, cfg, ppo_targets(m, new, cfg))
-    for x, y in [(a.total, b.total), (a.policy_loss, b.policy_loss)]:
+    fresh = ppo_targets(m, new, cfg)
+    b = ppo_loss(m, new, cfg, fresh)
+    for x, y in [(a.total, b.total), (a.policy_loss, b.policy_loss), (a.value_loss, b.value_loss)]:
         assert torch.equal(x, y)
+    assert torch.equal(fresh["prox_logp"], new.behaviour_logp)
     assert float(b.extras["behaviour_kl"]) == 0.0 and float(b.extras["is_clipped_frac"]) == 0.0
+    if trust_region == "proximal":  # stale columns take pi_prox, not mu
+        stale = Batch.from_rollouts([r], cpu, lags=[3])
+        assert not torch.equal(ppo_targets(m, stale, cfg)["prox_logp"], stale.behaviour_logp)
 
 
 def test_the_trainer_tells_the_loss_each_rollouts_lag():

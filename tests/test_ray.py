@@ -143,7 +143,7 @@ def test_ray_launches_a_run_that_solves_and_brings_a_killed_actor_back(ray_head,
             "--env",
             "CartPole-v1",
             "--max-seconds",
-            "120",
+            str(int(HANG_S * 5)),  # a hang guard: the run ends when it solves
         ],
         cwd=ROOT,
         env={**ray_head, "PYTHONPATH": python_path()},

@@ -74,7 +74,7 @@ def test_curve_admits_only_authorised_keys_under_their_own_name(tmp_path, zctx):
             run / "impostor", endpoint, "actor-2", "--keys", str(keys / "actor-1")
         )
         actors["loose"] = start_actor(run / "loose", endpoint, "actor-2", "--keys", str(loose))
-        wait_updates(learner, 5, timeout=60)
+        wait_updates(learner, 5)
 
         # (d) meanwhile, plain (no CURVE) peers get nothing: no reply, no weights.
         plain = raw_dealer(zctx, endpoint)
@@ -98,10 +98,14 @@ def test_curve_admits_only_authorised_keys_under_their_own_name(tmp_path, zctx):
         assert len(actors["rogue"].events("auth_failed")) == 1
         assert len(actors["rogue"].events("joining")) <= 1
         rogue_public, _ = zmq.auth.load_certificate(str(rogue_keys / "rogue" / "rogue.key"))
-        learner.wait_for("auth_rejected", 5, where=lambda e: e.get("key") == rogue_public.decode())
+        learner.wait_for(
+            "auth_rejected", HANG_S, where=lambda e: e.get("key") == rogue_public.decode()
+        )
 
         assert actors["impostor"].wait_exit(HANG_S) == 3
-        learner.wait_for("message_rejected", 5, where=lambda e: e["reason"] == "identity_mismatch")
+        learner.wait_for(
+            "message_rejected", HANG_S, where=lambda e: e["reason"] == "identity_mismatch"
+        )
         actors["impostor"].wait_for(
             "learner_error", 1, where=lambda e: e["code"] == "auth_identity"
         )
@@ -143,7 +147,7 @@ def test_non_loopback_bind_without_keys_is_refused_unless_insecure(tmp_path, zct
     learner = start_learner(tmp_path / "insecure", *insecure, *SMALL)
     try:
         port = endpoint_of(learner).rsplit(":", 1)[1]
-        warning = learner.wait_for("insecure_bind", 10)
+        warning = learner.wait_for("insecure_bind", HANG_S)
         assert warning["level"] == "warning" and warning["host"] == "0.0.0.0"
         # --max-seconds counts seconds of training, which start when the first actor is
         # welcomed: with no actor at all the learner would wait forever. Join one.
@@ -158,7 +162,7 @@ def test_non_loopback_bind_without_keys_is_refused_unless_insecure(tmp_path, zct
 def test_bare_insecure_flag_as_documented_is_accepted(tmp_path):
     learner = start_learner(tmp_path, "--host", "0.0.0.0", "--insecure", "--actors", "0", *SMALL)
     try:
-        learner.wait_for("insecure_bind", 30)
+        learner.wait_for("insecure_bind", HANG_S)
     finally:
         learner.stop()
 

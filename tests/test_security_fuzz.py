@@ -227,7 +227,7 @@ def test_learner_survives_a_thousand_random_messages_and_keeps_training(
     try:
         endpoint = endpoint_of(learner)
         good = start_actor(tmp_path, endpoint, "good")
-        wait_updates(learner, 5, timeout=60)
+        wait_updates(learner, 5)
 
         attacker = raw_dealer(zctx, endpoint)
         welcome = join(attacker, "fuzz-1")

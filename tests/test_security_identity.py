@@ -18,7 +18,7 @@ import pytest
 from protocol.codec import encode
 from protocol.messages import Experience, Heartbeat, Pong, Welcome
 from protocol.spec import RunSpec
-from scripts.procs import Proc, endpoint_of, start_actor, start_learner
+from scripts.procs import HANG_S, Proc, endpoint_of, start_actor, start_learner
 from tests import hostile
 from tests.hostile import (
     A3C,
@@ -74,7 +74,7 @@ def test_actor_sending_bad_rollouts_is_quarantined_and_ignored(tmp_path, zctx, m
     try:
         endpoint = endpoint_of(learner)
         good = start_actor(tmp_path, endpoint, "good")
-        wait_updates(learner, 5, timeout=60)
+        wait_updates(learner, 5)
 
         bad = raw_dealer(zctx, endpoint)
         welcome = join(bad, "bad-1")
@@ -82,15 +82,15 @@ def test_actor_sending_bad_rollouts_is_quarantined_and_ignored(tmp_path, zctx, m
             Heartbeat(actor_id="bad-1", incarnation="inc-1", seq=0, policy_version=0)
         )
         bad.send_multipart(heartbeat)  # before: answered
-        assert isinstance(recv_until(bad, Pong, 10), Pong)
+        assert isinstance(recv_until(bad, Pong, HANG_S), Pong)
         for frames in bad_rollouts(welcome, "bad-1", 30, make_rollout):
             bad.send_multipart(frames)
-        learner.wait_for("actor_quarantined", 10, where=lambda e: e["actor"] == "bad-1")
+        learner.wait_for("actor_quarantined", HANG_S, where=lambda e: e["actor"] == "bad-1")
         bad.send_multipart(heartbeat)  # after: ignored, no Pong
         assert recv_until(bad, Pong, 1.0) is None
         # 20 rejected on their contents, then the 10 + 1 that followed were dropped
         # unread (counted, not logged).
-        learner.wait_for("progress", 10, where=lambda e: e["rejected"] >= 31)
+        learner.wait_for("progress", HANG_S, where=lambda e: e["rejected"] >= 31)
         assert len(learner.events("actor_quarantined")) == 1
         assert {e["reason"] for e in rejected_by(learner, "bad-1")} == {
             "not_finite",
@@ -103,7 +103,7 @@ def test_actor_sending_bad_rollouts_is_quarantined_and_ignored(tmp_path, zctx, m
         assert rejected_by(learner, "good") == []
         bad.close()
         learner.signal(signal.SIGTERM)
-        assert learner.wait_exit(30) == 0
+        assert learner.wait_exit(HANG_S) == 0
     finally:
         if good:
             good.stop()
@@ -132,10 +132,15 @@ def test_quarantined_actor_stays_ignored_after_the_actor_timeout(tmp_path, zctx,
         welcome = join(bad, "bad-1")
         for frames in bad_rollouts(welcome, "bad-1", 20, make_rollout):
             bad.send_multipart(frames)
-        learner.wait_for("actor_quarantined", 10, where=lambda e: e["actor"] == "bad-1")
+        learner.wait_for("actor_quarantined", HANG_S, where=lambda e: e["actor"] == "bad-1")
         # Wait out --actor-timeout-s (1.5 s), then the same connection says Hello again.
-        learner.wait_for("actor_lost", 10, where=lambda e: e["actor_id"] == "bad-1")
+        learner.wait_for("actor_lost", HANG_S, where=lambda e: e["actor_id"] == "bad-1")
+        before = learner.events("progress")[-1]["rejected"]
         bad.send_multipart(encode(hello("bad-1", incarnation="inc-2")))
-        assert recv_until(bad, Welcome, 2.0) is None, "a quarantined actor was welcomed back"
+        # The Hello was handled, and refused as the quarantined connection's ...
+        learner.wait_for("progress", HANG_S, where=lambda e: e["rejected"] > before)
+        # ... with no Welcome on its way, by a learner that goes on without a fault.
+        assert recv_until(bad, Welcome, 1.0) is None, "a quarantined actor was welcomed back"
+        assert learner.popen.poll() is None and not learner.events("handler_error")
     finally:
         learner.stop()

@@ -19,7 +19,7 @@ from zmq.utils.monitor import recv_monitor_message
 from protocol.codec import encode
 from protocol.messages import Error, Experience, Hello
 from protocol.spec import RunSpec
-from scripts.procs import endpoint_of, start_actor, start_learner
+from scripts.procs import HANG_S, endpoint_of, start_actor, start_learner
 from tests import hostile
 from tests.hostile import (
     A3C,
@@ -55,7 +55,7 @@ def test_oversize_frame_is_cut_off_by_zeromq_and_never_reaches_python(tmp_path, 
     try:
         endpoint = endpoint_of(learner)
         good = start_actor(tmp_path, endpoint, "good")
-        wait_updates(learner, 5, timeout=60)
+        wait_updates(learner, 5)
         n_progress = len(progress(learner))
         rejected_before = progress(learner)[-1]["rejected"]
         updates_before = progress(learner)[-1]["updates"]
@@ -85,9 +85,14 @@ def test_oversize_frame_is_cut_off_by_zeromq_and_never_reaches_python(tmp_path, 
         stranger.send(b"\x00" * 3_000_000)
 
         # ZeroMQ on the learner's side drops the connection on reading the frame size (in
-        # milliseconds; a short bound so no unrelated later disconnect counts).
-        assert wait_disconnected(reg_monitor, 3), "the registered oversize sender stays connected"
-        assert wait_disconnected(str_monitor, 3), "the stranger oversize sender stays connected"
+        # milliseconds; the bound is a hang guard: nothing else disconnects these two
+        # while the learner runs, which is checked right after).
+        assert wait_disconnected(reg_monitor, HANG_S / 4), (
+            "the registered oversize sender stays connected"
+        )
+        assert wait_disconnected(str_monitor, HANG_S / 4), (
+            "the stranger oversize sender stays connected"
+        )
         assert learner.popen.poll() is None
         registered.close()
         stranger.close()
@@ -119,11 +124,11 @@ def test_wrong_schema_version_gets_a_fatal_error_reply(tmp_path, zctx):
                 {"v": 999, "type": "hello", "fields": fields, "arrays": []}, use_bin_type=True
             )
         )
-        reply = recv_message(sock, 10)
+        reply = recv_message(sock, HANG_S)
         assert isinstance(reply, Error)
         assert reply.code == "schema_version" and reply.fatal is True
         assert "999" in reply.detail
-        ev = learner.wait_for("message_rejected", 10)
+        ev = learner.wait_for("message_rejected", HANG_S)
         assert ev["reason"] == "schema_version"
         assert learner.events("actor_joined") == []
     finally:

@@ -36,7 +36,7 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.spec import RunSpec
-from scripts.procs import python_path
+from scripts.procs import HANG_S, python_path
 from tests import hostile
 from tests.conftest import experience_arrays
 from tests.fakes import RecordingLog
@@ -44,8 +44,6 @@ from tests.hostile import join, raw_dealer, recv_message
 
 # The hostile peer's ZeroMQ context, a fixture; bound here so that pytest finds it.
 zctx = hostile.zctx
-
-HANG_GUARD_S = 60.0  # generous: a wait that ends at all ends long before this
 
 
 # --- a CartPole whose rewards every check refuses -----------------------------------------
@@ -91,7 +89,7 @@ LEARNER_FLAGS = [
 class InProcessLearner:
     """A learner built and run in this process by learner.build.build and
     learner.__main__.run, logging to a RecordingLog; its --actors are real processes.
-    It stops when the test asks, when ``until()`` holds, or after HANG_GUARD_S."""
+    It stops when the test asks, when ``until()`` holds, or after HANG_S."""
 
     def __init__(
         self, run_dir: Path, monkeypatch, *flags: str, until: Callable[[], bool] | None = None
@@ -102,9 +100,11 @@ class InProcessLearner:
         cfg, _ = parse(["--run-dir", str(run_dir), "--port", "0", *LEARNER_FLAGS, *flags])
         self.log = RecordingLog()
         self._stop = threading.Event()
-        deadline = time.monotonic() + HANG_GUARD_S
+        self._deadline = time.monotonic() + HANG_S
         self.stop_requested = lambda: (
-            self._stop.is_set() or time.monotonic() > deadline or (until is not None and until())
+            self._stop.is_set()
+            or time.monotonic() > self._deadline
+            or (until is not None and until())
         )
         self.parts = build(cfg, run_dir, self.log, self.stop_requested)
         self.outcome: Outcome | None = None
@@ -115,6 +115,11 @@ class InProcessLearner:
         """Run to the end on this thread; the local actors are stopped whatever happens."""
         try:
             self.outcome, _ = run_learner(self.parts, self.log, self.stop_requested)
+            if not self._stop.is_set() and time.monotonic() > self._deadline:
+                raise AssertionError(
+                    f"the test's hang guard ({HANG_S:.0f} s) stopped the learner, not its own"
+                    f" rule (outcome {self.outcome.reason})"
+                )
         except BaseException as exc:
             self.error = exc
             raise
@@ -129,7 +134,7 @@ class InProcessLearner:
     def stop(self) -> Outcome | None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(HANG_GUARD_S)
+            self._thread.join(HANG_S)
             assert not self._thread.is_alive(), "the learner did not stop"
         self.kill_actors()
         if self.error is not None:
@@ -148,8 +153,8 @@ class InProcessLearner:
     ) -> dict:
         """The first ``name`` event for which ``where`` holds, calling ``step`` (a
         bounded poll, e.g. a peer's heartbeat) meanwhile; AssertionError after
-        HANG_GUARD_S or if the learner stopped first."""
-        deadline = time.monotonic() + HANG_GUARD_S
+        HANG_S or if the learner stopped first."""
+        deadline = time.monotonic() + HANG_S
         while time.monotonic() < deadline:
             for e in self.log.events(name):
                 if where(e):
@@ -160,7 +165,7 @@ class InProcessLearner:
                 step()
             else:
                 self._stop.wait(0.05)
-        raise AssertionError(f"no {name!r} within {HANG_GUARD_S}s: {self.log.names()[-20:]}")
+        raise AssertionError(f"no {name!r} within {HANG_S}s: {self.log.names()[-20:]}")
 
     def updates(self) -> int:
         progress = self.log.events("progress")
