@@ -175,14 +175,32 @@ def _make_env(spec: RunSpec, recording: bool):
 
 
 def _image(obs) -> np.ndarray:
-    """What a video shows of an observation that cannot be rendered: the observation,
-    or a Dict's first image key."""
+    """What a video shows of a batch of observations that cannot be rendered: the
+    observations, or a Dict's first key that holds images (uint8 of 2 to 4 dims)."""
     if not isinstance(obs, dict):
         return obs
-    images = [v for v in obs.values() if np.asarray(v).dtype == np.uint8]
+    images = [
+        v for v in obs.values() if np.asarray(v).dtype == np.uint8 and np.ndim(v) - 1 in (2, 3, 4)
+    ]
     if not images:
         raise ValueError("cannot record video: the env does not render and has no image key")
     return images[0]
+
+
+def video_refusal(spec: RunSpec) -> str | None:
+    """Why this run's env cannot be recorded (no rendering and no image observations,
+    or a renderer that cannot start here), tried on one env's first frame; None when it
+    can."""
+    try:
+        envs, renders = _make_env(spec, recording=True)
+        try:
+            obs, _ = envs.reset(seed=0)
+            _render(envs) if renders else obs_frame(_image(obs)[0])
+        finally:
+            envs.close()
+    except Exception as exc:  # noqa: BLE001 - any failure to make a frame is the answer
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    return None
 
 
 def _render(envs) -> np.ndarray:

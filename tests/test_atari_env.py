@@ -68,6 +68,23 @@ def test_cnn_is_chosen_for_images_and_scales_uint8_inside():
     torch.testing.assert_close(v_u8, v_f)
 
 
+def test_channels_last_images_get_the_cnn_and_mean_what_their_transpose_means():
+    # gymnasium's own layout, [H, W, C] (CarRacing's 96x96x3): the CNN, read as images.
+    assert default_encoder((96, 96, 3), "|u1") == "cnn"
+    assert default_encoder((84, 84, 1), "|u1") == "cnn"
+    assert default_encoder((40, 10, 3), "|u1") == "mlp"  # too small for the CNN
+    torch.manual_seed(0)
+    hwc = ActorCritic(ModelConfig((48, 40, 3), "box", 2, encoder="cnn", obs_dtype="|u1"))
+    chw = ActorCritic(ModelConfig((3, 48, 40), "box", 2, encoder="cnn", obs_dtype="|u1"))
+    chw.load_state_dict(hwc.state_dict())  # one network: the same weights fit both
+    x = torch.randint(0, 256, (2, 5, 48, 40, 3), dtype=torch.uint8)
+    out_hwc, v_hwc = hwc(x)
+    out_chw, v_chw = chw(x.permute(0, 1, 4, 2, 3).contiguous())
+    assert out_hwc.shape[:2] == (2, 5) and v_hwc.shape == (2, 5)
+    torch.testing.assert_close(out_hwc, out_chw)
+    torch.testing.assert_close(v_hwc, v_chw)
+
+
 def test_reward_clip_applies_in_the_loss_only():
     torch.manual_seed(0)
     model = ActorCritic(ModelConfig((3,), "discrete", 2))

@@ -158,6 +158,8 @@ def test_each_kind_of_action_space_gets_its_preset_unless_the_env_has_its_own():
     assert cfg.preset == "discrete" and cfg.algo == "ppo"
     cfg, _ = parse(["--env", "zmq_a3c/Catch-v0"])  # discrete, but images: not that one
     assert cfg.preset == "none" and cfg.algo == "a2c"
+    cfg, _ = parse(["--env", "CarRacing-v3"])  # Box actions, but images (--obs-norm refuses)
+    assert cfg.preset == "none" and not cfg.obs_norm
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS_DIR.glob("*.toml")))

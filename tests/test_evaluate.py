@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core.envs import describe
-from core.evaluation import obs_frame, play
+from core.evaluation import obs_frame, play, video_refusal
 from core.models import ActorCritic, ModelConfig, weights_to_arrays
 from evaluate.__main__ import main
 from protocol.spec import RunSpec
@@ -74,6 +74,31 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main([str(tmp_path), "--checkpoint", str(bad)]) == 2
     assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_a_budget_that_ends_no_episode_says_so_and_exits_2(cartpole_run, capsys):
+    assert main([str(cartpole_run), "--episodes", "3", "--max-steps", "5"]) == 2
+    assert "no episode finished within --max-steps 5" in capsys.readouterr().err
+    result = json.loads((cartpole_run / "eval" / "eval.json").read_text())
+    assert result["returns"] == [] and result["mean"] is None and not result["complete"]
+
+
+def test_an_env_that_cannot_be_recorded_is_evaluated_without_video(tmp_path, capsys):
+    # MatchBits: vector observations and no rendering. `make eval` always asks for video.
+    spec = RunSpec(env_id="zmq_a3c/MatchBits-v0", algo="a2c", num_envs=1, rollout_len=8,
+                   **describe("zmq_a3c/MatchBits-v0"))  # fmt: skip
+    assert "cannot record video" in video_refusal(spec)
+    assert video_refusal(image_spec("zmq_a3c/Catch-v0")) is None  # its images are recorded
+    subprocess.run(
+        [sys.executable, "-m", "learner", "--serial", "--env", "zmq_a3c/MatchBits-v0",
+         "--max-env-steps", "500", "--run-dir", str(tmp_path)],
+        check=True, cwd=ROOT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert main([str(tmp_path), "--episodes", "2", "--video"]) == 0
+    captured = capsys.readouterr()
+    assert "no video" in captured.err and "mean return" in captured.out
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert len(result["returns"]) == 2 and result["videos"] == []
 
 
 def random_weights(spec: RunSpec) -> dict[str, np.ndarray]:

@@ -49,12 +49,29 @@ class MLPEncoder(nn.Module):
         return self.net(x)  # [..., out_dim]
 
 
+def image_layout(obs_shape: tuple[int, ...]) -> tuple[str, int, int, int] | None:
+    """(layout, channels, height, width) of an image observation shape, None for any
+    other: "chw" [C, H, W] (stacked grey frames, ALE's preprocessing), "hwc" [H, W, C]
+    with C of 1, 3 or 4 (gymnasium's own layout: CarRacing, rendered pixels), "shwc"
+    [S, H, W, 3] (stacked RGB frames, colours folded into channels)."""
+    if len(obs_shape) == 4:
+        s, h, w, c = obs_shape
+        return "shwc", s * c, h, w
+    if len(obs_shape) == 3:
+        if obs_shape[2] <= 4 < obs_shape[0]:
+            h, w, c = obs_shape
+            return "hwc", c, h, w
+        c, h, w = obs_shape
+        return "chw", c, h, w
+    return None
+
+
 class NatureCNN(nn.Module):
     """The DQN network of Mnih et al. 2015 (also A3C's and IMPALA's shallow model):
     conv 32x8x8/4, 64x4x4/2, 64x3x3/1, each with ReLU, then a 512-unit ReLU layer.
-    Input [..., C, H, W] (C: stacked frames, or stacked frames x 3 colours for
-    [S, H, W, 3] RGB stacks); uint8 is scaled to [0, 1] here, on the training device.
-    ``hidden`` (the MLP's layer sizes) does not apply. Inputs must be at least 36x36."""
+    Input [..., C, H, W], [..., H, W, C] or [..., S, H, W, 3] (``image_layout``); uint8
+    is scaled to [0, 1] here, on the training device. ``hidden`` (the MLP's layer sizes)
+    does not apply. Inputs must be at least 36x36."""
 
     SHARED = True
     FEATURES = 512
@@ -63,17 +80,12 @@ class NatureCNN(nn.Module):
         self, obs_shape: tuple[int, ...], hidden: tuple[int, ...], obs_dtype: str = "<f4"
     ) -> None:
         super().__init__()
-        if len(obs_shape) == 4:  # [S, H, W, 3]: RGB stacks, colours folded into channels
-            s, h, w, c = obs_shape
-            self.channels_last = True
-            in_ch = s * c
-        elif len(obs_shape) == 3:
-            in_ch, h, w = obs_shape
-            self.channels_last = False
-        else:
+        found = image_layout(tuple(obs_shape))
+        if found is None:
             raise ValueError(
-                f"the CNN needs [C, H, W] or [S, H, W, 3] observations, got {obs_shape}"
+                f"the CNN needs [C, H, W], [H, W, C] or [S, H, W, 3] observations, got {obs_shape}"
             )
+        self.layout, in_ch, h, w = found
         if min(h, w) < 36:
             raise ValueError(f"the CNN needs images of at least 36x36, got {h}x{w}")
         self.obs_shape = tuple(obs_shape)
@@ -97,8 +109,10 @@ class NatureCNN(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         batch = obs.shape[: obs.dim() - len(self.obs_shape)]
         x = obs.reshape(-1, *self.obs_shape)
-        if self.channels_last:  # [B, S, H, W, 3] -> [B, S*3, H, W]
+        if self.layout == "shwc":  # [B, S, H, W, 3] -> [B, S*3, H, W]
             x = x.permute(0, 1, 4, 2, 3).reshape(-1, self.in_ch, self.h, self.w)
+        elif self.layout == "hwc":  # [B, H, W, C] -> [B, C, H, W]
+            x = x.permute(0, 3, 1, 2)
         x = x.float()
         if self.scale != 1.0:
             x = x * self.scale
@@ -134,12 +148,10 @@ ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "cnn": NatureCNN}
 
 def default_encoder(obs_shape: tuple[int, ...], obs_dtype: str) -> str:
     """The encoder for an observation space: the CNN for images (uint8 observations of 3
-    or 4 dimensions, at least 36x36), the MLP for everything else."""
-    if obs_dtype == "|u1" and len(obs_shape) in (3, 4):
-        h, w = obs_shape[1], obs_shape[2]
-        if min(h, w) >= 36:
-            return "cnn"
-    return "mlp"
+    or 4 dimensions in a layout ``image_layout`` reads, at least 36x36), the MLP for
+    everything else."""
+    found = image_layout(tuple(obs_shape)) if obs_dtype == "|u1" else None
+    return "cnn" if found is not None and min(found[2], found[3]) >= 36 else "mlp"
 
 
 def build_encoder(
