@@ -68,7 +68,7 @@ def zctx():
 def raw_dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
-    sock.sndtimeo = 10_000  # a send that cannot go out in 10 s fails the test, never hangs
+    sock.sndtimeo = int(HANG_S * 1000)  # a send that cannot go out fails the test, never hangs
     sock.connect(endpoint)
     return sock
 

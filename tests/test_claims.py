@@ -310,7 +310,7 @@ def test_a_raw_client_inventing_solved_episodes_cannot_end_a_default_run(tmp_pat
     ctx.linger = 0
     try:
         sock = ctx.socket(zmq.DEALER)
-        sock.sndtimeo = 10_000
+        sock.sndtimeo = int(HANG_S * 1000)
         sock.connect(endpoint_of(learner))
 
         def send(kind: str, fields: dict, arrays: dict | None = None) -> None:
