@@ -14,12 +14,19 @@ rl-baselines3-zoo's settings for the env through ``scripts/sb3_peer.py``, each i
 process. Then writes ``runs/bench-solve-<env>-<time>/report.md`` and ``results.json``
 and prints the report.
 
-What is timed: ours, the learner's ``wall_s`` (first actor joined -> mean return of
-the last 100 episodes >= the target); SB3, ``model.learn()`` start -> the same criterion
-on the raw returns. Neither counts interpreter start-up or imports; ``proc_s`` in
-results.json is the whole process for reference. A run that does not solve within
-``--max-seconds`` (or, for a peer, within the zoo's ``n_timesteps``) counts as
-infinitely slow in the medians (so the median is honest about failures).
+What is timed, by one rule for every system: the first time the mean return of the
+training episodes' last 100 reaches the target. Ours: the learner's ``return_reached``
+event for the target (seconds from the first actor's join; the run goes on to confirm
+the solve with the learner's own 100 episodes, reported as ``confirmed`` and not timed);
+SB3: ``model.learn()`` start -> the same criterion on the raw returns. Neither counts
+interpreter start-up or imports; ``proc_s`` in results.json is the whole process for
+reference. Budgets: each peer has the zoo's ``n_timesteps``, ours the largest of the
+peers' (``--max-env-steps``), and every system ``--max-seconds``. A run that does not
+solve within them counts as infinitely slow in the medians (so the median is honest
+about runs that did not learn); a run that failed (a crash, a kill at the time limit)
+is shown as failed, left out of the medians, leaves the speed-up undefined, and makes
+the script exit 1. Compute: ours is a learner and 2 actor processes (one torch thread
+each) on the machine's cores; an SB3 peer is one process with one torch thread.
 
 No trainer imports here (the learner runs in a subprocess), so this file also runs as
 ``python scripts/bench_solve.py``. Tables and report files come from scripts/report.py,
@@ -44,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.procs import fresh_run_dir, run_process  # noqa: E402
 from scripts.report import machine_lines, markdown_table, write_report  # noqa: E402
-from scripts.runlog import machine_info  # noqa: E402
+from scripts.runlog import machine_info, milestones, read_events  # noqa: E402
 from scripts.sb3_peer import TARGETS  # noqa: E402
 from scripts.zoo import ZOO, ZOO_COMMIT, ZOO_ENTRY  # noqa: E402
 
@@ -79,26 +86,37 @@ def median(values: Iterable[float | None]) -> float | None:
     return None if math.isinf(m) else m
 
 
+FAILED = "failed"
+
+
 def summarize(runs: Sequence[dict]) -> dict[str, dict]:
     """Per system (in first-seen order): seeds, wall_s and env_steps per seed (None
-    when not solved), their medians, solved count."""
+    when not solved, FAILED when the run failed), their medians over the runs that did
+    not fail, solved and failed counts."""
     out: dict[str, dict] = {}
     for r in runs:
-        s = out.setdefault(r["system"], {"seeds": [], "wall_s": [], "env_steps": [], "solved": 0})
+        s = out.setdefault(
+            r["system"], {"seeds": [], "wall_s": [], "env_steps": [], "solved": 0, "failed": 0}
+        )
         s["seeds"].append(r["seed"])
-        s["wall_s"].append(r["wall_s"] if r["solved"] else None)
-        s["env_steps"].append(r["env_steps"] if r["solved"] else None)
-        s["solved"] += bool(r["solved"])
+        failed = bool(r.get("error"))
+        s["wall_s"].append(FAILED if failed else r["wall_s"] if r["solved"] else None)
+        s["env_steps"].append(FAILED if failed else r["env_steps"] if r["solved"] else None)
+        s["solved"] += bool(r["solved"]) and not failed
+        s["failed"] += failed
     for s in out.values():
         s["n"] = len(s["seeds"])
-        s["median_wall_s"] = median(s["wall_s"])
-        s["median_env_steps"] = median(s["env_steps"])
+        s["median_wall_s"] = median(v for v in s["wall_s"] if v != FAILED)
+        s["median_env_steps"] = median(v for v in s["env_steps"] if v != FAILED)
     return out
 
 
 def speedup(summary: dict[str, dict], ours: str = OURS) -> dict[str, Any] | None:
     """Best peer's median wall clock / ours (> 1: ours is faster). None when ours or
-    every peer has no finite median."""
+    every peer has no finite median, or when any system had a failed run (a peer that
+    crashed must not drop out of the comparison unseen)."""
+    if any(s.get("failed") for s in summary.values()):
+        return None
     mine = summary.get(ours, {}).get("median_wall_s")
     peers = {k: v["median_wall_s"] for k, v in summary.items() if k != ours}
     peers = {k: v for k, v in peers.items() if v is not None}
@@ -113,9 +131,11 @@ def speedup(summary: dict[str, dict], ours: str = OURS) -> dict[str, Any] | None
     }
 
 
-def _fmt(v: float | None, digits: int = 1) -> str:
+def _fmt(v: float | str | None, digits: int = 1) -> str:
     if v is None:
         return "—"
+    if v == FAILED:
+        return FAILED
     return f"{v:.{digits}f}"
 
 
@@ -129,7 +149,7 @@ def solve_table(summary: dict[str, dict]) -> str:
                 _fmt(s["median_wall_s"], 2),
                 ", ".join(_fmt(v, 0) for v in s["env_steps"]),
                 _fmt(s["median_env_steps"], 0),
-                f"{s['solved']}/{s['n']}",
+                f"{s['solved']}/{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else ""),
             ]
         )
     header = [
@@ -145,7 +165,7 @@ def solve_table(summary: dict[str, dict]) -> str:
 
 def speedup_line(sp: dict[str, Any] | None) -> str:
     if sp is None:
-        return "Speed-up: not defined (ours or every peer has no finite median)."
+        return "Speed-up: not defined (a run failed, or ours or every peer has no finite median)."
     return (
         f"Speed-up in median wall clock to solve: {sp['ratio']:.2f}x "
         f"({sp['best_peer']} {sp['peer_median_s']:.2f} s / ours {sp['ours_median_s']:.2f} s)."
@@ -155,11 +175,17 @@ def speedup_line(sp: dict[str, Any] | None) -> str:
 # --- running ------------------------------------------------------------------------
 
 
+def ours_budget(env: str) -> int:
+    """Ours' env-step budget: the largest the zoo gives a peer on ``env``."""
+    return max(int(ZOO[env][p.removeprefix("sb3-")]["n_timesteps"]) for p in PEERS)
+
+
 def ours_command(
     env: str, seed: int, max_seconds: float, run_dir: Path, ours_args: str = ""
 ) -> list[str]:
     """Our learner as a user runs it on ``env``: no --algo and no tuning flags, so the
-    env's preset decides; ``ours_args`` may add flags (for experiments)."""
+    env's preset decides; ``ours_args`` may add flags (for experiments). The budget
+    (``ours_budget``) comes last with the stopping rule, which the flags cannot move."""
     target = TARGETS[env]
     cmd = [sys.executable, "-m", "learner", "--env", env, "--actors", "2"]
     cmd += shlex.split(ours_args)
@@ -168,6 +194,7 @@ def ours_command(
     cmd += [f"--target-return={target:g}", f"--milestones={target:g}"]
     cmd += ["--seed", str(seed), "--port", "0", "--run-dir", str(run_dir)]
     cmd += ["--max-seconds", f"{max_seconds:g}", "--checkpoint-every-s", "0"]
+    cmd += ["--max-env-steps", str(ours_budget(env))]
     return cmd
 
 
@@ -198,7 +225,13 @@ def run_ours(env: str, seed: int, ours_args: str, max_seconds: float, out_dir: P
     summary_path = run_dir / "summary.json"
     if code == 0 and summary_path.is_file():
         s = json.loads(summary_path.read_text())
-        result.update(solved=bool(s["solved"]), wall_s=s["wall_s"], env_steps=s["env_steps"])
+        # The peers' rule: the training window's first crossing of the target.
+        reached = milestones(read_events(run_dir / "learner.jsonl")).get(float(TARGETS[env]))
+        result.update(solved=reached is not None, confirmed=bool(s["solved"]))
+        if reached is not None:
+            result.update(wall_s=reached["wall_s"], env_steps=reached["env_steps"])
+        else:
+            result.update(wall_s=s["wall_s"], env_steps=s["env_steps"])
         mean = s.get("mean_return_100")
         result["mean_return_100"] = None if mean is None else round(mean, 2)
     else:
@@ -261,8 +294,15 @@ def setup_lines(env: str, ours_args: str, runs: Sequence[dict]) -> list[str]:
     if ours:
         cmd = f"python -m learner --env {env} --actors 2 --target-return={TARGETS[env]:g}"
         cmd += f" {ours_args}" if ours_args else ""
+        cmd += f" --max-env-steps {ours_budget(env)}"
         chose = sorted({f"preset `{r.get('preset')}`, algo {r.get('algo')}" for r in ours})
-        lines.append(f"Ours: `{cmd}` ({'; '.join(chose)}; wall clock from the first actor's join).")
+        confirmed = sum(bool(r.get("confirmed")) for r in ours)
+        lines.append(
+            f"Ours: `{cmd}` ({'; '.join(chose)}; wall clock from the first actor's join to "
+            f"the first crossing; the learner's own confirmation episodes then agreed in "
+            f"{confirmed}/{len(ours)} runs; a learner and 2 actor processes, one torch "
+            "thread each)."
+        )
     peers = [p for p in PEERS if any(r["system"] == p for r in runs)]
     for system in peers:
         algo = system.removeprefix("sb3-")
@@ -273,8 +313,10 @@ def setup_lines(env: str, ours_args: str, runs: Sequence[dict]) -> list[str]:
             "(the zoo's n_timesteps)."
         )
     if peers:
-        lines.append("SB3: 1 torch thread, device cpu (wall clock from `model.learn()`).")
-    return [*lines, "— means not solved."]
+        lines.append(
+            "SB3: one process, 1 torch thread, device cpu (wall clock from `model.learn()`)."
+        )
+    return [*lines, "— means not solved; failed means the run failed (see results.json)."]
 
 
 def report_body(
@@ -375,7 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_report(out_dir, f"Time to solve {args.env}", body, results)
     print(body)
     print(f"\nreport: {out_dir / 'report.md'}")
-    return 0
+    failed = [f"{r['system']} seed {r['seed']}" for r in runs if r.get("error")]
+    if failed:
+        print(f"failed runs: {', '.join(failed)} (see results.json)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -73,6 +73,26 @@ def test_speedup_is_undefined_without_finite_medians():
     assert "not defined" in bench_solve.speedup_line(None)
 
 
+def test_a_failed_run_is_shown_left_out_of_the_medians_and_leaves_no_speedup():
+    # sb3-ppo crashed on seed 2: it must not read as slow, nor drop out of the
+    # comparison so that the speed-up quietly picks the other peer.
+    crashed = {**_run("sb3-ppo", 2, None), "error": "exit 1; see sb3-ppo-seed2.log"}
+    runs = [
+        _run("ours", 1, 5.0),
+        _run("ours", 2, 6.0),
+        _run("sb3-a2c", 1, 40.0),
+        _run("sb3-a2c", 2, 50.0),
+        _run("sb3-ppo", 1, 15.0),
+        crashed,
+    ]
+    s = bench_solve.summarize(runs)
+    assert s["sb3-ppo"]["wall_s"] == [15.0, "failed"] and s["sb3-ppo"]["failed"] == 1
+    assert s["sb3-ppo"]["median_wall_s"] == 15.0 and s["sb3-ppo"]["solved"] == 1
+    assert bench_solve.speedup(s) is None
+    row = next(r for r in bench_solve.solve_table(s).splitlines() if r.startswith("| sb3-ppo"))
+    assert "15.0, failed" in row and "1/2 (1 failed)" in row
+
+
 def test_solve_table_has_a_row_per_system_and_marks_unsolved():
     runs = [_run("ours", 1, 4.25, 123456), _run("ours", 2, None), _run("sb3-a2c", 1, None)]
     table = bench_solve.solve_table(bench_solve.summarize(runs))
@@ -240,8 +260,10 @@ def test_cartpole_runs_the_configuration_the_bench_always_ran(tmp_path):
     before = "--algo a2c --actors 2 --envs 16 --rollout-len 32 --lr 4e-3 --gae-lambda 0.95"
     rest = f"--seed 1 --port 0 --run-dir {tmp_path} --milestones 475 --max-seconds 120"
     old = parse([*before.split(), *rest.split(), "--checkpoint-every-s", "0"])[0].resolved()
-    # Then the target was CartPole's threshold by default; now it is said.
+    # Then the target was CartPole's threshold by default; now it is said. And ours now
+    # has the largest peer budget (the zoo's a2c n_timesteps) where it had none.
     assert (old.pop("target_return"), new.pop("target_return")) == (None, 475.0)
+    assert (old.pop("max_env_steps"), new.pop("max_env_steps")) == (None, 500_000)
     assert new == old
 
 
@@ -304,7 +326,10 @@ def test_report_for_a_fake_results_set():
         "| sb3-ppo | 1800.0, 1500.0 | 1650.00 | 900000, 800000 | 850000 | 2/2 |",
     ]
     assert "Speed-up: not defined" in body
-    assert "`python -m learner --env HalfCheetah-v5 --actors 2 --target-return=3000`" in body
+    assert (
+        "`python -m learner --env HalfCheetah-v5 --actors 2 --target-return=3000"
+        " --max-env-steps 1000000`" in body
+    )
     assert "preset `continuous`, algo ppo" in body
     assert "`hyperparams/a2c.yml` entry `HalfCheetah-v4`" in body
     assert "`hyperparams/ppo.yml` entry `HalfCheetah-v4`" in body and "1,000,000 env steps" in body
