@@ -126,10 +126,12 @@ def run_figures(run: RunResult) -> dict:
 
 
 def algo_row(algo: str, runs: list[RunResult], thresholds: tuple[float, ...] = CARTPOLE) -> dict:
-    """The table row of one algorithm over its runs (all seeds, failed ones included)."""
+    """The table row of one algorithm over its runs (all seeds, failed ones included in
+    ``runs`` and the final returns; a failed run's milestones count for nothing: what a
+    run that crashed, timed out or was stopped reached before is not a solve)."""
     row: dict = {"algo": algo, "runs": len(runs)}
     for t in thresholds:
-        reached = [r.milestones[t] for r in runs if t in r.milestones]
+        reached = [r.milestones[t] for r in runs if t in r.milestones and r.outcome not in FAILED]
         row[f"reached_{t:g}"] = len(reached)
         for key in runlog.MILESTONE_FIELDS:
             row[f"{key}_to_{t:g}"] = spread([m.get(key) for m in reached])

@@ -72,18 +72,26 @@ def run_ours(runs: Path, env: str, actors: int, groups: int, seconds: float) -> 
         for i in range(actors):
             started.append(start_actor(run_dir, endpoint, f"a{i}", "--env-groups", str(groups)))
         code = learner.wait_exit(timeout=seconds + 180)
+        # Actors leave with 0 on the learner's shutdown; one that failed (a crash, an env
+        # that kept raising, a kill) left the run an actor short.
+        died = {p.log_path.stem: p.popen.poll() for p in started if p.popen.poll() not in (None, 0)}
     finally:
         learner.stop()
         for proc in started:
             proc.stop()
     progress = runlog.named(runlog.read_events(run_dir / "learner.jsonl"), "progress")
     last = progress[-1] if progress else {}
+    problems = [f"learner exit {code}"] if code != 0 else []
+    problems += [f"{name} exited {rc}" for name, rc in died.items()]
+    if (last.get("wall_s") or 0) < 0.9 * seconds:
+        problems.append(f"measured {last.get('wall_s') or 0:.0f} s of {seconds:g}")
     return {
         "system": f"ours, --env-groups {groups}",
         "exit": code,
         **steady(progress, seconds),
         "final_return": last.get("mean_return_100"),
         "env_steps": last.get("env_steps"),
+        "problems": problems,
     }
 
 
@@ -171,9 +179,16 @@ def run_sf(runs: Path, python: str, env: str, actors: int, envs: int, seconds: f
                 pass
             stop_process(proc, 10.0, group=True)  # and whatever it left running
     points = sf_points(log.read_text("utf-8", "replace"))
+    trained = [p for p in points if p[1] > 0]
+    window = trained[-1][0] - trained[0][0] if len(trained) > 1 else 0.0
+    problems = [] if began else ["never trained"]
+    # Its lines come every 5 s: a window that ran its course ends within one of them.
+    if began and window < 0.9 * seconds - 5:
+        problems.append(f"measured {window:.0f} s of {seconds:g} (it exited {proc.returncode})")
     return {
         "system": "Sample Factory 2.1.1 APPO",
         "exit": proc.returncode,
+        "problems": problems,
         **sf_steady(points),
         "train_busy": None,
         "final_return": None,
@@ -205,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             run_sf(out / "runs", args.sf_python, args.env, args.actors, args.envs, args.seconds)
         )
     columns = ["system", "env_steps_per_s", "trained_per_s", "train_busy", "final_return"]
+    columns += ["problems"]
+    for r in results:
+        r["problems"] = "; ".join(r["problems"]) or None
     body = "\n".join(
         [
             f"- command: `python -m scripts.bench_e2e {' '.join(argv or sys.argv[1:])}`",
@@ -221,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_report(out, f"End to end on {args.env}", body, {"runs": results})
     print((out / "report.md").read_text())
-    return 0
+    # A run that failed or was cut short is not a rate: the bench fails rather than
+    # report it as a slow one.
+    return 1 if any(r["problems"] for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -60,13 +60,17 @@ def one_run(source: Path, learner_args: list[str], timeout_s: float) -> dict:
                 raise SystemExit(f"no {name} event in {run_dir}/learner.jsonl")
             return event_time(found[0]) - start_wall
 
-        outcome = first("run_finished")
+        # The outcome is when the training seconds end: the first join plus wall_s (the
+        # learner's own clock). Not run_finished, which is logged after the shutdown,
+        # the final checkpoint and the local actors' exit that this phase is meant to hold.
+        joined = first("actor_joined")
+        outcome = joined + summary["wall_s"]
         return {
             "total_s": total,
             "training_s": summary["wall_s"],
             "overhead_s": total - summary["wall_s"],
             "to_listening_s": first("learner_listening"),
-            "to_first_join_s": first("actor_joined"),
+            "to_first_join_s": joined,
             "after_outcome_s": total - outcome,
             "solved": summary["solved"],
         }

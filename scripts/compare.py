@@ -28,7 +28,7 @@ if __package__ in (None, ""):
 
 from core import algos  # noqa: E402
 from core.cli import arg, build_parser, parse_config  # noqa: E402
-from scripts.aggregate import ENV_THRESHOLDS, RunResult, describe, load_run  # noqa: E402
+from scripts.aggregate import ENV_THRESHOLDS, FAILED, RunResult, describe, load_run  # noqa: E402
 from scripts.compare_report import KILL_GRACE_S, TIMEOUT_MARGIN_S, write_report  # noqa: E402
 from scripts.procs import ROOT, fresh_run_dir, stop_process  # noqa: E402
 
@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         thresholds=ENV_THRESHOLDS[cfg.env],
     )
     print(f"\n{table}\n\nreport: {out / 'report.md'}")
-    return 130 if note else 0
+    failed = [f"{r.algo} seed {r.seed}: {r.outcome}" for r in runs if r.outcome in FAILED]
+    if failed:
+        print(f"failed runs: {', '.join(failed)}", file=sys.stderr)
+    return 130 if note else 1 if failed else 0
 
 
 if __name__ == "__main__":

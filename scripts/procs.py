@@ -157,7 +157,9 @@ class Proc:
         self.stderr_path = stderr_path
         start = log_path.stat().st_size if only_new and log_path.exists() else 0
         self._log = LogTail(log_path, start)
-        self._err = open(stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        # Appended to: a process restarted under the same name (the soak's actors) must
+        # not wipe the traceback its previous run left.
+        self._err = open(stderr_path, "ab")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()}
         self.popen = subprocess.Popen(
             [*prefix, *([sys.executable] if python else []), *args],

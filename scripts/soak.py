@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     injected: dict[str, int] = {f: 0 for f in (*FAULTS, "learner_kill_resume")}
     rss: list[tuple[float, float]] = []
     frozen: dict[str, float] = {}
+    terminated: list[int | None] = []  # each SIGTERMed actor's exit code (must be 0)
 
     def spawn(name: str) -> None:
         p = start_actor(out, endpoint, name, "--learner-timeout", "2")
@@ -145,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                         frozen[name] = now + rng.uniform(1.0, 4.0)
                     else:
                         actors[name].signal(signal.SIGTERM)
-                        actors[name].wait_exit(10)
+                        try:
+                            terminated.append(actors[name].wait_exit(10))
+                        except subprocess.TimeoutExpired:
+                            terminated.append(None)  # stop() in finally kills it
                         spawn(name)
                 next_fault = now + rng.expovariate(1 / args.fault_every)
             time.sleep(0.5)
@@ -206,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "faults_injected": injected,
         "learner_exit_code": learner_code,
         "actor_exit_codes": actor_codes,
+        "sigterm_exit_codes": terminated,
         "actors_stopped_by_sigint": signalled,
         "env_steps": summary["env_steps"],
         "updates": summary["updates"],
@@ -226,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         unhandled == 0
         and learner_code == 0
         and all(c == 0 for c in actor_codes.values())
+        and all(c == 0 for c in terminated)
         and count["resumed"] == 1
         and summary["updates"] > 0
     )
@@ -244,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  unhandled exceptions: {unhandled}; learner exit {learner_code}; actor exits {actor_codes};"
+        f" exits after SIGTERM mid-run {terminated or 'none'};"
         f" stopped by SIGINT (not yet joined at shutdown): {signalled or 'none'}"
     )
     return 0 if ok else 1

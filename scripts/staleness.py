@@ -11,6 +11,10 @@ a fixed budget of env steps (it does not stop when solved): the final mean retur
 last 100 episodes, and the env steps at which it first reached 475 (or "not reached").
 Writes report.md, results.json and staleness.png into --out (default docs/staleness);
 the runs' own directories go under --runs (default runs/staleness).
+
+An entry of --algos is an algorithm or one of VARIANTS (an algorithm with flags of its
+own, e.g. ``appo-proximal``). A run that failed (exit not 0, or killed at 600 s) counts
+for nothing in a cell and is shown as failed: it is not a correction that did not hold.
 """
 
 from __future__ import annotations
@@ -26,11 +30,17 @@ from scripts.procs import ROOT, fresh_run_dir, run_process
 from scripts.report import machine_lines, markdown_table, write_report
 
 TARGET = 475.0
+# Labelled settings of one algorithm, runnable side by side with the plain ones.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "appo-behaviour": ("appo", ["--trust-region", "behaviour"]),
+    "appo-proximal": ("appo", ["--trust-region", "proximal"]),
+}
 
 
 def one_run(runs: Path, algo: str, lag: int, seed: int, budget: int) -> dict:
     run_dir = fresh_run_dir(runs / f"{algo}-k{lag}-s{seed}")
-    cmd = [sys.executable, "-m", "learner", "--env", "CartPole-v1", "--algo", algo]
+    name, flags = VARIANTS.get(algo, (algo, []))
+    cmd = [sys.executable, "-m", "learner", "--env", "CartPole-v1", "--algo", name, *flags]
     cmd += ["--seed", str(seed), "--actors", "2", "--port", "0", "--run-dir", str(run_dir)]
     cmd += ["--weights-delay", str(lag), "--max-policy-lag", "100000"]
     cmd += ["--max-env-steps", str(budget), "--target-return", "1e9"]
@@ -56,13 +66,17 @@ def one_run(runs: Path, algo: str, lag: int, seed: int, budget: int) -> dict:
 def cell(runs: list[dict], key: str) -> str:
     if not runs:  # this lag was not run for this algorithm
         return "-"
-    values = [r[key] for r in runs]
+    failed = sum(r.get("exit") != 0 for r in runs)
+    note = f", {failed} failed" if failed else ""
+    values = [r[key] for r in runs if r.get("exit") == 0]
     done = [v for v in values if v is not None]
     if key == "steps_to_475":
         if not done:
-            return "not reached"
-        return f"{median(done) / 1e3:.0f}k ({len(done)}/{len(values)})"
-    return f"{median(done):.0f}" if done else "-"
+            return (
+                f"not reached ({len(values)} of {len(runs)} ran{note})" if failed else "not reached"
+            )
+        return f"{median(done) / 1e3:.0f}k ({len(done)}/{len(runs)}{note})"
+    return (f"{median(done):.0f}" if done else "-") + (f" ({failed} failed)" if failed else "")
 
 
 def plot(results: list[dict], algos: list[str], lags: list[int], path: Path) -> None:
@@ -143,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(results, algos, lags, out / "staleness.png")
     write_report(out, "Policy lag: how each correction holds up", body, {"runs": results})
     print(body)
+    failed = [r for r in results if r.get("exit") != 0]
+    if failed and not args.results:
+        print(f"{len(failed)} runs failed (see results.json)", file=sys.stderr)
+        return 1
     return 0
 
 

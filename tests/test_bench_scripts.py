@@ -1,5 +1,5 @@
-"""The throughput, Atari, vector-env and end-to-end benchmark scripts run their
-measurements at a tiny size and read their peers' logs right. Nothing timed is asserted
+"""The throughput, Atari, vector-env, end-to-end and staleness benchmark scripts run
+their measurements at a tiny size and read their peers' logs right. Nothing timed is asserted
 beyond "positive". (``make bench-solve``'s parts: tests/test_bench_solve.py.)
 """
 
@@ -136,3 +136,20 @@ def test_bench_e2e_reads_sample_factory_rates_from_its_periodic_lines():
     # from 04:14:30 to 04:14:45.5: 5,120 agent steps trained, 5,000 collected
     assert bench_e2e.sf_steady(points) == {"env_steps_per_s": 323, "trained_per_s": 330}
     assert bench_e2e.sf_steady(points[:2])["env_steps_per_s"] is None
+
+
+def test_staleness_cells_show_failed_runs_apart_and_its_variants_are_real_flags():
+    from learner.flags import parse
+    from scripts import staleness
+
+    ok = {"exit": 0, "final_return": 500.0, "steps_to_475": 100_000}
+    crashed = {"exit": 1, "final_return": 480.0, "steps_to_475": 90_000}
+    killed = {"exit": None, "final_return": None, "steps_to_475": None}
+    # A crash is not a correction that failed to hold: counted apart, in no median.
+    assert staleness.cell([ok, crashed], "steps_to_475") == "100k (1/2, 1 failed)"
+    assert staleness.cell([ok, crashed], "final_return") == "500 (1 failed)"
+    assert staleness.cell([killed], "steps_to_475") == "not reached (0 of 1 ran, 1 failed)"
+    assert staleness.cell([ok, {**ok, "steps_to_475": None}], "steps_to_475") == "100k (1/2)"
+    for name, (algo, flags) in staleness.VARIANTS.items():
+        cfg, _ = parse(["--algo", algo, *flags])
+        assert cfg.algo == algo and name.startswith(algo)

@@ -180,13 +180,14 @@ def test_training_figures_pool_progress_events_over_seeds(tmp_path):
     assert row["policy_lag"] == 0.0
 
 
-def test_failed_runs_count_as_not_solved_but_keep_their_milestones(tmp_path):
+def test_failed_runs_count_as_not_solved_and_their_milestones_for_nothing(tmp_path):
     crashed, killed = failed_a3c_runs(tmp_path)
     assert crashed.outcome == "crashed" and crashed.summary["solved"] is False
     assert crashed.summary["env_steps"] == 1500  # from the last progress event
     assert killed.outcome == "timeout" and killed.summary["solved"] is False
+    assert 195.0 in crashed.milestones  # it logged reaching 195, then crashed ...
     row = aggregate.algo_row("a3c", [crashed, killed])
-    assert (row["reached_195"], row["reached_475"]) == (1, 0)
+    assert (row["reached_195"], row["reached_475"]) == (0, 0)  # ... which is no solve
     assert row["env_steps_to_475"] is None
     assert (row["capped"], row["crashed"]) == (1, 1)
     assert row["dropped_stale"] == (8.0, 7.0, 9.0)
@@ -204,7 +205,7 @@ def test_table_shows_k_of_n_and_dashes(tmp_path):
     a3c = [c.strip() for c in table[3].strip("|").split("|")]
     assert a2c[:4] == ["a2c", "3/3", "2/3", "2000 [1000–4000]"]
     assert a2c[6] == "4000 [3000–5000]"
-    assert a3c[:3] == ["a3c", "1/2", "0/2"] and a3c[6] == "–"
+    assert a3c[:3] == ["a3c", "0/2", "0/2"] and a3c[6] == "–"  # failed runs reach nothing
     assert len(a2c) == len(table[0].strip("|").split("|"))
 
 
