@@ -30,7 +30,7 @@ HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-memory bench-solve bench-startup bench-throughput bench-gpu bench-atari bench-e2e staleness soak clean
+.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-memory bench-solve bench-startup bench-throughput bench-gpu bench-atari bench-e2e bench-lag staleness soak clean
 
 venv: $(STAMP)
 
@@ -151,9 +151,13 @@ bench-startup: venv
 bench-throughput: venv
 	$(PY) -m scripts.bench_throughput $(ARGS)
 
-# How a3c, a3c-grad and impala hold up as the policy lag grows (report in docs/staleness/).
+# How each async algorithm (and the appo variants) holds up as the policy lag grows (report in docs/staleness/).
 staleness: venv
 	$(PY) -m scripts.staleness $(ARGS)
+
+# The policy lag many local actors give each async algorithm, with and without --async-gather.
+bench-lag: venv
+	$(PY) -m scripts.bench_lag $(ARGS)
 
 # Atari: actor env steps/s against the raw emulator, bytes per transition, the CNN learner.
 bench-atari: venv
