@@ -1,8 +1,8 @@
 # The front door. Every target creates the virtual environment first if it is missing.
 #   make run            train CartPole-v1 with a learner and 2 local actors until solved
 #   make test           the whole test suite (what CI runs)
-#   make run-learner    a learner waiting for external actors
-#   make run-actor LEARNER=tcp://HOST:PORT
+#   make run-learner    a learner waiting for external actors (HOST=0.0.0.0 ARGS="--keys keys/learner")
+#   make run-actor LEARNER=tcp://HOST:PORT ARGS="--keys keys/NAME"   (or INSECURE=1 on both)
 #   make eval RUN=runs/<run>     play the run's newest checkpoint, with video
 #   make plot RUNS="runs/a runs/b"   reward curves in one PNG
 #   make tensorboard             TensorBoard over every run in runs/
@@ -14,11 +14,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # torch is pinned here (not in pyproject.toml) so that on machines with a local CPU
 # wheel pip takes it instead of downloading a multi-GB CUDA build. Override with
-# `make TORCH_SPEC=torch ...` to let pip choose (e.g. a CUDA build on a GPU host).
+# `make TORCH_SPEC=torch ...` to let pip choose (e.g. a CUDA build on a GPU host); a
+# changed TORCH_SPEC reinstalls (it is recorded in $(VENV)/.torch-spec).
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+TORCH_STAMP := $(VENV)/.torch-spec
 
-ENV ?= CartPole-v1
+# Not ?=: a shell's own ENV (sh and ksh name their start-up file with it) must not
+# become the gymnasium env. `make run ENV=Pendulum-v1` still chooses.
+ENV = CartPole-v1
 # CartPole: the fastest configuration measured (see README, Benchmarks); elsewhere the
 # env's preset in configs/ chooses (Atari: appo; other envs: ppo), else the built-in a2c.
 # ALGO=a2c, a3c, ppo, ... to choose yourself (with the preset's settings for it).
@@ -28,13 +32,20 @@ ACTORS ?= 2
 PORT ?= 5555
 HOST ?= 127.0.0.1
 LEARNER ?= tcp://127.0.0.1:5555
+# INSECURE=1: run-learner binds and run-actor follows beyond loopback without keys
+# (trusted networks only; both refuse otherwise).
+INSECURE ?=
 ARGS ?=
 
-.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-memory bench-solve bench-startup bench-throughput bench-gpu bench-atari bench-e2e bench-lag staleness soak clean
+.PHONY: venv run run-learner run-actor eval plot tensorboard test test-fast lint format keys slurm-run slurm-cluster-up slurm-cluster-down ray-run k8s-keys compare bench-memory bench-solve bench-startup bench-throughput bench-gpu bench-atari bench-e2e bench-lag staleness soak clean FORCE
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(TORCH_STAMP): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_SPEC)' | cmp -s - $@ || echo '$(TORCH_SPEC)' > $@
+
+$(STAMP): pyproject.toml Makefile $(TORCH_STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
@@ -45,10 +56,10 @@ run: venv
 	$(PY) -m learner --env $(ENV) $(if $(ALGO),--algo $(ALGO)) --seed $(SEED) --actors $(ACTORS) $(ARGS)
 
 run-learner: venv
-	$(PY) -m learner --env $(ENV) $(if $(ALGO),--algo $(ALGO)) --seed $(SEED) --actors 0 --host $(HOST) --port $(PORT) $(ARGS)
+	$(PY) -m learner --env $(ENV) $(if $(ALGO),--algo $(ALGO)) --seed $(SEED) --actors 0 --host $(HOST) --port $(PORT) $(if $(filter 1,$(INSECURE)),--insecure) $(ARGS)
 
 run-actor: venv
-	$(PY) -m actor --learner $(LEARNER) $(ARGS)
+	$(PY) -m actor --learner $(LEARNER) $(if $(filter 1,$(INSECURE)),--insecure) $(ARGS)
 
 # ARGS e.g. "--episodes 20 --deterministic"; the video lands in $(RUN)/eval/.
 RUN ?=
@@ -81,9 +92,10 @@ format: venv
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
 
+# ARGS="--add" adds actors to existing keys.
 NAMES ?= actor-1,actor-2
 keys: venv
-	$(PY) scripts/keys.py --out keys --actors $(NAMES)
+	$(PY) scripts/keys.py --out keys --actors $(NAMES) $(ARGS)
 
 # One heterogeneous Slurm job: the learner (component 0) and SLURM_ACTORS actor tasks
 # (component 1) over SLURM_NODES nodes, encrypted with keys made for the job in its run
@@ -96,7 +108,7 @@ SLURM_ARGS ?=
 slurm-run: venv
 	@command -v sbatch >/dev/null || { echo "sbatch not found: run this on a Slurm login node"; exit 2; }
 	mkdir -p runs
-	ENV_ID=$(ENV) ALGO=$(ALGO) LEARNER_ARGS="--seed $(SEED) $(ARGS)" REPO="$(CURDIR)" \
+	ENV_ID=$(ENV) ALGO=$(ALGO) LEARNER_ARGS="--seed $(SEED) $(ARGS) $$LEARNER_ARGS" REPO="$${REPO:-$(CURDIR)}" \
 	  sbatch --output=runs/slurm-%j.out $(SLURM_ARGS) : --nodes=$(SLURM_NODES) --ntasks=$(SLURM_ACTORS) deploy/slurm/train.sbatch
 
 # A one-box Slurm cluster on 127.0.0.1 (three virtual nodes) to try slurm-run on, as the
@@ -110,10 +122,12 @@ slurm-cluster-down:
 
 # On a Ray cluster (RAY_ADDRESS, or a head on this machine): the learner and RAY_ACTORS
 # actors as Ray actors that Ray places and restarts (README, On a Ray cluster).
+# RAY_ARGS: the launcher's own flags (--address, --insecure, --learner-gpus, --actor-args ...).
 RAY_ACTORS ?= 2
+RAY_ARGS ?=
 ray-run: venv
 	$(PY) -m pip install -q -e ".[ray]"
-	$(PY) -m launch.ray --actors $(RAY_ACTORS) -- --env $(ENV) $(if $(ALGO),--algo $(ALGO)) --seed $(SEED) $(ARGS)
+	$(PY) -m launch.ray --actors $(RAY_ACTORS) $(RAY_ARGS) -- --env $(ENV) $(if $(ALGO),--algo $(ALGO)) --seed $(SEED) $(ARGS)
 
 # Kubernetes: keys for K8S_ACTORS actors as two Secrets in keys/k8s/secrets.yaml (then
 # kubectl apply -f it, and kubectl apply -k deploy/k8s/overlays/<overlay>).
@@ -122,7 +136,7 @@ k8s-keys: venv
 	$(PY) scripts/keys.py --out keys/k8s --fleet $(K8S_ACTORS) --k8s-secrets keys/k8s/secrets.yaml
 
 # Every algorithm, 5 seeds each, on CartPole-v1 then Acrobot-v1 (reports in
-# runs/compare-<time>/; about 20 minutes on 2 cores). ARGS applies to both.
+# runs/compare-<time>/; up to an hour on 2 cores). ARGS applies to both.
 COMPARE_ALGOS ?= a2c,a3c,a3c-grad,impala,ppo,appo
 compare: venv
 	$(PY) -m scripts.compare --algos $(COMPARE_ALGOS) --max-seconds 60 $(ARGS)
@@ -176,3 +190,5 @@ bench-gpu: venv
 SOAK_SECONDS ?= 60
 soak: venv
 	$(PY) -m scripts.soak --seconds $(SOAK_SECONDS) $(ARGS)
+
+FORCE:

@@ -158,7 +158,15 @@ def load_preset(path: Path, known: Iterable[str], loss_names: Iterable[str]) -> 
 
 
 def shipped(known: Iterable[str], loss_names: Iterable[str]) -> dict[str, Preset]:
-    """The presets in configs/ by name (the file's stem)."""
+    """The presets in configs/ by name (the file's stem). ConfigError when configs/ is
+    not there: a wheel built from this project does not carry it, and a learner that
+    silently trained Pong without its preset would be worse than one that says so."""
+    if not CONFIGS_DIR.is_dir():
+        raise ConfigError(
+            f"no presets: {CONFIGS_DIR} is missing (the configs/ directory of a checkout, "
+            "which an installed wheel does not carry); run from a checkout (pip install -e "
+            "., as make does), or pass --preset none with your own --config FILE"
+        )
     known, loss_names = list(known), list(loss_names)
     return {p.stem: load_preset(p, known, loss_names) for p in sorted(CONFIGS_DIR.glob("*.toml"))}
 

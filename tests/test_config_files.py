@@ -151,6 +151,18 @@ ENV_OF = {
 }
 
 
+def test_without_the_configs_directory_the_learner_says_so_instead_of_training_bare(
+    tmp_path, monkeypatch, capsys
+):
+    # An installed wheel carries no configs/: Pong must not quietly lose its preset.
+    import learner.presets
+
+    monkeypatch.setattr(learner.presets, "CONFIGS_DIR", tmp_path / "configs")
+    assert "no presets" in usage_error(["--env", "CartPole-v1"], capsys)
+    cfg, _ = parse(["--env", "CartPole-v1", "--preset", "none"])
+    assert cfg.preset == "none"
+
+
 def test_each_kind_of_action_space_gets_its_preset_unless_the_env_has_its_own():
     assert parse(["--env", "MountainCarContinuous-v0"])[0].preset == "continuous"
     assert parse(["--env", "Pendulum-v1"])[0].preset == "pendulum"  # its own comes first
