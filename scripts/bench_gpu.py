@@ -28,7 +28,7 @@ from statistics import mean
 
 from scripts.procs import ROOT, fresh_run_dir, run_process
 from scripts.report import machine_lines, markdown_table, write_report
-from scripts.runlog import machine_info, named, read_events, read_summary
+from scripts.runlog import event_time, machine_info, named, read_events, read_summary
 
 
 class GpuSampler:
@@ -100,16 +100,24 @@ def steady(events: list[dict], key: str) -> float | None:
     return round(mean(rows), 1) if rows else None
 
 
+def training_start(events: list[dict], t0: float, t0_wall: float) -> float:
+    """The monotonic time of the first actor's join (the learner's training clock starts
+    there): GPU utilisation averaged from then, not over the process's start-up."""
+    joined = named(events, "actor_joined")
+    return t0 + max(0.0, event_time(joined[0]) - t0_wall) if joined else t0
+
+
 def pong(out: Path, actors: int, seconds: float, seed: int) -> dict:
     run_dir = fresh_run_dir(out / f"pong-seed{seed}")
     cmd = learner_cmd(run_dir, "ALE/Pong-v5", "cuda", actors, "--seed", str(seed))
     cmd += ["--target-return", "18", "--max-seconds", str(seconds)]
     cmd += ["--milestones=-20,-15,-10,-5,0,5,10,15"]
     with GpuSampler() as gpu:
-        t0 = time.monotonic()
+        t0, t0_wall = time.monotonic(), time.time()
         code, wall, _ = run_process(cmd, run_dir.with_suffix(".stderr"), seconds + 120)
         t1 = time.monotonic()
     events = read_events(run_dir / "learner.jsonl")
+    t0 = training_start(events, t0, t0_wall)
     summary = read_summary(run_dir) or {}
     progress = named(events, "progress")
     busy = [e["train_busy"] for e in progress if e.get("train_busy") is not None]
@@ -140,10 +148,11 @@ def scaling_point(out: Path, env: str, device: str, actors: int, seconds: float)
     if env.startswith("ALE/"):
         cmd += ["--preset", "atari"]
     with GpuSampler() as gpu:
-        t0 = time.monotonic()
+        t0, t0_wall = time.monotonic(), time.time()
         code, _, _ = run_process(cmd, run_dir.with_suffix(".stderr"), seconds + 90)
         t1 = time.monotonic()
     events = read_events(run_dir / "learner.jsonl")
+    t0 = training_start(events, t0, t0_wall)
     return {
         "env": env,
         "device": device,
