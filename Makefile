@@ -15,7 +15,9 @@ PY := $(VENV)/bin/python
 # torch is pinned here (not in pyproject.toml) so that on machines with a local CPU
 # wheel pip takes it instead of downloading a multi-GB CUDA build. Override with
 # `make TORCH_SPEC=torch ...` to let pip choose (e.g. a CUDA build on a GPU host); a
-# changed TORCH_SPEC reinstalls (it is recorded in $(VENV)/.torch-spec).
+# changed TORCH_SPEC re-runs the install (it is recorded in $(VENV)/.torch-spec), which
+# changes nothing if the torch there already satisfies it: `make clean` first to
+# replace a CPU build with a CUDA one.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 TORCH_STAMP := $(VENV)/.torch-spec

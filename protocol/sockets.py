@@ -55,19 +55,31 @@ def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def _this_host_address(address: str) -> bool:
+    """A loopback address, the unspecified one (connecting to 0.0.0.0 or :: reaches this
+    machine), or an IPv4-mapped loopback."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or ip.is_unspecified or (mapped is not None and mapped.is_loopback)
+
+
 def reaches_only_this_host(host: str) -> bool:
-    """Whether connecting to ``host`` stays on this machine: a loopback literal, or a
-    name every address of which is a loopback one (``localhost``; a Debian host's own
-    name, which maps to 127.0.1.1). A name that does not resolve does not."""
-    if is_loopback(host):
-        return True
+    """Whether connecting to ``host`` stays on this machine: an address of this host
+    (``_this_host_address``), or a name every address of which is one (``localhost``; a
+    Debian host's own name, which maps to 127.0.1.1). Never a ZeroMQ ``source;dest``
+    pair (``127.0.0.1;10.0.0.5`` connects to the second), and a name that merely starts
+    with ``127.`` is resolved like any other; a name that does not resolve is not."""
+    if ";" in host or not host:
+        return False
+    try:
+        return _this_host_address(host)
+    except ValueError:  # a name, not an address
+        pass
     try:
         found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return False
-    return bool(found) and all(
-        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found
-    )
+    return bool(found) and all(_this_host_address(str(info[4][0])) for info in found)
 
 
 def plaintext_refusal(endpoint: str) -> str | None:

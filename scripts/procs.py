@@ -109,12 +109,16 @@ class LogTail:
         self._offset = start
         self._partial = b""
         self._events: list[dict] = []
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file read
 
     def events(self, name: str | None = None) -> list[dict]:
         if self.path.exists():
             with open(self.path, "rb") as f:
-                if os.fstat(f.fileno()).st_size < self._offset:  # truncated: read anew
+                st = os.fstat(f.fileno())
+                replaced = self._file is not None and self._file != (st.st_dev, st.st_ino)
+                if replaced or st.st_size < self._offset:  # another file, or truncated
                     self._offset, self._partial, self._events = 0, b"", []
+                self._file = (st.st_dev, st.st_ino)
                 f.seek(self._offset)
                 chunk = f.read()
             self._offset += len(chunk)

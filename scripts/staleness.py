@@ -113,7 +113,8 @@ def plot(results: list[dict], algos: list[str], lags: list[int], path: Path) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.staleness", description=__doc__)
     p.add_argument("--lags", default="0,1,2,4,8,16,32,64")
-    p.add_argument("--algos", default="a3c,a3c-grad,impala,appo")
+    # The report in docs/staleness: appo in both of its trust regions.
+    p.add_argument("--algos", default="a3c,a3c-grad,impala,appo-behaviour,appo-proximal")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--max-env-steps", type=int, default=500_000)
     p.add_argument("--out", default=str(ROOT / "docs" / "staleness"), help="the report")

@@ -119,3 +119,7 @@ def test_log_tail_from_an_offset_and_after_truncation(tmp_path):
     assert [e["event"] for e in tail.events()] == ["new"]
     path.write_bytes(line("fresh"))  # rewritten shorter: read from the start again
     assert [e["event"] for e in tail.events()] == ["fresh"]
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(line("replaced", pad="x" * 100))  # longer, and another file
+    other.replace(path)
+    assert [e["event"] for e in tail.events()] == ["replaced"]

@@ -27,10 +27,15 @@ NOT_HERE = "10.213.255.7"  # an address no test machine has: a learner elsewhere
 
 
 def test_only_names_and_addresses_of_this_host_count_as_this_host():
-    for here in ("127.0.0.1", "127.3.4.5", "localhost", "::1"):
+    for here in ("127.0.0.1", "127.3.4.5", "localhost", "::1", "0.0.0.0", "::ffff:127.0.0.1"):
         assert reaches_only_this_host(here), here
     for elsewhere in (NOT_HERE, "192.168.1.10", "2001:db8::1", "name-that.does-not.resolve"):
         assert not reaches_only_this_host(elsewhere), elsewhere
+    # ZeroMQ's source;destination form connects to the destination; a name that only
+    # looks like a loopback address is resolved (and here does not resolve).
+    assert not reaches_only_this_host(f"127.0.0.1:0;{NOT_HERE}")
+    assert not reaches_only_this_host("127.evil.invalid")
+    assert plaintext_refusal(f"tcp://127.0.0.1:0;{NOT_HERE}:5555") is not None
     assert plaintext_refusal("tcp://127.0.0.1:5555") is None
     assert plaintext_refusal("tcp://[::1]:5555") is None
     why = plaintext_refusal(f"tcp://{NOT_HERE}:5555")
