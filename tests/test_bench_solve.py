@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from scripts import bench_solve, sb3_peer, zoo
+from scripts import bench_solve, sb3_peer, solve_summary, zoo
 
 
 def _run(system: str, seed: int, wall_s: float | None, env_steps: int | None = None) -> dict:
@@ -36,7 +36,7 @@ def _run(system: str, seed: int, wall_s: float | None, env_steps: int | None = N
     ],
 )
 def test_median_counts_unsolved_as_infinite(values, expected):
-    assert bench_solve.median(values) == expected
+    assert solve_summary.median(values) == expected
 
 
 def test_summarize_keeps_unsolved_runs_out_of_the_numbers():
@@ -48,7 +48,7 @@ def test_summarize_keeps_unsolved_runs_out_of_the_numbers():
         _run("ours", 3, 6.0, 300),
         _run("sb3-ppo", 3, 14.0, 700),
     ]
-    s = bench_solve.summarize(runs)
+    s = solve_summary.summarize(runs)
     assert list(s) == ["ours", "sb3-ppo"]
     assert s["ours"]["wall_s"] == [4.0, None, 6.0]
     assert s["ours"]["env_steps"] == [100, None, 300]
@@ -60,17 +60,17 @@ def test_summarize_keeps_unsolved_runs_out_of_the_numbers():
 
 def test_speedup_is_best_peer_median_over_ours():
     runs = [_run("ours", 1, 5.0), _run("sb3-a2c", 1, 40.0), _run("sb3-ppo", 1, 15.0)]
-    sp = bench_solve.speedup(bench_solve.summarize(runs))
+    sp = solve_summary.speedup(solve_summary.summarize(runs))
     assert sp["best_peer"] == "sb3-ppo"
     assert math.isclose(sp["ratio"], 3.0)
-    assert "3.00x" in bench_solve.speedup_line(sp)
+    assert "3.00x" in solve_summary.speedup_line(sp)
 
 
 def test_speedup_is_undefined_without_finite_medians():
-    assert bench_solve.speedup(bench_solve.summarize([_run("ours", 1, None)])) is None
-    only_ours = bench_solve.summarize([_run("ours", 1, 5.0), _run("sb3-a2c", 1, None)])
-    assert bench_solve.speedup(only_ours) is None
-    assert "not defined" in bench_solve.speedup_line(None)
+    assert solve_summary.speedup(solve_summary.summarize([_run("ours", 1, None)])) is None
+    only_ours = solve_summary.summarize([_run("ours", 1, 5.0), _run("sb3-a2c", 1, None)])
+    assert solve_summary.speedup(only_ours) is None
+    assert "not defined" in solve_summary.speedup_line(None)
 
 
 def test_a_failed_run_is_shown_left_out_of_the_medians_and_leaves_no_speedup():
@@ -85,17 +85,17 @@ def test_a_failed_run_is_shown_left_out_of_the_medians_and_leaves_no_speedup():
         _run("sb3-ppo", 1, 15.0),
         crashed,
     ]
-    s = bench_solve.summarize(runs)
+    s = solve_summary.summarize(runs)
     assert s["sb3-ppo"]["wall_s"] == [15.0, "failed"] and s["sb3-ppo"]["failed"] == 1
     assert s["sb3-ppo"]["median_wall_s"] == 15.0 and s["sb3-ppo"]["solved"] == 1
-    assert bench_solve.speedup(s) is None
-    row = next(r for r in bench_solve.solve_table(s).splitlines() if r.startswith("| sb3-ppo"))
+    assert solve_summary.speedup(s) is None
+    row = next(r for r in solve_summary.solve_table(s).splitlines() if r.startswith("| sb3-ppo"))
     assert "15.0, failed" in row and "1/2 (1 failed)" in row
 
 
 def test_solve_table_has_a_row_per_system_and_marks_unsolved():
     runs = [_run("ours", 1, 4.25, 123456), _run("ours", 2, None), _run("sb3-a2c", 1, None)]
-    table = bench_solve.solve_table(bench_solve.summarize(runs))
+    table = solve_summary.solve_table(solve_summary.summarize(runs))
     lines = table.splitlines()
     assert lines[0].startswith("| system |") and lines[1].startswith("|---")
     assert lines[2] == "| ours | 4.2, — | — | 123456, — | — | 1/2 |"
